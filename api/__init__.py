@@ -1,0 +1,1 @@
+"""The thin HTTP API (Litestar + msgspec): authentication, wire schemas, controllers, errors."""

@@ -1,0 +1,125 @@
+"""Customers: register (with identity matching), read the profile, look up by identity."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import Parameter
+
+from api.auth import principal_of, tenant_of
+from api.commands import idempotency_header, parse_uuid, run_command
+from api.errors import bad_request, not_found
+from api.schemas import CustomerList, CustomerProfile, CustomerRegistered, RegisterCustomerBody
+from application.customers import RegisterCustomer, register_customer
+from application.permissions import Permission
+from domain.values import fold_text
+from projections import queries
+from projections.customer_profile import CustomerProfileProjection
+
+PROFILE = CustomerProfileProjection.name
+MinPosition = Annotated[
+    int | None,
+    Parameter(ge=0, description="wait until the read model has applied this position"),
+]
+
+
+class CustomerController(Controller):
+    path = "/v1/customers"
+    tags = ["customers"]
+
+    @post(
+        "/",
+        operation_id="RegisterCustomer",
+        opt={"permission": Permission.CUSTOMERS_WRITE},
+        sync_to_thread=True,
+        status_code=201,
+        responses={},
+        summary="Register a customer, or match the one holding an identity",
+    )
+    def register(
+        self,
+        request: Request[Any, Any, Any],
+        data: RegisterCustomerBody,
+        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+    ) -> Response[CustomerRegistered]:
+        tenant = tenant_of(request)
+        command = RegisterCustomer(
+            identities=[(i.type, i.value) for i in data.identities],
+            name=data.name,
+            phone=data.phone,
+            email=data.email,
+            birthday=data.birthday,
+            attributes=data.attributes,
+            roles=data.roles,
+            owner=data.owner,
+            referrer_id=data.referrer_id,
+        )
+        return run_command(
+            tenant,
+            principal_of(request),
+            scope="RegisterCustomer",
+            client_id=idempotency_header(idempotency_key),
+            request=data,
+            handler=lambda ctx: register_customer(tenant.app, command, ctx),
+        )
+
+    @get(
+        "/{customer_id:str}",
+        operation_id="GetCustomer",
+        opt={"permission": Permission.CUSTOMERS_READ},
+        summary="The 360-degree profile",
+    )
+    async def get_customer(
+        self, request: Request[Any, Any, Any], customer_id: str, min_position: MinPosition = None
+    ) -> Response[CustomerProfile]:
+        cid = parse_uuid(customer_id)
+        schema = tenant_of(request).schema
+        async with request.app.state.read_pool.connection() as conn:
+            await queries.wait_for(conn, schema, PROFILE, min_position)
+            doc = await queries.profile_doc(conn, schema, cid) if cid else None
+        if doc is None:
+            raise not_found("customer_not_found", f"customer {customer_id} does not exist")
+        return Response(doc.encode(), media_type="application/json")
+
+    @get(
+        "/",
+        operation_id="FindCustomers",
+        opt={"permission": Permission.CUSTOMERS_READ},
+        summary="Find customers by identity (type:value), phone or email",
+    )
+    async def find_customers(
+        self,
+        request: Request[Any, Any, Any],
+        identity: str | None = None,
+        phone: str | None = None,
+        email: str | None = None,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        min_position: MinPosition = None,
+    ) -> Response[CustomerList]:
+        given = [name for name, v in (("identity", identity), ("phone", phone), ("email", email)) if v]
+        if len(given) != 1:
+            raise bad_request(
+                "invalid_parameter", "give exactly one of identity, phone or email", field="identity"
+            )
+        pair: tuple[str, str] | None = None
+        if identity is not None:
+            type_, sep, value = identity.partition(":")
+            if not sep or not type_ or not value:
+                raise bad_request(
+                    "invalid_parameter", "identity must be <type>:<value>", field="identity"
+                )
+            pair = (fold_text(type_).lower(), fold_text(value))
+        schema = tenant_of(request).schema
+        async with request.app.state.read_pool.connection() as conn:
+            await queries.wait_for(conn, schema, PROFILE, min_position)
+            docs = await queries.profile_docs_by(
+                conn,
+                schema,
+                identity=pair,
+                phone=phone,
+                email=email.strip().lower() if email else None,
+                limit=limit,
+            )
+        body = b'{"items":[' + ",".join(docs).encode() + b'],"next_cursor":null}'
+        return Response(body, media_type="application/json")

@@ -1,0 +1,196 @@
+"""The one place where errors become HTTP: RFC 9457 problem details with a stable ``code``.
+
+4xx are logged at info without a traceback; 5xx at error with one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from application.errors import (
+    ApplicationError,
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    RequestInProgress,
+    ServiceUnavailable,
+    TenantNotFound,
+)
+from domain.errors import (
+    CustomerNotFound,
+    DomainError,
+    IdentityConflict,
+    InvalidInput,
+    UnknownReferrer,
+)
+from projections.queries import ReadModelBehind
+
+log = structlog.get_logger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiError(Exception):
+    """An error the API itself raises (auth, malformed parameters)."""
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+
+
+def unauthenticated(detail: str = "a valid API key is required") -> ApiError:
+    return ApiError(401, "unauthenticated", detail)
+
+
+def forbidden(role: str, permission: str) -> ApiError:
+    return ApiError(403, "forbidden", f"role {role!r} lacks permission {permission!r}")
+
+
+def not_found(code: str, detail: str) -> ApiError:
+    return ApiError(404, code, detail)
+
+
+def bad_request(code: str, detail: str, **extra: Any) -> ApiError:
+    return ApiError(400, code, detail, **extra)
+
+
+STATUS_BY_ERROR: dict[type[Exception], int] = {
+    InvalidInput: 400,
+    CustomerNotFound: 404,
+    TenantNotFound: 404,
+    IdentityConflict: 409,
+    UnknownReferrer: 422,
+    IdempotencyKeyReused: 422,
+    RequestInProgress: 409,
+    ConcurrencyConflict: 409,
+    ServiceUnavailable: 503,
+}
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem_body(status: int, code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": f"urn:membercore:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(
+        content=msgspec.json.encode(body),
+        status_code=body["status"],
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+def _error_fields(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, InvalidInput):
+        return {"errors": [{"field": p.field, "reason": p.reason} for p in exc.problems]}
+    if isinstance(exc, IdentityConflict):
+        return {"customer_ids": [str(c) for c in exc.customer_ids]}
+    return {}
+
+
+def problem_for(exc: DomainError | ApplicationError) -> dict[str, Any]:
+    """The problem body for a typed error (also stored for idempotent replay of rejections)."""
+    status = STATUS_BY_ERROR.get(type(exc), 422 if isinstance(exc, DomainError) else 400)
+    return problem_body(status, exc.code, exc.detail, **_error_fields(exc))
+
+
+_AT = re.compile(r" - at `\$(?:\.data)?\.?(?P<path>[^`]*)`")
+
+
+def _validation_problem(exc: ValidationException) -> dict[str, Any]:
+    """Turn msgspec's message into a stable code plus the offending field."""
+    cause = str(exc.__cause__ or "")
+    messages = exc.extra if isinstance(exc.extra, list) else []
+    message = messages[0].get("message", exc.detail) if messages else exc.detail
+    match = _AT.search(cause)
+    field = match.group("path") if match else (messages[0].get("key") if messages else None)
+    if "unknown field" in message:
+        code = "unknown_field"
+        named = re.search(r"`([^`]+)`", message)
+        if named:
+            field = f"{field}.{named.group(1)}" if field and field != "data" else named.group(1)
+    elif "missing required field" in message:
+        code = "missing_field"
+        named = re.search(r"`([^`]+)`", message)
+        if named:
+            field = f"{field}.{named.group(1)}" if field and field != "data" else named.group(1)
+    elif message.startswith("Expected"):
+        code = "invalid_type"
+    else:
+        code = "invalid_value"
+    source = messages[0].get("source") if messages else None
+    if source == "query":
+        code = "invalid_parameter"
+    return problem_body(400, code, f"{message}" + (f" (at {field})" if field else ""), field=field)
+
+
+def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        body = problem_body(exc.status, exc.code, exc.detail, **exc.extra)
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, DomainError | ApplicationError):
+        body = problem_for(exc)
+        if isinstance(exc, ServiceUnavailable | ConcurrencyConflict):
+            headers["Retry-After"] = "1"
+    elif isinstance(exc, ReadModelBehind):
+        body = problem_body(
+            503, exc.code, str(exc), projection=exc.projection, reached=exc.reached
+        )
+        headers["Retry-After"] = "1"
+    elif isinstance(exc, ValidationException):
+        body = _validation_problem(exc)
+    elif isinstance(exc, HTTPException):
+        body = _http_problem(exc)
+    else:
+        log.exception("unhandled_error", path=request.url.path)
+        body = problem_body(500, "internal_error", "an unexpected error occurred")
+        return problem_response(body)
+    log.info("request_rejected", status=body["status"], code=body["code"], path=request.url.path)
+    return problem_response(body, headers or None)
+
+
+def _http_problem(exc: HTTPException) -> dict[str, Any]:
+    status = exc.status_code
+    detail = str(exc.detail)
+    if status == 413:
+        return problem_body(413, "payload_too_large", "the request body is too large")
+    if status == 400 and "malformed" in detail.lower():
+        return problem_body(400, "malformed_json", detail)
+    if status == 404:
+        return problem_body(404, "not_found", "no such resource")
+    if status == 405:
+        return problem_body(405, "method_not_allowed", detail)
+    if status == 415:
+        return problem_body(415, "unsupported_media_type", detail)
+    if status >= 500:
+        log.error("http_error", status=status, detail=detail)
+        return problem_body(status, "internal_error", "an unexpected error occurred")
+    return problem_body(status, "bad_request", detail)

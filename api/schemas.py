@@ -1,0 +1,118 @@
+"""Wire schemas (msgspec). Unknown fields are rejected; constraints give 400s with a field name."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta, Struct
+
+ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+ShortText = Annotated[str, Meta(max_length=256)]
+IdentityType = Annotated[str, Meta(min_length=1, max_length=64)]
+IdentityValue = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+class Strict(Struct, forbid_unknown_fields=True, omit_defaults=False):
+    pass
+
+
+class IdentityIn(Strict):
+    type: IdentityType
+    value: IdentityValue
+
+
+class RegisterCustomerBody(Strict):
+    identities: Annotated[list[IdentityIn], Meta(min_length=1, max_length=50)]
+    name: ShortText | None = None
+    phone: Annotated[str, Meta(max_length=64)] | None = None
+    email: Annotated[str, Meta(max_length=254)] | None = None
+    birthday: date | None = None
+    attributes: Annotated[dict[str, Any], Meta(max_length=200)] = msgspec.field(
+        default_factory=dict
+    )
+    roles: Annotated[list[Annotated[str, Meta(max_length=32)]], Meta(max_length=20)] | None = None
+    owner: Annotated[str, Meta(max_length=128)] | None = None
+    referrer_id: UUID | None = None
+
+
+class CommandAccepted(Struct):
+    """What every command answers: its own fields, plus the log position of its last event."""
+
+    position: int
+
+
+class CustomerRegistered(Struct):
+    customer_id: str
+    matched: bool
+    position: int
+
+
+class IdentityOut(Struct):
+    type: str
+    value: str
+
+
+class Stats(Struct):
+    order_count: int
+    total_spend: int
+    first_order_at: str | None
+    last_order_at: str | None
+    avg_order_value: int
+    refund_count: int
+
+
+class CustomerProfile(Struct):
+    """The 360-degree profile (read model ``customer_profile``)."""
+
+    customer_id: str
+    identities: list[IdentityOut]
+    name: str | None
+    phone: str | None
+    email: str | None
+    birthday: str | None
+    attributes: dict[str, Any]
+    roles: list[str]
+    owner: str | None
+    referrer_id: str | None
+    tags: list[str]
+    points: list[dict[str, Any]]
+    levels: list[dict[str, Any]]
+    wallet: dict[str, Any] | None
+    stats: Stats
+    rfm: dict[str, Any] | None
+    clv: dict[str, Any] | None
+    merged_into: str | None
+    registered_at: str
+    updated_at: str
+
+
+class CustomerList(Struct):
+    items: list[CustomerProfile]
+    next_cursor: str | None = None
+
+
+class FeedItem(Struct):
+    position: int
+    type: str
+    schema_version: int
+    stream_id: str
+    version: int
+    occurred_at: str
+    data: dict[str, Any]
+
+
+class Feed(Struct):
+    items: list[FeedItem]
+    next_cursor: str | None
+
+
+class ProjectionHealth(Struct):
+    lag: int
+
+
+class Health(Struct):
+    status: str
+    projections: dict[str, ProjectionHealth]

@@ -1,0 +1,1 @@
+"""Use cases: one handler per command (load -> decide -> save), queries' ports, permissions."""

@@ -1,0 +1,58 @@
+"""The event-sourced application: one instance per tenant, persisted under a fixed name."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+
+from application.errors import ConcurrencyConflict, ServiceUnavailable
+
+T = TypeVar("T")
+
+MAX_ATTEMPTS = 6
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Membercore(Application[UUID]):
+    """Commands load aggregates, let them decide, and save their events in one transaction.
+
+    ``name`` is persisted (table ``membercore_events``, tracking keys): never rename it.
+    """
+
+    name = "membercore"
+    env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
+
+    clock: Callable[[], datetime] = staticmethod(utc_now)
+
+    def last_position_of(self, aggregate_id: UUID) -> int:
+        """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""
+        raise NotImplementedError("provided by the infrastructure's recorder")
+
+    def retrying(self, attempt: Callable[[bool], T], *, attempts: int = MAX_ATTEMPTS) -> T:
+        """Run ``attempt(first)`` until it saves without an optimistic-concurrency conflict.
+
+        A conflict means another writer got to a stream first: reload, re-decide, retry, with a
+        short jittered back-off, a bounded number of times. Lost connections are retried too.
+        """
+        for n in range(attempts):
+            try:
+                return attempt(n == 0)
+            except IntegrityError:
+                pass
+            except (OperationalError, InterfaceError) as e:
+                if n >= 2:
+                    raise ServiceUnavailable(f"database unavailable: {e}") from e
+            time.sleep(random.uniform(0, 0.002 * (2**n)))  # noqa: S311 - jitter, not a secret
+        raise ConcurrencyConflict(attempts)
+
+

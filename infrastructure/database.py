@@ -1,0 +1,89 @@
+"""Where PostgreSQL is: ``DATABASE_URL``, or an embedded server (pgserver) in the data directory.
+
+One connection pool per process serves every tenant: tables are schema-qualified in every statement,
+so a connection is never bound to a tenant and the connection count does not grow with tenants.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import structlog
+from eventsourcing.postgres import ConnectionPool
+from psycopg import Connection
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from infrastructure.settings import Settings
+
+log = structlog.get_logger(__name__)
+
+# Connections that sit idle inside a transaction are killed after this long (architecture rule):
+# decode before opening a transaction, never hold one across slow work.
+IDLE_IN_TRANSACTION_MS = 5000
+
+_embedded_lock = threading.Lock()
+_embedded: dict[Path, Any] = {}
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (once per process) an embedded PostgreSQL in ``data_dir/pg`` and return its URL."""
+    import pgserver  # imported lazily: only needed when no DATABASE_URL is given
+
+    pgdata = (data_dir / "pg").resolve()
+    with _embedded_lock:
+        server = _embedded.get(pgdata)
+        if server is None:
+            pgdata.mkdir(parents=True, exist_ok=True)
+            log.info("embedded_postgres_starting", pgdata=str(pgdata))
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _embedded[pgdata] = server
+        return str(server.get_uri())
+
+
+def resolve_database_url(settings: Settings) -> str:
+    return settings.database_url or embedded_database_url(settings.data_dir)
+
+
+def _configure(conn: Connection[Any]) -> None:
+    # The eventsourcing recorders expect autocommit connections and open transactions explicitly.
+    conn.autocommit = True
+    conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_MS}ms'")
+
+
+def open_pool(url: str, settings: Settings, *, name: str = "membercore") -> ConnectionPool[Any]:
+    """The process-wide synchronous pool (commands, projections), in eventsourcing's flavour."""
+    pool: ConnectionPool[Connection[DictRow]] = ConnectionPool(
+        url,
+        connection_class=Connection[DictRow],
+        kwargs={"row_factory": dict_row},
+        min_size=settings.pool_min,
+        max_size=max(settings.pool_max, settings.pool_min),
+        open=False,
+        configure=_configure,
+        name=name,
+        timeout=10.0,
+    )
+    pool.open(wait=True, timeout=30.0)
+    return pool
+
+
+async def open_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[Any]:
+    """The API's async pool for query reads: no thread hop on the hot GET path."""
+
+    async def configure(conn: Any) -> None:
+        await conn.set_autocommit(True)
+
+    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=settings.read_pool_max,
+        open=False,
+        configure=configure,
+        name="membercore-read",
+        timeout=10.0,
+    )
+    await pool.open(wait=True, timeout=30.0)
+    return pool

@@ -1,0 +1,99 @@
+"""PostgreSQL idempotency store, one table per tenant schema (see application.idempotency)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from application.errors import IdempotencyKeyReused, RequestInProgress
+from application.idempotency import IdempotencyKey, StoredResponse
+from infrastructure.eventstore import SharedPoolDatastore
+
+# A claim whose owner crashed is taken over after this long (reliability case C8).
+CLAIM_SECONDS = 30
+
+
+def idempotency_ddl(schema: str) -> SQL:
+    return SQL(
+        "CREATE TABLE IF NOT EXISTS {}.idempotency_keys ("
+        " scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+        " state text NOT NULL CHECK (state IN ('processing', 'done')),"
+        " status int, body bytea, position bigint,"
+        " locked_until timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
+        " PRIMARY KEY (scope, key))"
+    ).format(Identifier(schema))  # type: ignore[return-value]
+
+
+class PostgresIdempotencyStore:
+    def __init__(self, datastore: SharedPoolDatastore) -> None:
+        t = SQL("{}.idempotency_keys").format(Identifier(datastore.schema))
+        self._datastore = datastore
+        self._claim = SQL(
+            "INSERT INTO {t} (scope, key, fingerprint, state, locked_until)"
+            " VALUES (%s, %s, %s, 'processing', now() + make_interval(secs => %s))"
+            " ON CONFLICT DO NOTHING RETURNING 1"
+        ).format(t=t)
+        self._read = SQL(
+            "SELECT fingerprint, state, status, body, position, locked_until < now() AS stale"
+            " FROM {t} WHERE scope = %s AND key = %s"
+        ).format(t=t)
+        self._take_over = SQL(
+            "UPDATE {t} SET locked_until = now() + make_interval(secs => %s)"
+            " WHERE scope = %s AND key = %s AND state = 'processing' AND locked_until < now()"
+            " RETURNING 1"
+        ).format(t=t)
+        self._complete = SQL(
+            "UPDATE {t} SET state = 'done', status = %s, body = %s, position = %s"
+            " WHERE scope = %s AND key = %s"
+        ).format(t=t)
+        self._release = SQL(
+            "DELETE FROM {t} WHERE scope = %s AND key = %s AND state = 'processing'"
+        ).format(t=t)
+
+    def begin(self, key: IdempotencyKey) -> StoredResponse | None:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._claim, (key.scope, key.key, key.fingerprint, CLAIM_SECONDS))
+            if curs.fetchone():
+                return None
+            curs.execute(self._read, (key.scope, key.key))
+            row = curs.fetchone()
+            if row is None:  # released between our insert and read: claim again
+                return self.begin(key)
+            if row["fingerprint"] != key.fingerprint:
+                raise IdempotencyKeyReused(key.key)
+            if row["state"] == "done":
+                return StoredResponse(row["status"], msgspec.json.decode(row["body"]), row["position"])
+            if row["stale"]:
+                curs.execute(self._take_over, (CLAIM_SECONDS, key.scope, key.key))
+                if curs.fetchone():
+                    return None
+            raise RequestInProgress(key.key)
+
+    def completion(self, key: IdempotencyKey, status: int, body: dict[str, Any]) -> Any:
+        encoded = msgspec.json.encode(body)
+
+        def write(curs: Cursor[DictRow], position: int) -> None:
+            curs.execute(self._complete, (status, encoded, position, key.scope, key.key))
+
+        return write
+
+    def complete(self, key: IdempotencyKey, response: StoredResponse) -> None:
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(
+                self._complete,
+                (
+                    response.status,
+                    msgspec.json.encode(response.body),
+                    response.position,
+                    key.scope,
+                    key.key,
+                ),
+            )
+
+    def release(self, key: IdempotencyKey) -> None:
+        with self._datastore.transaction(commit=True) as curs:
+            curs.execute(self._release, (key.scope, key.key))

@@ -1,0 +1,58 @@
+"""The composition root: settings -> database -> pool -> tenants, keys, projections, worker.
+
+It is the one infrastructure module allowed to import the projections (it wires them in).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from infrastructure.database import open_pool, resolve_database_url
+from infrastructure.settings import Settings
+from infrastructure.tenancy import ApiKeys, Tenants
+from projections.registry import PROJECTIONS
+from projections.worker import ProjectionWorker
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    url: str
+    pool: Any
+    tenants: Tenants
+    keys: ApiKeys
+    worker: ProjectionWorker | None = None
+
+    @classmethod
+    def open(cls, settings: Settings, *, projections: bool = False) -> Runtime:
+        url = resolve_database_url(settings)
+        pool = open_pool(url, settings)
+        tenants = Tenants(pool, installers=[p.install for p in PROJECTIONS])
+        runtime = cls(settings, url, pool, tenants, ApiKeys(pool))
+        if projections:
+            runtime.start_projections()
+        return runtime
+
+    def start_projections(self) -> ProjectionWorker:
+        if self.worker is None:
+            self.worker = ProjectionWorker(
+                self.url,
+                self.tenants,
+                PROJECTIONS,
+                threads=self.settings.projection_threads,
+                batch_size=self.settings.projection_batch,
+                sweep_seconds=self.settings.projection_poll_seconds,
+            )
+            self.worker.start()
+        return self.worker
+
+    def close(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        self.pool.close()

@@ -1,0 +1,237 @@
+"""Projection machinery: batched, exactly-once catch-up of query tables from a tenant's log.
+
+Exactly once: a batch's rows and its tracking position are written in one transaction, and the
+tracking update only moves forward (the library's single-row tracking raises IntegrityError on a
+position already recorded), so a re-delivered batch changes nothing.
+
+Events are selected and decoded *before* the transaction opens (connections carry a 5 s
+idle-in-transaction timeout, and decoding is the slow part); only relevant topics are read, up
+to the head position read first, so the tracking position reaches the head even when the tail
+holds nothing for this projection. Reading up to a head is safe because inserts take the table
+lock: positions are committed in order, so nothing can later appear below a visible head.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from eventsourcing.persistence import Tracking
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from infrastructure.tenancy import TRACKING_TABLE, Tenant
+
+
+@dataclass(frozen=True)
+class Positioned:
+    """A decoded event and its position in the tenant's log."""
+
+    position: int
+    event: Any
+
+
+class Projection(ABC):
+    """One question answered by query tables. Subclasses name their tables and topics."""
+
+    name: ClassVar[str]
+    tables: ClassVar[tuple[str, ...]]
+    topics: ClassVar[frozenset[str]]
+
+    @abstractmethod
+    def create_tables(self, curs: Cursor[DictRow], schema: str, suffix: str = "") -> None:
+        """Create the tables (named ``table + suffix``) if they do not exist."""
+
+    @abstractmethod
+    def apply(
+        self, curs: Cursor[DictRow], schema: str, events: Sequence[Positioned], suffix: str = ""
+    ) -> None:
+        """Write the effect of ``events`` (in log order) to the tables."""
+
+    def install(self, curs: Cursor[DictRow], schema: str) -> None:
+        self.create_tables(curs, schema)
+
+
+def tracked_position(tenant: Tenant, tracking_name: str) -> int:
+    return tenant.tracking.max_tracking_id(tracking_name) or 0
+
+
+def head_position(tenant: Tenant) -> int:
+    return tenant.app.recorder.max_notification_id() or 0
+
+
+def catch_up(
+    tenant: Tenant,
+    projection: Projection,
+    *,
+    batch_size: int = 2000,
+    tracking_name: str | None = None,
+    suffix: str = "",
+    until: int | None = None,
+) -> int:
+    """Apply every event after the tracked position up to ``until`` (default: the head now).
+
+    Returns the number of events applied.
+    """
+    name = tracking_name or projection.name
+    position = tracked_position(tenant, name)
+    head = head_position(tenant) if until is None else until
+    recorder, mapper = tenant.app.recorder, tenant.app.mapper
+    topics = sorted(projection.topics)
+    applied = 0
+    while position < head:
+        notes = recorder.select_notifications(
+            start=position, limit=batch_size, stop=head, topics=topics, inclusive_of_start=False
+        )
+        batch_end = notes[-1].id if len(notes) == batch_size else head
+        events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
+        with tenant.datastore.transaction(commit=True) as curs:
+            if events:
+                projection.apply(curs, tenant.schema, events, suffix)
+            tenant.tracking._insert_tracking(curs, Tracking(name, batch_end))  # noqa: SLF001
+        applied += len(events)
+        position = batch_end
+    return applied
+
+
+# -- rebuild ----------------------------------------------------------------------------------
+
+REBUILD_SUFFIX = "_rebuild"
+
+
+def rebuild_name(projection: Projection) -> str:
+    return projection.name + "#rebuild"
+
+
+def _drop_tables(curs: Cursor[DictRow], schema: str, tables: Sequence[str], suffix: str) -> None:
+    for table in tables:
+        curs.execute(
+            SQL("DROP TABLE IF EXISTS {}.{}").format(Identifier(schema), Identifier(table + suffix))
+        )
+
+
+def build_fresh(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -> int:
+    """Build the projection from position 0 into empty ``*_rebuild`` tables. Returns its position."""
+    with tenant.datastore.transaction(commit=True) as curs:
+        _drop_tables(curs, tenant.schema, projection.tables, REBUILD_SUFFIX)
+        projection.create_tables(curs, tenant.schema, REBUILD_SUFFIX)
+        curs.execute(
+            SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
+                Identifier(tenant.schema), Identifier(TRACKING_TABLE)
+            ),
+            (rebuild_name(projection),),
+        )
+    catch_up(
+        tenant,
+        projection,
+        batch_size=batch_size,
+        tracking_name=rebuild_name(projection),
+        suffix=REBUILD_SUFFIX,
+    )
+    return tracked_position(tenant, rebuild_name(projection))
+
+
+def swap_in(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -> None:
+    """Replace the live tables with the rebuilt ones, atomically.
+
+    The live projector may have moved on while we rebuilt: under the lock on the live tracking
+    row, the rebuilt tables are caught up to the live position first, so the live projector
+    resumes on the new tables exactly where it was.
+    """
+    schema = tenant.schema
+    rebuilt = rebuild_name(projection)
+    with tenant.datastore.transaction(commit=True) as curs:
+        # Same lock order as the live projector (its table rows, then its tracking row), so the
+        # swap waits for a running batch instead of deadlocking with it.
+        for table in projection.tables:
+            curs.execute(
+                SQL("LOCK TABLE {}.{} IN ACCESS EXCLUSIVE MODE").format(
+                    Identifier(schema), Identifier(table)
+                )
+            )
+        curs.execute(
+            SQL(
+                "SELECT notification_id FROM {}.{} WHERE application_name = %s FOR UPDATE"
+            ).format(Identifier(schema), Identifier(TRACKING_TABLE)),
+            (projection.name,),
+        )
+        row = curs.fetchone()
+        live = int(row["notification_id"]) if row else 0
+        _catch_up_in(curs, tenant, projection, rebuilt, live, batch_size)
+        for table in projection.tables:
+            _swap_table(curs, schema, table)
+        curs.execute(
+            SQL(
+                "INSERT INTO {0}.{1} (application_name, notification_id)"
+                " SELECT %s, notification_id FROM {0}.{1} WHERE application_name = %s"
+                " ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id"
+            ).format(Identifier(schema), Identifier(TRACKING_TABLE)),
+            (projection.name, rebuilt),
+        )
+        curs.execute(
+            SQL("DELETE FROM {}.{} WHERE application_name = %s").format(
+                Identifier(schema), Identifier(TRACKING_TABLE)
+            ),
+            (rebuilt,),
+        )
+
+
+def _catch_up_in(
+    curs: Cursor[DictRow],
+    tenant: Tenant,
+    projection: Projection,
+    tracking_name: str,
+    until: int,
+    batch_size: int,
+) -> None:
+    """Bring the rebuilt tables to ``until`` inside the caller's (swap) transaction."""
+    position = tracked_position(tenant, tracking_name)
+    recorder, mapper = tenant.app.recorder, tenant.app.mapper
+    while position < until:
+        notes = recorder.select_notifications(
+            start=position,
+            limit=batch_size,
+            stop=until,
+            topics=sorted(projection.topics),
+            inclusive_of_start=False,
+        )
+        end = notes[-1].id if len(notes) == batch_size else until
+        events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
+        if events:
+            projection.apply(curs, tenant.schema, events, REBUILD_SUFFIX)
+        tenant.tracking._insert_tracking(curs, Tracking(tracking_name, end))  # noqa: SLF001
+        position = end
+
+
+def _swap_table(curs: Cursor[DictRow], schema: str, table: str) -> None:
+    fresh = table + REBUILD_SUFFIX
+    curs.execute(SQL("DROP TABLE {}.{}").format(Identifier(schema), Identifier(table)))
+    curs.execute(
+        SQL("ALTER TABLE {}.{} RENAME TO {}").format(
+            Identifier(schema), Identifier(fresh), Identifier(table)
+        )
+    )
+    # Index names are per schema: give the new table's indexes the live names, so the next
+    # rebuild can create its *_rebuild indexes again.
+    curs.execute(
+        "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = %s",
+        (schema, table),
+    )
+    for row in curs.fetchall():
+        old = row["indexname"]
+        if REBUILD_SUFFIX in old:
+            curs.execute(
+                SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                    Identifier(schema), Identifier(old), Identifier(old.replace(REBUILD_SUFFIX, ""))
+                )
+            )
+
+
+def rebuild(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -> int:
+    """Rebuild from the log into fresh tables and swap them in. Returns the position reached."""
+    build_fresh(tenant, projection, batch_size=batch_size)
+    swap_in(tenant, projection, batch_size=batch_size)
+    return tracked_position(tenant, projection.name)

@@ -1,0 +1,113 @@
+"""Async reads of the query tables for the API (no thread hop on the hot path)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.sql import SQL, Identifier
+
+from infrastructure.tenancy import TRACKING_TABLE
+
+MAX_WAIT_SECONDS = 5.0
+
+
+class ReadModelBehind(Exception):
+    """The read model did not reach the requested position within the bound."""
+
+    code = "read_model_behind"
+
+    def __init__(self, projection: str, wanted: int, reached: int) -> None:
+        self.projection, self.wanted, self.reached = projection, wanted, reached
+        super().__init__(f"{projection} is at position {reached}, {wanted} was requested")
+
+
+async def tracked(conn: AsyncConnection[Any], schema: str, projection: str) -> int:
+    cur = await conn.execute(
+        SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s").format(
+            Identifier(schema), Identifier(TRACKING_TABLE)
+        ),
+        (projection,),
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def wait_for(
+    conn: AsyncConnection[Any],
+    schema: str,
+    projection: str,
+    position: int | None,
+    *,
+    timeout: float = MAX_WAIT_SECONDS,
+) -> None:
+    """Read-your-writes: wait (bounded) until ``projection`` has applied ``position``."""
+    if not position:
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while (reached := await tracked(conn, schema, projection)) < position:
+        if time.monotonic() >= deadline:
+            raise ReadModelBehind(projection, position, reached)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+async def profile_doc(conn: AsyncConnection[Any], schema: str, customer_id: UUID) -> str | None:
+    cur = await conn.execute(
+        SQL("SELECT doc::text FROM {}.customer_profile WHERE customer_id = %s").format(
+            Identifier(schema)
+        ),
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    return row[0] if row else None
+
+
+async def profile_docs_by(
+    conn: AsyncConnection[Any], schema: str, *, identity: tuple[str, str] | None = None,
+    phone: str | None = None, email: str | None = None, limit: int = 100,
+) -> list[str]:
+    s = Identifier(schema)
+    if identity is not None:
+        query = SQL(
+            "SELECT p.doc::text FROM {0}.customer_identity i"
+            " JOIN {0}.customer_profile p USING (customer_id)"
+            " WHERE i.type = %s AND i.value = %s ORDER BY p.customer_id LIMIT %s"
+        ).format(s)
+        params: tuple[Any, ...] = (*identity, limit)
+    elif phone is not None:
+        query = SQL(
+            "SELECT doc::text FROM {}.customer_profile WHERE phone = %s ORDER BY customer_id LIMIT %s"
+        ).format(s)
+        params = (phone, limit)
+    else:
+        query = SQL(
+            "SELECT doc::text FROM {}.customer_profile WHERE email = %s ORDER BY customer_id LIMIT %s"
+        ).format(s)
+        params = (email, limit)
+    cur = await conn.execute(query, params)
+    return [r[0] for r in await cur.fetchall()]
+
+
+async def lags(conn: AsyncConnection[Any], schemas: list[str], projections: list[str]) -> dict[str, int]:
+    """Per projection, events behind the head summed over tenants (one round trip)."""
+    result = dict.fromkeys(projections, 0)
+    if not schemas:
+        return result
+    parts = [
+        SQL(
+            "SELECT %s::text AS name, coalesce((SELECT max(notification_id) FROM {0}.membercore_events), 0)"
+            " - coalesce((SELECT notification_id FROM {0}.{1} WHERE application_name = %s), 0) AS lag"
+        ).format(Identifier(schema), Identifier(TRACKING_TABLE))
+        for schema in schemas
+        for _ in projections
+    ]
+    params = [v for _ in schemas for name in projections for v in (name, name)]
+    cur = await conn.execute(SQL(" UNION ALL ").join(parts), params)
+    for name, lag in await cur.fetchall():
+        result[name] += max(0, int(lag))
+    return result
