@@ -92,7 +92,9 @@ def create_app(
         rt = runtime or await anyio.to_thread.run_sync(
             lambda: Runtime.open(settings, projections=projections)
         )
-        if projections and not owned:
+        # A worker this lifespan starts on a runtime it was given is also stopped by it.
+        started = projections and not owned and rt.worker is None
+        if started:
             rt.start_projections()
         app.state.runtime = rt
         app.state.read_pool = await open_read_pool(rt.url, settings)
@@ -103,6 +105,9 @@ def create_app(
             await app.state.read_pool.close()
             if owned:
                 await anyio.to_thread.run_sync(rt.close)
+            elif started and rt.worker is not None:
+                await anyio.to_thread.run_sync(rt.worker.stop)
+                rt.worker = None
 
     return Litestar(
         route_handlers=[CustomerController, EventFeedController, health],

@@ -66,7 +66,10 @@ def run_command(
     stored = tenant.idempotency.begin(key)
     if stored is not None:
         body = stored.body if stored.position is None else {**stored.body, "position": stored.position}
-        return _respond(stored.status, body, replayed=True)
+        # The contract: a replayed success answers 200 (not the original 201); a replayed
+        # rejection answers its original status.
+        status = 200 if stored.status < 300 else stored.status
+        return _respond(status, body, replayed=True)
 
     def complete(status: int, body: dict[str, Any]) -> object:
         return tenant.idempotency.completion(key, status, body)
@@ -75,7 +78,7 @@ def run_command(
     ctx = CommandContext(
         actor=principal.key_id,
         complete=complete,
-        new_id=lambda: uuid5(NAMESPACE_URL, f"membercore:{scope}:{client_id}"),
+        new_id=lambda: uuid5(NAMESPACE_URL, f"membercore:{tenant.slug}:{scope}:{client_id}"),
     )
     try:
         result = handler(ctx)

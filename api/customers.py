@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from api.auth import principal_of, tenant_of
 from api.commands import idempotency_header, parse_uuid, run_command
@@ -40,8 +40,8 @@ class CustomerController(Controller):
     def register(
         self,
         request: Request[Any, Any, Any],
-        data: RegisterCustomerBody,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key")] = None,
+        data: JSONBody[RegisterCustomerBody],
+        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[CustomerRegistered]:
         tenant = tenant_of(request)
         command = RegisterCustomer(
@@ -71,7 +71,10 @@ class CustomerController(Controller):
         summary="The 360-degree profile",
     )
     async def get_customer(
-        self, request: Request[Any, Any, Any], customer_id: str, min_position: MinPosition = None
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        min_position: MinPosition = None,
     ) -> Response[CustomerProfile]:
         cid = parse_uuid(customer_id)
         schema = tenant_of(request).schema
@@ -91,9 +94,9 @@ class CustomerController(Controller):
     async def find_customers(
         self,
         request: Request[Any, Any, Any],
-        identity: str | None = None,
-        phone: str | None = None,
-        email: str | None = None,
+        identity: FromQuery[str | None] = None,
+        phone: FromQuery[str | None] = None,
+        email: FromQuery[str | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         min_position: MinPosition = None,
     ) -> Response[CustomerList]:
@@ -102,6 +105,9 @@ class CustomerController(Controller):
             raise bad_request(
                 "invalid_parameter", "give exactly one of identity, phone or email", field="identity"
             )
+        if "\x00" in (identity or phone or email or ""):
+            # PostgreSQL text cannot hold NUL, so nothing can match; say so instead of a 500.
+            raise bad_request("invalid_parameter", "NUL characters are not allowed", field=given[0])
         pair: tuple[str, str] | None = None
         if identity is not None:
             type_, sep, value = identity.partition(":")

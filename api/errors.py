@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
 from application.errors import (
     ApplicationError,
@@ -121,6 +121,9 @@ def problem_for(exc: DomainError | ApplicationError) -> dict[str, Any]:
 
 
 _AT = re.compile(r" - at `\$(?:\.data)?\.?(?P<path>[^`]*)`")
+# "Expected `str`, got `int`" is a type error; "Expected `str` of length <= 256" or
+# "Expected `array` of length >= 1" is a value of the right type breaking a constraint.
+_TYPE_MISMATCH = re.compile(r"^Expected `[^`]*`(?:, got `[^`]*`)?$")
 
 
 def _validation_problem(exc: ValidationException) -> dict[str, Any]:
@@ -140,7 +143,7 @@ def _validation_problem(exc: ValidationException) -> dict[str, Any]:
         named = re.search(r"`([^`]+)`", message)
         if named:
             field = f"{field}.{named.group(1)}" if field and field != "data" else named.group(1)
-    elif message.startswith("Expected"):
+    elif _TYPE_MISMATCH.match(message):
         code = "invalid_type"
     else:
         code = "invalid_value"
@@ -169,6 +172,9 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         body = _validation_problem(exc)
     elif isinstance(exc, HTTPException):
         body = _http_problem(exc)
+    elif isinstance(exc, UnicodeDecodeError):
+        # msgspec raises this (not a DecodeError) for invalid UTF-8 inside a JSON string.
+        body = problem_body(400, "malformed_json", "the request body is not valid UTF-8")
     else:
         log.exception("unhandled_error", path=request.url.path)
         body = problem_body(500, "internal_error", "an unexpected error occurred")
@@ -182,7 +188,10 @@ def _http_problem(exc: HTTPException) -> dict[str, Any]:
     detail = str(exc.detail)
     if status == 413:
         return problem_body(413, "payload_too_large", "the request body is too large")
-    if status == 400 and "malformed" in detail.lower():
+    if status == 400 and (
+        isinstance(exc.__cause__, SerializationException) or "malformed" in detail.lower()
+    ):
+        # Litestar re-raises the body's decode error as a ClientException caused by it.
         return problem_body(400, "malformed_json", detail)
     if status == 404:
         return problem_body(404, "not_found", "no such resource")

@@ -34,7 +34,7 @@ class EventFeedController(Controller):
         types: Annotated[str | None, Parameter(description="comma-separated public types")] = None,
     ) -> Feed:
         if cursor is not None:
-            if not cursor.isdigit():
+            if not (cursor.isascii() and cursor.isdigit()):
                 raise bad_request("invalid_cursor", "cursor must be a position", field="cursor")
             after = int(cursor)
         wanted = PUBLIC_EVENTS

@@ -15,7 +15,7 @@ from application.context import CommandContext
 from domain.customer import Customer, IdentityClaim
 from domain.errors import FieldProblem, InvalidInput, UnknownReferrer
 from domain.registration import Matched, NewCustomer, decide_registration
-from domain.values import Identity, fold_text, parse_role
+from domain.values import Identity, optional_text, parse_role
 
 DEFAULT_ROLES = ("consumer",)
 
@@ -64,13 +64,6 @@ def _parse_identities(raw: Sequence[tuple[str, str]]) -> tuple[Identity, ...]:
     return tuple(dict.fromkeys(parsed))
 
 
-def _optional_text(value: str | None) -> str | None:
-    if value is None:
-        return None
-    folded = fold_text(value)
-    return folded or None
-
-
 def _current_owners(app: Membercore, identities: Sequence[Identity]) -> dict[Identity, UUID]:
     owners: dict[Identity, UUID] = {}
     for identity in identities:
@@ -93,7 +86,10 @@ def register_customer(app: Membercore, cmd: RegisterCustomer, ctx: CommandContex
     roles = tuple(
         parse_role(r, field=f"roles[{n}]") for n, r in enumerate(cmd.roles or DEFAULT_ROLES)
     )
-    email = _optional_text(cmd.email)
+    email = optional_text(cmd.email, field="email")
+    name = optional_text(cmd.name, field="name")
+    phone = optional_text(cmd.phone, field="phone")
+    owner = optional_text(cmd.owner, field="owner")
     if cmd.referrer_id is not None and not isinstance(
         _get_or_none(app, cmd.referrer_id), Customer
     ):
@@ -108,13 +104,13 @@ def register_customer(app: Membercore, cmd: RegisterCustomer, ctx: CommandContex
             customer = Customer.register(
                 customer_id=customer_id,
                 identities=decision.identities,
-                name=_optional_text(cmd.name),
-                phone=_optional_text(cmd.phone),
+                name=name,
+                phone=phone,
                 email=email.lower() if email else None,
                 birthday=cmd.birthday,
                 attributes=cmd.attributes,
                 roles=roles,
-                owner=_optional_text(cmd.owner),
+                owner=owner,
                 referrer_id=cmd.referrer_id,
                 actor=ctx.actor,
                 at=at,

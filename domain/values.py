@@ -17,9 +17,23 @@ MAX_IDENTITY_VALUE = 256
 IDENTITY_NAMESPACE = UUID("6f0d3c1e-4b7a-5a8e-9c61-2f7a4f0e9b10")
 
 
+# Control characters have no place in names or ids, and PostgreSQL text cannot hold NUL at all.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def fold_text(value: str) -> str:
     """Fold full-width characters (NFKC) and trim surrounding whitespace, as channels send both."""
     return unicodedata.normalize("NFKC", value).strip()
+
+
+def optional_text(value: str | None, *, field: str) -> str | None:
+    """Folded text, None when absent or blank; control characters are refused."""
+    if value is None:
+        return None
+    folded = fold_text(value)
+    if CONTROL_CHARACTERS.search(folded):
+        raise InvalidInput([FieldProblem(field, "must not contain control characters")])
+    return folded or None
 
 
 @dataclass(frozen=True, order=True)
@@ -39,6 +53,8 @@ class Identity:
             problems.append(FieldProblem(f"{field}.type", "must match ^[a-z][a-z0-9_]{0,31}$"))
         if not folded_value:
             problems.append(FieldProblem(f"{field}.value", "must not be empty"))
+        elif CONTROL_CHARACTERS.search(folded_value):
+            problems.append(FieldProblem(f"{field}.value", "must not contain control characters"))
         elif len(folded_value) > MAX_IDENTITY_VALUE:
             problems.append(
                 FieldProblem(f"{field}.value", f"must be at most {MAX_IDENTITY_VALUE} characters")

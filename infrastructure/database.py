@@ -43,6 +43,14 @@ def embedded_database_url(data_dir: Path) -> str:
         return str(server.get_uri())
 
 
+def stop_embedded(data_dir: Path) -> None:
+    """Stop the embedded server started for ``data_dir`` (it also stops at process exit)."""
+    with _embedded_lock:
+        server = _embedded.pop((data_dir / "pg").resolve(), None)
+    if server is not None:
+        server.cleanup()
+
+
 def resolve_database_url(settings: Settings) -> str:
     return settings.database_url or embedded_database_url(settings.data_dir)
 

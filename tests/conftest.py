@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -17,7 +19,7 @@ import psycopg
 import pytest
 from hypothesis import HealthCheck, settings as hypothesis_settings
 
-from infrastructure.database import embedded_database_url
+from infrastructure.database import embedded_database_url, stop_embedded
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
@@ -37,10 +39,11 @@ def _with_dbname(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server_url = os.environ.get("DATABASE_URL") or embedded_database_url(
-        tmp_path_factory.mktemp("pg")
-    )
+def database_url() -> Iterator[str]:
+    # The embedded server gets its own directory, not pytest's: pytest prunes old session
+    # folders, which would pull the data directory from under a concurrently running session.
+    embedded_dir = None if os.environ.get("DATABASE_URL") else tempfile.mkdtemp(prefix="mc-pg-")
+    server_url = os.environ.get("DATABASE_URL") or embedded_database_url(Path(str(embedded_dir)))
     dbname = f"mc_test_{secrets.token_hex(4)}"
     with psycopg.connect(server_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
@@ -50,6 +53,9 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,)
         )
         admin.execute(f'DROP DATABASE IF EXISTS "{dbname}"')
+    if embedded_dir is not None:
+        stop_embedded(Path(embedded_dir))
+        shutil.rmtree(embedded_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

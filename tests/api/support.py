@@ -1,0 +1,48 @@
+"""Helpers shared by the API tests: auth headers, problem assertions, projection catch-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from infrastructure.tenancy import Tenant
+from projections.customer_profile import CustomerProfileProjection
+from projections.engine import catch_up
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
+
+
+def bearer(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def assert_problem(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
+    """``response`` is an RFC 9457 problem with ``status`` (and ``code``); returns its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body: dict[str, Any] = response.json()
+    assert body.keys() >= PROBLEM_KEYS, body
+    assert body["status"] == status
+    assert isinstance(body["code"], str)
+    assert body["code"] == body["code"].lower()
+    assert " " not in body["code"]
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def project(tenant: Tenant) -> int:
+    """Apply every committed event to the customer profile read model; returns events applied."""
+    return catch_up(tenant, CustomerProfileProjection())
+
+
+def head(tenant: Tenant) -> int:
+    """The tenant's event-log head position (0 when empty)."""
+    return tenant.app.recorder.max_notification_id() or 0
+
+
+def identity(type_: str, value: str) -> dict[str, str]:
+    return {"type": type_, "value": value}

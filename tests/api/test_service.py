@@ -1,0 +1,77 @@
+"""Service endpoints: the OpenAPI document and /health."""
+
+from __future__ import annotations
+
+import pytest
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from infrastructure.tenancy import Tenant
+from tests.api.support import identity, project
+
+pytestmark = pytest.mark.anyio
+
+Client = AsyncTestClient[Litestar]
+
+
+async def test_openapi_document_lists_every_operation_by_id(client: Client) -> None:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    operations = {
+        op["operationId"]: (method.upper(), path)
+        for path, item in document["paths"].items()
+        for method, op in item.items()
+        if isinstance(op, dict) and "operationId" in op
+    }
+    assert operations == {
+        "RegisterCustomer": ("POST", "/v1/customers"),
+        "GetCustomer": ("GET", "/v1/customers/{customer_id}"),
+        "FindCustomers": ("GET", "/v1/customers"),
+        "ReadEventFeed": ("GET", "/v1/events"),
+        "Health": ("GET", "/health"),
+    }
+
+
+async def test_openapi_documents_the_idempotency_key_header(client: Client) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    parameters = document["paths"]["/v1/customers"]["post"].get("parameters", [])
+    assert {"name": "Idempotency-Key", "in": "header"}.items() <= next(
+        p for p in parameters if p["name"] == "Idempotency-Key"
+    ).items()
+
+
+async def test_health_answers_without_a_key_with_status_and_projection_lag(client: Client) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert set(body["projections"]) == {"customer_profile"}
+    lag = body["projections"]["customer_profile"]["lag"]
+    assert isinstance(lag, int)
+    assert lag >= 0
+
+
+async def test_health_lag_counts_events_the_projection_has_not_applied(
+    client: Client, admin: dict[str, str], tenant: Tenant
+) -> None:
+    async def lag() -> int:
+        body = (await client.get("/health")).json()
+        value: int = body["projections"]["customer_profile"]["lag"]
+        return value
+
+    before = await lag()
+    created = await client.post(
+        "/v1/customers", json={"identities": [identity("member_no", "lag-1")]}, headers=admin
+    )
+    assert await lag() == before + created.json()["position"]
+    project(tenant)
+    assert await lag() == before
+
+
+async def test_every_response_carries_a_request_id(client: Client) -> None:
+    generated = await client.get("/health")
+    assert len(generated.headers["x-request-id"]) >= 16
+    given = await client.get("/health", headers={"X-Request-ID": "trace-123"})
+    assert given.headers["x-request-id"] == "trace-123"
