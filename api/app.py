@@ -8,12 +8,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import anyio.to_thread
+import psycopg
 import structlog
-from litestar import Litestar, Request, get
+from litestar import Litestar, Request, Response, get
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from psycopg_pool import PoolTimeout
+from redis.asyncio import Redis
 
 from api.auth import authorize
 from api.customers import CustomerController
@@ -70,14 +75,32 @@ def _request_context(access_log: bool) -> Any:
 
 
 @get("/health", operation_id="Health", tags=["service"], summary="Liveness and projection lag")
-async def health(request: Request[Any, Any, Any]) -> Health:
-    async with request.app.state.read_pool.connection() as conn:
-        cur = await conn.execute("SELECT schema_name FROM membercore.tenants ORDER BY slug")
-        schemas = [row[0] for row in await cur.fetchall()]
-        lags = await queries.lags(conn, schemas, [p.name for p in PROJECTIONS])
-    return Health(
-        status="ok", projections={name: ProjectionHealth(lag=lag) for name, lag in lags.items()}
+async def health(request: Request[Any, Any, Any]) -> Response[Health]:
+    """No auth. 503 when PostgreSQL (or the configured Redis) does not answer."""
+    state = request.app.state
+    try:
+        async with state.read_pool.connection() as conn:
+            cur = await conn.execute("SELECT schema_name FROM membercore.tenants ORDER BY slug")
+            schemas = [row[0] for row in await cur.fetchall()]
+            lags = await queries.lags(conn, schemas, [p.name for p in PROJECTIONS])
+    except (psycopg.Error, PoolTimeout):
+        log.warning("health_database_unavailable", exc_info=True)
+        return Response(Health(status="unavailable", projections={}), status_code=503)
+    redis_status = None
+    if state.redis is not None:
+        try:
+            with anyio.fail_after(2):
+                await state.redis.ping()
+            redis_status = "ok"
+        except Exception:  # any failure to answer means unavailable, whatever the cause
+            log.warning("health_redis_unavailable", exc_info=True)
+            redis_status = "unavailable"
+    body = Health(
+        status="ok" if redis_status != "unavailable" else "degraded",
+        projections={name: ProjectionHealth(lag=lag) for name, lag in lags.items()},
+        redis=redis_status,
     )
+    return Response(body, status_code=200 if body.status == "ok" else 503)
 
 
 def create_app(
@@ -98,11 +121,14 @@ def create_app(
             rt.start_projections()
         app.state.runtime = rt
         app.state.read_pool = await open_read_pool(rt.url, settings)
+        app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         log.info("api_started", projections=projections)
         try:
             yield
         finally:
             await app.state.read_pool.close()
+            if app.state.redis is not None:
+                await app.state.redis.aclose()
             if owned:
                 await anyio.to_thread.run_sync(rt.close)
             elif started and rt.worker is not None:
@@ -121,6 +147,14 @@ def create_app(
             version="1.0.0",
             description="Member core API: customers, points, levels, wallet, commissions.",
             path="/schema",
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(
+                        type="http", scheme="bearer", description="membercore API key (mck_...)"
+                    )
+                }
+            ),
+            security=[{"apiKey": []}],
             render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(path="/redoc")],
         ),
         logging_config=None,

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
+
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from api.auth import principal_of, tenant_of
 from api.commands import idempotency_header, parse_uuid, run_command
 from api.errors import bad_request, not_found
-from api.schemas import CustomerList, CustomerProfile, CustomerRegistered, RegisterCustomerBody
+from api.schemas import (
+    CustomerList,
+    CustomerProfile,
+    CustomerRegistered,
+    RegisterCustomerBody,
+    problem_responses,
+)
 from application.customers import RegisterCustomer, register_customer
 from application.permissions import Permission
 from domain.values import fold_text
@@ -34,7 +42,7 @@ class CustomerController(Controller):
         opt={"permission": Permission.CUSTOMERS_WRITE},
         sync_to_thread=True,
         status_code=201,
-        responses={},
+        responses=problem_responses(400, 401, 403, 409, 413, 422, 503),
         summary="Register a customer, or match the one holding an identity",
     )
     def register(
@@ -68,6 +76,7 @@ class CustomerController(Controller):
         "/{customer_id:str}",
         operation_id="GetCustomer",
         opt={"permission": Permission.CUSTOMERS_READ},
+        responses=problem_responses(400, 401, 403, 404, 503),
         summary="The 360-degree profile",
     )
     async def get_customer(
@@ -89,6 +98,7 @@ class CustomerController(Controller):
         "/",
         operation_id="FindCustomers",
         opt={"permission": Permission.CUSTOMERS_READ},
+        responses=problem_responses(400, 401, 403, 503),
         summary="Find customers by identity (type:value), phone or email",
     )
     async def find_customers(
@@ -98,34 +108,42 @@ class CustomerController(Controller):
         phone: FromQuery[str | None] = None,
         email: FromQuery[str | None] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Parameter(description="next_cursor of the last page")] = None,
         min_position: MinPosition = None,
     ) -> Response[CustomerList]:
-        given = [name for name, v in (("identity", identity), ("phone", phone), ("email", email)) if v]
+        given = [(n, v) for n, v in (("identity", identity), ("phone", phone), ("email", email)) if v]
         if len(given) != 1:
             raise bad_request(
                 "invalid_parameter", "give exactly one of identity, phone or email", field="identity"
             )
-        if "\x00" in (identity or phone or email or ""):
+        column, raw = given[0]
+        if "\x00" in raw:
             # PostgreSQL text cannot hold NUL, so nothing can match; say so instead of a 500.
-            raise bad_request("invalid_parameter", "NUL characters are not allowed", field=given[0])
-        pair: tuple[str, str] | None = None
-        if identity is not None:
-            type_, sep, value = identity.partition(":")
-            if not sep or not type_ or not value:
-                raise bad_request(
-                    "invalid_parameter", "identity must be <type>:<value>", field="identity"
-                )
-            pair = (fold_text(type_).lower(), fold_text(value))
+            raise bad_request("invalid_parameter", "NUL characters are not allowed", field=column)
+        after = parse_uuid(cursor) if cursor is not None else None
+        if cursor is not None and after is None:
+            raise bad_request("invalid_cursor", "cursor must be a next_cursor value", field="cursor")
+        value = _lookup_value(column, raw)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, PROFILE, min_position)
-            docs = await queries.profile_docs_by(
-                conn,
-                schema,
-                identity=pair,
-                phone=phone,
-                email=email.strip().lower() if email else None,
-                limit=limit,
+            rows = await queries.profile_docs_by(
+                conn, schema, column=column, value=value, after=after, limit=limit
             )
-        body = b'{"items":[' + ",".join(docs).encode() + b'],"next_cursor":null}'
-        return Response(body, media_type="application/json")
+        next_cursor = msgspec.json.encode(str(rows[-1][0]) if len(rows) == limit else None)
+        items = ",".join(doc for _, doc in rows).encode()
+        return Response(
+            b'{"items":[' + items + b'],"next_cursor":' + next_cursor + b"}",
+            media_type="application/json",
+        )
+
+
+def _lookup_value(column: str, raw: str) -> str:
+    """Normalise a lookup value the way the stored value was normalised on registration."""
+    if column == "identity":
+        type_, sep, value = raw.partition(":")
+        if not sep or not type_ or not value:
+            raise bad_request("invalid_parameter", "identity must be <type>:<value>", field=column)
+        return f"{fold_text(type_).lower()}:{fold_text(value)}"
+    folded = fold_text(raw)
+    return folded.lower() if column == "email" else folded

@@ -9,7 +9,7 @@ from litestar.params import Parameter
 
 from api.auth import tenant_of
 from api.errors import bad_request
-from api.schemas import Feed, FeedItem
+from api.schemas import Feed, FeedItem, problem_responses
 from application.permissions import Permission
 from application.public_events import BY_NAME, BY_TOPIC, PUBLIC_EVENTS
 
@@ -23,6 +23,7 @@ class EventFeedController(Controller):
         operation_id="ReadEventFeed",
         opt={"permission": Permission.EVENTS_READ},
         sync_to_thread=True,
+        responses=problem_responses(400, 401, 403),
         summary="Public events after a position, in position order",
     )
     def read_feed(

@@ -7,6 +7,7 @@ from uuid import UUID
 from typing import Annotated, Any
 
 import msgspec
+from litestar.openapi import ResponseSpec
 from msgspec import Meta, Struct
 
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
@@ -113,6 +114,38 @@ class ProjectionHealth(Struct):
     lag: int
 
 
-class Health(Struct):
+class Health(Struct, omit_defaults=True):
     status: str
     projections: dict[str, ProjectionHealth]
+    # Present when REDIS_URL is configured: "ok" or "unavailable".
+    redis: str | None = None
+
+
+class Problem(Struct):
+    """RFC 9457 problem details; ``code`` is stable and snake_case."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+
+
+def problem_responses(*statuses: int) -> dict[int, Any]:
+    """OpenAPI entries for the problem responses a route can give."""
+    described = {
+        400: "invalid input (see code and field)",
+        401: "missing or unknown API key",
+        403: "the key's role lacks the permission",
+        404: "no such resource in this tenant",
+        409: "conflict (identity_conflict, request_in_progress, concurrency_conflict)",
+        413: "body too large",
+        422: "idempotency_key_reused or a rule rejected the command",
+        503: "read model behind (min_position) or database unavailable; see Retry-After",
+    }
+    return {
+        s: ResponseSpec(
+            data_container=Problem, description=described[s], media_type="application/problem+json"
+        )
+        for s in statuses
+    }

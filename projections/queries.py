@@ -13,6 +13,7 @@ from psycopg.sql import SQL, Identifier
 from infrastructure.tenancy import TRACKING_TABLE
 
 MAX_WAIT_SECONDS = 5.0
+_NIL = UUID(int=0)
 
 
 class ReadModelBehind(Exception):
@@ -68,29 +69,34 @@ async def profile_doc(conn: AsyncConnection[Any], schema: str, customer_id: UUID
 
 
 async def profile_docs_by(
-    conn: AsyncConnection[Any], schema: str, *, identity: tuple[str, str] | None = None,
-    phone: str | None = None, email: str | None = None, limit: int = 100,
-) -> list[str]:
+    conn: AsyncConnection[Any],
+    schema: str,
+    *,
+    column: str,
+    value: str,
+    after: UUID | None = None,
+    limit: int = 100,
+) -> list[tuple[UUID, str]]:
+    """Profiles whose ``column`` (identity ``type:value``, ``phone`` or ``email``) equals
+    ``value``, in customer-id order after the ``after`` cursor."""
     s = Identifier(schema)
-    if identity is not None:
+    if column == "identity":
+        type_, _, identity_value = value.partition(":")
         query = SQL(
-            "SELECT p.doc::text FROM {0}.customer_identity i"
+            "SELECT p.customer_id, p.doc::text FROM {0}.customer_identity i"
             " JOIN {0}.customer_profile p USING (customer_id)"
-            " WHERE i.type = %s AND i.value = %s ORDER BY p.customer_id LIMIT %s"
+            " WHERE i.type = %s AND i.value = %s AND p.customer_id > %s"
+            " ORDER BY p.customer_id LIMIT %s"
         ).format(s)
-        params: tuple[Any, ...] = (*identity, limit)
-    elif phone is not None:
-        query = SQL(
-            "SELECT doc::text FROM {}.customer_profile WHERE phone = %s ORDER BY customer_id LIMIT %s"
-        ).format(s)
-        params = (phone, limit)
+        params: tuple[Any, ...] = (type_, identity_value, after or _NIL, limit)
     else:
         query = SQL(
-            "SELECT doc::text FROM {}.customer_profile WHERE email = %s ORDER BY customer_id LIMIT %s"
-        ).format(s)
-        params = (email, limit)
+            "SELECT customer_id, doc::text FROM {}.customer_profile"
+            " WHERE {} = %s AND customer_id > %s ORDER BY customer_id LIMIT %s"
+        ).format(s, Identifier(column))
+        params = (value, after or _NIL, limit)
     cur = await conn.execute(query, params)
-    return [r[0] for r in await cur.fetchall()]
+    return [(r[0], r[1]) for r in await cur.fetchall()]
 
 
 async def lags(conn: AsyncConnection[Any], schemas: list[str], projections: list[str]) -> dict[str, int]:

@@ -11,12 +11,14 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from fakeredis import TcpFakeServer
 from hypothesis import HealthCheck, settings as hypothesis_settings
 
 from infrastructure.database import embedded_database_url, stop_embedded
@@ -59,10 +61,27 @@ def database_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def redis_url() -> Iterator[str]:
+    """``REDIS_URL``, or a Redis-protocol server in this process (fakeredis) when it is unset."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    server = TcpFakeServer(("127.0.0.1", 0), server_type="redis")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield f"redis://{host!s}:{port}/0"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Settings:
     return Settings(
         database_url=database_url,
-        redis_url=os.environ.get("REDIS_URL") or None,
+        redis_url=redis_url,
         data_dir=Path(tmp_path_factory.mktemp("data")),
         log_format="console",
         log_level="warning",

@@ -201,6 +201,51 @@ async def test_lookup_by_phone_returns_the_holder(
     assert [i["customer_id"] for i in response.json()["items"]] == [created.json()["customer_id"]]
 
 
+async def test_lookup_by_phone_folds_full_width_digits_like_registration(
+    client: Client, admin: dict[str, str], tenant: Tenant
+) -> None:
+    created = await register(client, admin, identity("member_no", "tel-fw"), phone="+15550199")
+    project(tenant)
+    response = await client.get("/v1/customers", params={"phone": " ＋１５５５０１９９ "}, headers=admin)
+    assert [i["customer_id"] for i in response.json()["items"]] == [created.json()["customer_id"]]
+
+
+async def test_lookup_pages_with_next_cursor_until_the_last_page(
+    client: Client, admin: dict[str, str], tenant: Tenant
+) -> None:
+    # A shared store phone: several customers hold it (phone is a profile field, not an identity).
+    ids = sorted(
+        [
+            (await register(client, admin, identity("member_no", f"pg-{n}"), phone="+15550123"))
+            .json()["customer_id"]
+            for n in range(5)
+        ]
+    )
+    project(tenant)
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        params = {"phone": "+15550123", "limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = (await client.get("/v1/customers", params=params, headers=admin)).json()
+        seen += [i["customer_id"] for i in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == ids
+    assert pages == 3
+
+
+async def test_lookup_with_a_malformed_cursor_answers_400_invalid_cursor(
+    client: Client, admin: dict[str, str]
+) -> None:
+    response = await client.get(
+        "/v1/customers", params={"phone": "+1", "cursor": "not-a-cursor"}, headers=admin
+    )
+    assert_problem(response, 400, "invalid_cursor")
+
+
 async def test_lookup_of_an_unknown_identity_returns_no_items(
     client: Client, admin: dict[str, str]
 ) -> None:

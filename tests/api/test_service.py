@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import socket
+
 import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.app import create_app
+from infrastructure.runtime import Runtime
+from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
 from tests.api.support import identity, project
 
@@ -75,3 +81,42 @@ async def test_every_response_carries_a_request_id(client: Client) -> None:
     assert len(generated.headers["x-request-id"]) >= 16
     given = await client.get("/health", headers={"X-Request-ID": "trace-123"})
     assert given.headers["x-request-id"] == "trace-123"
+
+
+async def test_health_reports_redis_ok_when_redis_is_configured(client: Client) -> None:
+    # The session settings always name a Redis: REDIS_URL, or an in-process server.
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["redis"] == "ok"
+
+
+async def test_health_answers_503_degraded_when_the_configured_redis_does_not_answer(
+    settings: Settings, runtime: Runtime
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    broken = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    async with AsyncTestClient(create_app(broken, runtime=runtime)) as c:
+        response = await c.get("/health")
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["redis"] == "unavailable"
+
+
+async def test_health_omits_redis_when_none_is_configured(
+    settings: Settings, runtime: Runtime
+) -> None:
+    without = dataclasses.replace(settings, redis_url=None)
+    async with AsyncTestClient(create_app(without, runtime=runtime)) as c:
+        body = (await c.get("/health")).json()
+    assert body["status"] == "ok"
+    assert "redis" not in body
+
+
+async def test_openapi_declares_bearer_auth_and_problem_responses(client: Client) -> None:
+    document = (await client.get("/schema/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["apiKey"]["scheme"] == "bearer"
+    responses = document["paths"]["/v1/customers"]["post"]["responses"]
+    assert {"400", "401", "403", "409", "422"} <= set(responses)
+    assert "application/problem+json" in responses["409"]["content"]
