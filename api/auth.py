@@ -15,7 +15,9 @@ from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Principal, Tenant
 
 
-async def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
+async def authorize(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
     """Guard for every /v1 route: 401 without a known key, 403 without the route's permission."""
     permission: Permission | None = handler.opt.get("permission")
     if permission is None:

@@ -45,7 +45,9 @@ def idempotency_header(raw: str | None) -> str | None:
 def _respond(status: int, body: dict[str, Any], *, replayed: bool) -> Response[Any]:
     headers = {"Idempotent-Replayed": "true"} if replayed else None
     media = PROBLEM_JSON if status >= 400 else "application/json"
-    return Response(msgspec.json.encode(body), status_code=status, media_type=media, headers=headers)
+    return Response(
+        msgspec.json.encode(body), status_code=status, media_type=media, headers=headers
+    )
 
 
 def run_command(
@@ -60,12 +62,16 @@ def run_command(
     """Run ``handler`` at most once per ``(scope, client_id)``; replay the first answer after."""
     if client_id is None:
         result = handler(CommandContext(actor=principal.key_id))
-        return _respond(result.status, {**result.body(), "position": result.position}, replayed=False)
+        return _respond(
+            result.status, {**result.body(), "position": result.position}, replayed=False
+        )
 
     key = IdempotencyKey.for_request(scope, client_id, request)
     stored = tenant.idempotency.begin(key)
     if stored is not None:
-        body = stored.body if stored.position is None else {**stored.body, "position": stored.position}
+        body = (
+            stored.body if stored.position is None else {**stored.body, "position": stored.position}
+        )
         # The contract: a replayed success answers 200 (not the original 201); a replayed
         # rejection answers its original status.
         status = 200 if stored.status < 300 else stored.status
@@ -93,7 +99,9 @@ def run_command(
         tenant.idempotency.release(key)
         raise
     if not result.completed:
-        tenant.idempotency.complete(key, StoredResponse(result.status, result.body(), result.position))
+        tenant.idempotency.complete(
+            key, StoredResponse(result.status, result.body(), result.position)
+        )
     return _respond(result.status, {**result.body(), "position": result.position}, replayed=False)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
@@ -111,10 +110,14 @@ class CustomerController(Controller):
         cursor: Annotated[str | None, Parameter(description="next_cursor of the last page")] = None,
         min_position: MinPosition = None,
     ) -> Response[CustomerList]:
-        given = [(n, v) for n, v in (("identity", identity), ("phone", phone), ("email", email)) if v]
+        given = [
+            (n, v) for n, v in (("identity", identity), ("phone", phone), ("email", email)) if v
+        ]
         if len(given) != 1:
             raise bad_request(
-                "invalid_parameter", "give exactly one of identity, phone or email", field="identity"
+                "invalid_parameter",
+                "give exactly one of identity, phone or email",
+                field="identity",
             )
         column, raw = given[0]
         if "\x00" in raw:
@@ -122,7 +125,9 @@ class CustomerController(Controller):
             raise bad_request("invalid_parameter", "NUL characters are not allowed", field=column)
         after = parse_uuid(cursor) if cursor is not None else None
         if cursor is not None and after is None:
-            raise bad_request("invalid_cursor", "cursor must be a next_cursor value", field="cursor")
+            raise bad_request(
+                "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
+            )
         value = _lookup_value(column, raw)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:

@@ -164,9 +164,7 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         if isinstance(exc, ServiceUnavailable | ConcurrencyConflict):
             headers["Retry-After"] = "1"
     elif isinstance(exc, ReadModelBehind):
-        body = problem_body(
-            503, exc.code, str(exc), projection=exc.projection, reached=exc.reached
-        )
+        body = problem_body(503, exc.code, str(exc), projection=exc.projection, reached=exc.reached)
         headers["Retry-After"] = "1"
     elif isinstance(exc, ValidationException):
         body = _validation_problem(exc)

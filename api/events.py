@@ -44,7 +44,9 @@ class EventFeedController(Controller):
             unknown = [n for n in names if n not in BY_NAME]
             if unknown:
                 raise bad_request(
-                    "unknown_event_type", f"unknown event types: {', '.join(unknown)}", field="types"
+                    "unknown_event_type",
+                    f"unknown event types: {', '.join(unknown)}",
+                    field="types",
                 )
             wanted = tuple(BY_NAME[n] for n in names)
         app = tenant_of(request).app

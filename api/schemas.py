@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
-from uuid import UUID
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar.openapi import ResponseSpec

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from fakeredis import TcpFakeServer
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from infrastructure.database import embedded_database_url, stop_embedded
 from infrastructure.runtime import Runtime
