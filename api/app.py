@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -120,6 +122,9 @@ def create_app(
         if started:
             rt.start_projections()
         app.state.runtime = rt
+        # Litestar runs sync handlers on the loop's default executor; size it for commands.
+        executor = ThreadPoolExecutor(settings.command_threads, thread_name_prefix="command")
+        asyncio.get_running_loop().set_default_executor(executor)
         app.state.read_pool = await open_read_pool(rt.url, settings)
         app.state.redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
         log.info("api_started", projections=projections)
@@ -127,6 +132,7 @@ def create_app(
             yield
         finally:
             await app.state.read_pool.close()
+            executor.shutdown(wait=False)
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             if owned:

@@ -38,6 +38,9 @@ class Settings:
     pool_min: int = 2
     pool_max: int = 16
     read_pool_max: int = 8
+    # Threads running synchronous command handlers. Commands mostly wait on group commit, so
+    # more threads than cores is right; the loop's default (cores + 4) capped batches at ~3.
+    command_threads: int = 64
     projection_batch: int = 2000
     projection_threads: int = 2
     projection_poll_seconds: float = 2.0
@@ -61,6 +64,7 @@ class Settings:
             pool_min=_int(env, "MEMBERCORE_POOL_MIN", 2, 1),
             pool_max=_int(env, "MEMBERCORE_POOL_MAX", 16, 1),
             read_pool_max=_int(env, "MEMBERCORE_READ_POOL_MAX", 8, 1),
+            command_threads=_int(env, "MEMBERCORE_COMMAND_THREADS", 64, 1),
             projection_batch=_int(env, "MEMBERCORE_PROJECTION_BATCH", 2000, 1),
             projection_threads=_int(env, "MEMBERCORE_PROJECTION_THREADS", 2, 1),
         )
