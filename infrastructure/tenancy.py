@@ -136,7 +136,10 @@ class Tenants:
         tenant = self._build(slug, schema)
         with self.pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tenant:{slug}",))
-            self._provision(conn.cursor(), tenant)
+            # Claim the slug before any DDL. A racing creator of the same slug gets here after
+            # the winner committed, and must stop here: its catalog cache can still miss the
+            # winner's schema (looked up while building the app), so CREATE SCHEMA IF NOT EXISTS
+            # would fail with a unique violation instead of TenantExists.
             inserted = conn.execute(
                 "INSERT INTO membercore.tenants (slug, schema_name, schema_version)"
                 " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
@@ -144,6 +147,7 @@ class Tenants:
             ).fetchone()
             if not inserted:
                 raise TenantExists(slug)
+            self._provision(conn.cursor(), tenant)
         with self._lock:
             self._cache[slug] = tenant
         return tenant
@@ -175,11 +179,18 @@ class Tenants:
         tenant = self._build(slug, row["schema_name"])
         if row["schema_version"] < TENANT_SCHEMA_VERSION:
             with self.pool.connection() as conn, conn.transaction():
-                self._provision(conn.cursor(), tenant)
-                conn.execute(
-                    "UPDATE membercore.tenants SET schema_version = %s WHERE slug = %s",
-                    (TENANT_SCHEMA_VERSION, slug),
-                )
+                # Processes loading the tenant at once (API, worker) upgrade it one at a time:
+                # concurrent provisioning of one schema deadlocks on its tables' locks.
+                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"tenant:{slug}",))
+                current = conn.execute(
+                    "SELECT schema_version FROM membercore.tenants WHERE slug = %s", (slug,)
+                ).fetchone()
+                if current["schema_version"] < TENANT_SCHEMA_VERSION:
+                    self._provision(conn.cursor(), tenant)
+                    conn.execute(
+                        "UPDATE membercore.tenants SET schema_version = %s WHERE slug = %s",
+                        (TENANT_SCHEMA_VERSION, slug),
+                    )
         return tenant
 
     def _build(self, slug: str, schema: str) -> Tenant:

@@ -1,8 +1,8 @@
 """Projection machinery: batched, exactly-once catch-up of query tables from a tenant's log.
 
 Exactly once: a batch's rows and its tracking position are written in one transaction, and the
-tracking update only moves forward (the library's single-row tracking raises IntegrityError on a
-position already recorded), so a re-delivered batch changes nothing.
+tracking update is a compare-and-set from the position the batch started at, so a re-delivered
+batch, or one overtaken by another catch-up of the same projection, changes nothing.
 
 Events are selected and decoded *before* the transaction opens (connections carry a 5 s
 idle-in-transaction timeout, and decoding is the slow part); only relevant topics are read, up
@@ -88,13 +88,43 @@ def catch_up(
         )
         batch_end = notes[-1].id if len(notes) == batch_size else head
         events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
-        with tenant.datastore.transaction(commit=True) as curs:
-            if events:
-                projection.apply(curs, tenant.schema, events, suffix)
-            tenant.tracking._insert_tracking(curs, Tracking(name, batch_end))  # noqa: SLF001
+        try:
+            with tenant.datastore.transaction(commit=True) as curs:
+                if events:
+                    projection.apply(curs, tenant.schema, events, suffix)
+                if not _move_tracking(curs, tenant.schema, name, position, batch_end):
+                    raise _Overtaken
+        except _Overtaken:
+            # Another catch-up of this projection (a second worker, a rebuild's swap) committed
+            # since ``position`` was read; our rows were rolled back. Resume from where it got.
+            position = tracked_position(tenant, name)
+            continue
         applied += len(events)
         position = batch_end
     return applied
+
+
+class _Overtaken(Exception):
+    """The tracking row no longer holds the position a batch started from."""
+
+
+def _move_tracking(curs: Cursor[DictRow], schema: str, name: str, start: int, end: int) -> bool:
+    """Move the tracking of ``name`` from ``start`` to ``end``; False if it is not at ``start``.
+
+    Compare-and-set, not just "forward only": two batches read from the same position can end
+    at different heads, and the longer one must not re-apply what the shorter one committed.
+    Written after the rows, so the lock order (rows, then tracking row) is the swap's too.
+    """
+    curs.execute(
+        SQL(
+            "INSERT INTO {}.{} AS t (application_name, notification_id) VALUES (%s, %s)"
+            " ON CONFLICT (application_name)"
+            " DO UPDATE SET notification_id = EXCLUDED.notification_id"
+            " WHERE t.notification_id = %s RETURNING 1"
+        ).format(Identifier(schema), Identifier(TRACKING_TABLE)),
+        (name, end, start),
+    )
+    return curs.fetchone() is not None
 
 
 # -- rebuild ----------------------------------------------------------------------------------

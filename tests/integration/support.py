@@ -1,0 +1,96 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.sql import SQL, Identifier
+
+from application.context import CommandContext
+from application.customers import RegisterCustomer, Registration, register_customer
+from infrastructure.tenancy import Tenant
+from projections.customer_profile import CustomerProfileProjection
+from projections.engine import catch_up
+
+T = TypeVar("T")
+PROFILE = CustomerProfileProjection()
+
+
+def register(tenant: Tenant, *identities: tuple[str, str], **fields: Any) -> Registration:
+    return register_customer(
+        tenant.app, RegisterCustomer(identities=list(identities), **fields), CommandContext("t")
+    )
+
+
+def events(conn: psycopg.Connection[Any], tenant: Tenant) -> list[dict[str, Any]]:
+    """Every stored event row of the tenant, in log order."""
+    return conn.execute(
+        SQL(
+            "SELECT notification_id, originator_id, originator_version, topic"
+            " FROM {}.membercore_events ORDER BY notification_id"
+        ).format(Identifier(tenant.schema))
+    ).fetchall()
+
+
+def rows(conn: psycopg.Connection[Any], tenant: Tenant, query: str, *params: Any) -> list[Any]:
+    """Run ``query`` with ``{s}`` standing for the tenant schema."""
+    return conn.execute(SQL(query).format(s=Identifier(tenant.schema)), params).fetchall()
+
+
+def run_at_once(n: int, work: Callable[[int], T], timeout: float = 60.0) -> list[T]:
+    """Run ``work(i)`` in ``n`` threads released together; re-raise the first failure."""
+    barrier = threading.Barrier(n)
+    results: list[Any] = [None] * n
+    errors: list[BaseException] = []
+
+    def target(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = work(i)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(t.is_alive() for t in threads), "threads did not finish in time"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        time.sleep(0.02)
+
+
+def dump(conn: psycopg.Connection[Any], tenant: Tenant, tables: Sequence[str]) -> list[Any]:
+    """A canonical dump of query tables (json as text), for byte-for-byte comparisons."""
+    out: list[Any] = []
+    for table in tables:
+        out.append(
+            conn.execute(
+                SQL("SELECT t::text AS row FROM {}.{} t ORDER BY 1").format(
+                    Identifier(tenant.schema), Identifier(table)
+                )
+            ).fetchall()
+        )
+    return out
+
+
+def expected_dump(tenant: Tenant, sql: psycopg.Connection[Any], until: int) -> list[Any]:
+    """What the tables must hold once every event up to ``until`` is applied exactly once."""
+    suffix = f"_check{until}"
+    with tenant.datastore.transaction(commit=True) as curs:
+        PROFILE.create_tables(curs, tenant.schema, suffix)
+    catch_up(tenant, PROFILE, tracking_name=f"check#{until}", suffix=suffix, until=until)
+    return dump(sql, tenant, [t + suffix for t in PROFILE.tables])
