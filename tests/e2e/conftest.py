@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 import pytest
 
 from tests.conftest import new_slug
@@ -57,13 +59,28 @@ class Service:
         return self.log.read_text().splitlines()
 
 
-@pytest.fixture(scope="session")
-def service(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@pytest.fixture(scope="module")
+def e2e_database_url(database_url: str) -> Iterator[str]:
+    """A database of its own: the server's projection worker sweeps every tenant it can see,
+    and must not catch up the tenants other tests project by hand."""
+    name = f"{urlsplit(database_url).path.lstrip('/')}_e2e"
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+        )
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="module")
+def service(e2e_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """``membercore serve`` (API + projection worker) on a free port; SIGTERM at teardown."""
     data_dir = tmp_path_factory.mktemp("e2e")
     env = {
         **os.environ,
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": e2e_database_url,
         "MEMBERCORE_LOG_FORMAT": "json",
         "MEMBERCORE_DATA_DIR": str(data_dir),
     }
@@ -108,7 +125,7 @@ class Tenant:
     admin_key: str
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def e2e_tenant(service: Service) -> Tenant:
     """A tenant made with ``membercore tenants create``."""
     slug = new_slug("e2e")
