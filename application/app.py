@@ -54,5 +54,3 @@ class Membercore(Application[UUID]):
                     raise ServiceUnavailable(f"database unavailable: {e}") from e
             time.sleep(random.uniform(0, 0.002 * (2**n)))  # noqa: S311 - jitter, not a secret
         raise ConcurrencyConflict(attempts)
-
-

@@ -90,9 +90,7 @@ def register_customer(app: Membercore, cmd: RegisterCustomer, ctx: CommandContex
     name = optional_text(cmd.name, field="name")
     phone = optional_text(cmd.phone, field="phone")
     owner = optional_text(cmd.owner, field="owner")
-    if cmd.referrer_id is not None and not isinstance(
-        _get_or_none(app, cmd.referrer_id), Customer
-    ):
+    if cmd.referrer_id is not None and not isinstance(_get_or_none(app, cmd.referrer_id), Customer):
         raise UnknownReferrer(cmd.referrer_id)
     customer_id = ctx.new_id()
 

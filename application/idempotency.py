@@ -47,7 +47,7 @@ class IdempotencyStore(Protocol):
         """A side effect for ``save()`` that completes the claim in the events' transaction."""
 
     def complete(self, key: IdempotencyKey, response: StoredResponse) -> None:
-        """Complete the claim on its own, for outcomes that wrote no events (matches, rejections)."""
+        """Complete the claim alone, for outcomes that wrote no events (matches, rejections)."""
 
     def release(self, key: IdempotencyKey) -> None:
         """Drop an unfinished claim after an unexpected failure, so the client can retry."""

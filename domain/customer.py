@@ -48,7 +48,7 @@ class Customer(Aggregate):
         def apply(self, aggregate: Customer) -> None:
             aggregate.identities = (*aggregate.identities, *self.identities)
 
-    def __init__(  # noqa: PLR0913 - the registration event's fields, assigned on replay
+    def __init__(
         self,
         identities: tuple[Identity, ...],
         name: str | None,
@@ -72,7 +72,7 @@ class Customer(Aggregate):
         self.referrer_id = referrer_id
 
     @classmethod
-    def register(  # noqa: PLR0913 - a registration carries the whole initial profile
+    def register(
         cls,
         *,
         customer_id: UUID,
@@ -116,7 +116,8 @@ class IdentityClaim(Aggregate):
     """Makes one identity unique per tenant: its id is derived from the identity.
 
     Two registrations racing for one identity both try to create version 1 of the same claim; the
-    event store lets exactly one win. The claim stores the identity type and holder, never the value.
+    event store lets exactly one win. The claim stores the identity type and holder, never the
+    value.
     """
 
     TOPIC = "membercore.IdentityClaim"

@@ -67,4 +67,3 @@ class UnknownReferrer(DomainError):
     def __init__(self, referrer_id: UUID | str) -> None:
         self.referrer_id = str(referrer_id)
         super().__init__(f"referrer {referrer_id} is not a customer of this tenant")
-

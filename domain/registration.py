@@ -28,9 +28,7 @@ class Matched:
 Decision = NewCustomer | Matched
 
 
-def decide_registration(
-    requested: Sequence[Identity], owners: Mapping[Identity, UUID]
-) -> Decision:
+def decide_registration(requested: Sequence[Identity], owners: Mapping[Identity, UUID]) -> Decision:
     """Decide from the current owner of each requested identity (absent = unclaimed).
 
     Identities owned by two different customers cannot be decided here: that is a merge, which is

@@ -38,7 +38,7 @@ def optional_text(value: str | None, *, field: str) -> str | None:
 
 @dataclass(frozen=True, order=True)
 class Identity:
-    """One channel account of a person: ``wechat_unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M`` and so on."""
+    """One channel account of a person: ``wechat_unionid:o6_bmjrPTlm6_2sgVt7hMZOPfL2M``, ..."""
 
     type: str
     value: str
@@ -75,5 +75,7 @@ class Identity:
 def parse_role(role: str, *, field: str = "roles") -> str:
     folded = fold_text(role).lower()
     if not ROLE_NAME.match(folded):
-        raise InvalidInput([FieldProblem(field, f"role {role!r} must match ^[a-z][a-z0-9_]{{0,31}}$")])
+        raise InvalidInput(
+            [FieldProblem(field, f"role {role!r} must match ^[a-z][a-z0-9_]{{0,31}}$")]
+        )
     return folded

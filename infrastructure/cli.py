@@ -108,7 +108,9 @@ def parser() -> argparse.ArgumentParser:
     create = tenants.add_parser("create", help="create a tenant and print its admin key")
     create.add_argument("slug")
 
-    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="action", required=True)
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="action", required=True
+    )
     kc = keys.add_parser("create", help="create an API key for a tenant and role")
     kc.add_argument("--tenant", required=True)
     kc.add_argument("--role", required=True, choices=[r.value for r in Role])

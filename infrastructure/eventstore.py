@@ -109,7 +109,7 @@ class MsgspecMapper(Mapper[UUID]):
 
 
 class SharedPoolDatastore(PostgresDatastore):
-    """A datastore for one tenant schema that borrows the process-wide pool instead of owning one."""
+    """One tenant schema's datastore, borrowing the process-wide pool instead of owning one."""
 
     def __init__(self, pool: Any, schema: str) -> None:
         super().__init__(
@@ -170,7 +170,7 @@ class TenantRecorder(PostgresApplicationRecorder):
         return save.ids
 
     def _submit(self, save: _Save) -> None:
-        """Leader/follower group commit: whoever finds no commit running commits everything queued."""
+        """Leader/follower group commit: who finds no commit running commits all that is queued."""
         with self._cv:
             self._pending.append(save)
             while not save.done and self._leader:

@@ -66,7 +66,9 @@ class PostgresIdempotencyStore:
             if row["fingerprint"] != key.fingerprint:
                 raise IdempotencyKeyReused(key.key)
             if row["state"] == "done":
-                return StoredResponse(row["status"], msgspec.json.decode(row["body"]), row["position"])
+                return StoredResponse(
+                    row["status"], msgspec.json.decode(row["body"]), row["position"]
+                )
             if row["stale"]:
                 curs.execute(self._take_over, (CLAIM_SECONDS, key.scope, key.key))
                 if curs.fetchone():

@@ -130,7 +130,9 @@ class Tenants:
     def create(self, slug: str) -> Tenant:
         schema = schema_for(slug)
         with self.pool.connection() as conn:
-            row = conn.execute("SELECT 1 FROM membercore.tenants WHERE slug = %s", (slug,)).fetchone()
+            row = conn.execute(
+                "SELECT 1 FROM membercore.tenants WHERE slug = %s", (slug,)
+            ).fetchone()
         if row:
             raise TenantExists(slug)
         tenant = self._build(slug, schema)

@@ -144,7 +144,7 @@ def _drop_tables(curs: Cursor[DictRow], schema: str, tables: Sequence[str], suff
 
 
 def build_fresh(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -> int:
-    """Build the projection from position 0 into empty ``*_rebuild`` tables. Returns its position."""
+    """Build from position 0 into empty ``*_rebuild`` tables. Returns the position reached."""
     with tenant.datastore.transaction(commit=True) as curs:
         _drop_tables(curs, tenant.schema, projection.tables, REBUILD_SUFFIX)
         projection.create_tables(curs, tenant.schema, REBUILD_SUFFIX)
@@ -183,9 +183,9 @@ def swap_in(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -
                 )
             )
         curs.execute(
-            SQL(
-                "SELECT notification_id FROM {}.{} WHERE application_name = %s FOR UPDATE"
-            ).format(Identifier(schema), Identifier(TRACKING_TABLE)),
+            SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s FOR UPDATE").format(
+                Identifier(schema), Identifier(TRACKING_TABLE)
+            ),
             (projection.name,),
         )
         row = curs.fetchone()
@@ -197,7 +197,8 @@ def swap_in(tenant: Tenant, projection: Projection, *, batch_size: int = 2000) -
             SQL(
                 "INSERT INTO {0}.{1} (application_name, notification_id)"
                 " SELECT %s, notification_id FROM {0}.{1} WHERE application_name = %s"
-                " ON CONFLICT (application_name) DO UPDATE SET notification_id = EXCLUDED.notification_id"
+                " ON CONFLICT (application_name)"
+                " DO UPDATE SET notification_id = EXCLUDED.notification_id"
             ).format(Identifier(schema), Identifier(TRACKING_TABLE)),
             (projection.name, rebuilt),
         )
@@ -232,7 +233,7 @@ def _catch_up_in(
         events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
         if events:
             projection.apply(curs, tenant.schema, events, REBUILD_SUFFIX)
-        tenant.tracking._insert_tracking(curs, Tracking(tracking_name, end))  # noqa: SLF001
+        tenant.tracking._insert_tracking(curs, Tracking(tracking_name, end))
         position = end
 
 

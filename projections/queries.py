@@ -99,15 +99,19 @@ async def profile_docs_by(
     return [(r[0], r[1]) for r in await cur.fetchall()]
 
 
-async def lags(conn: AsyncConnection[Any], schemas: list[str], projections: list[str]) -> dict[str, int]:
+async def lags(
+    conn: AsyncConnection[Any], schemas: list[str], projections: list[str]
+) -> dict[str, int]:
     """Per projection, events behind the head summed over tenants (one round trip)."""
     result = dict.fromkeys(projections, 0)
     if not schemas:
         return result
     parts = [
         SQL(
-            "SELECT %s::text AS name, coalesce((SELECT max(notification_id) FROM {0}.membercore_events), 0)"
-            " - coalesce((SELECT notification_id FROM {0}.{1} WHERE application_name = %s), 0) AS lag"
+            "SELECT %s::text AS name,"
+            " coalesce((SELECT max(notification_id) FROM {0}.membercore_events), 0)"
+            " - coalesce((SELECT notification_id FROM {0}.{1} WHERE application_name = %s), 0)"
+            " AS lag"
         ).format(Identifier(schema), Identifier(TRACKING_TABLE))
         for schema in schemas
         for _ in projections

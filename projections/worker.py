@@ -170,7 +170,7 @@ def wait_idle(worker: ProjectionWorker, timeout: float = 10.0) -> None:
     """Block until no tenant is queued or being caught up (tests and the rebuild command)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with worker._cv:  # noqa: SLF001
-            if not worker._queue and not worker._busy:  # noqa: SLF001
+        with worker._cv:
+            if not worker._queue and not worker._busy:
                 return
         time.sleep(0.01)

@@ -51,7 +51,10 @@ def new_profile(e: Customer.Registered) -> dict[str, Any]:
 
 
 def _link(doc: dict[str, Any], e: Customer.IdentitiesLinked) -> None:
-    doc["identities"] = [*doc["identities"], *({"type": i.type, "value": i.value} for i in e.identities)]
+    doc["identities"] = [
+        *doc["identities"],
+        *({"type": i.type, "value": i.value} for i in e.identities),
+    ]
     doc["updated_at"] = e.timestamp.isoformat()
 
 
@@ -76,7 +79,10 @@ class CustomerProfileProjection(Projection):
         for column in ("phone", "email"):
             curs.execute(
                 SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} ({})").format(
-                    Identifier(f"customer_profile{suffix}_{column}_idx"), s, profile, Identifier(column)
+                    Identifier(f"customer_profile{suffix}_{column}_idx"),
+                    s,
+                    profile,
+                    Identifier(column),
                 )
             )
         curs.execute(
@@ -96,13 +102,15 @@ class CustomerProfileProjection(Projection):
         positions: dict[UUID, int] = {}
         links: dict[tuple[str, str], UUID] = {}
 
-        registered = {p.event.originator_id for p in events if isinstance(p.event, Customer.Registered)}
+        registered = {
+            p.event.originator_id for p in events if isinstance(p.event, Customer.Registered)
+        }
         missing = list({p.event.originator_id for p in events} - registered)
         if missing:
             curs.execute(
-                SQL("SELECT customer_id, doc::text AS doc FROM {} WHERE customer_id = ANY(%s)").format(
-                    profile
-                ),
+                SQL(
+                    "SELECT customer_id, doc::text AS doc FROM {} WHERE customer_id = ANY(%s)"
+                ).format(profile),
                 (missing,),
             )
             for row in curs.fetchall():
@@ -125,7 +133,8 @@ class CustomerProfileProjection(Projection):
             curs.execute(
                 SQL(
                     "INSERT INTO {} (customer_id, doc, phone, email, position)"
-                    " SELECT * FROM unnest(%s::uuid[], %s::json[], %s::text[], %s::text[], %s::bigint[])"
+                    " SELECT * FROM unnest("
+                    "%s::uuid[], %s::json[], %s::text[], %s::text[], %s::bigint[])"
                     " ON CONFLICT (customer_id) DO UPDATE SET doc = EXCLUDED.doc,"
                     " phone = EXCLUDED.phone, email = EXCLUDED.email, position = EXCLUDED.position"
                 ).format(profile),
