@@ -144,7 +144,7 @@ class TenantRecorder(PostgresApplicationRecorder):
         # statement is final: a save is inserted whole, or left out whole (all-or-nothing).
         self._insert_unless_taken = SQL(
             "WITH input AS ("
-            " SELECT * FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[], %s::int[])"
+            " SELECT * FROM unnest(%b::uuid[], %b::bigint[], %b::text[], %b::bytea[], %b::int[])"
             " WITH ORDINALITY AS i(originator_id, originator_version, topic, state, save, ord)),"
             " taken AS (SELECT DISTINCT i.save FROM input i JOIN {t} e"
             " ON e.originator_id = i.originator_id AND e.originator_version = i.originator_version)"

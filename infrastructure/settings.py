@@ -37,7 +37,7 @@ class Settings:
     access_log: bool = True
     pool_min: int = 2
     pool_max: int = 16
-    read_pool_max: int = 8
+    read_pool_max: int = 16
     # Threads running synchronous command handlers. Commands mostly wait on group commit, so
     # more threads than cores is right; the loop's default (cores + 4) capped batches at ~3.
     command_threads: int = 64
@@ -63,7 +63,7 @@ class Settings:
             access_log=(env.get("MEMBERCORE_ACCESS_LOG") or "1") not in {"0", "false", "no"},
             pool_min=_int(env, "MEMBERCORE_POOL_MIN", 2, 1),
             pool_max=_int(env, "MEMBERCORE_POOL_MAX", 16, 1),
-            read_pool_max=_int(env, "MEMBERCORE_READ_POOL_MAX", 8, 1),
+            read_pool_max=_int(env, "MEMBERCORE_READ_POOL_MAX", 16, 1),
             command_threads=_int(env, "MEMBERCORE_COMMAND_THREADS", 64, 1),
             projection_batch=_int(env, "MEMBERCORE_PROJECTION_BATCH", 2000, 1),
             projection_threads=_int(env, "MEMBERCORE_PROJECTION_THREADS", 2, 1),

@@ -129,12 +129,14 @@ class CustomerProfileProjection(Projection):
                 links[(i.type, i.value)] = cid
 
         if docs:
+            # Arrays go in binary format (%b): in text format psycopg escapes every quote of
+            # every JSON document with a regex, which measured 60% of catch-up time.
             ids = list(docs)
             curs.execute(
                 SQL(
                     "INSERT INTO {} (customer_id, doc, phone, email, position)"
                     " SELECT * FROM unnest("
-                    "%s::uuid[], %s::json[], %s::text[], %s::text[], %s::bigint[])"
+                    "%b::uuid[], %b::json[], %b::text[], %b::text[], %b::bigint[])"
                     " ON CONFLICT (customer_id) DO UPDATE SET doc = EXCLUDED.doc,"
                     " phone = EXCLUDED.phone, email = EXCLUDED.email, position = EXCLUDED.position"
                 ).format(profile),
@@ -151,7 +153,7 @@ class CustomerProfileProjection(Projection):
             curs.execute(
                 SQL(
                     "INSERT INTO {} (type, value, customer_id)"
-                    " SELECT * FROM unnest(%s::text[], %s::text[], %s::uuid[])"
+                    " SELECT * FROM unnest(%b::text[], %b::text[], %b::uuid[])"
                     " ON CONFLICT (type, value) DO UPDATE SET customer_id = EXCLUDED.customer_id"
                 ).format(identity),
                 ([k[0] for k in keys], [k[1] for k in keys], [links[k] for k in keys]),
