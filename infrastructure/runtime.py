@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from infrastructure.database import open_pool, resolve_database_url
+from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
 from projections.registry import PROJECTIONS
@@ -56,3 +56,8 @@ class Runtime:
             self.worker.stop()
             self.worker = None
         self.pool.close()
+        if self.settings.database_url is None:
+            # Not left to pgserver's atexit hook: uvicorn re-raises SIGTERM after a graceful
+            # shutdown, which skips atexit. pgserver keeps the server up while another process
+            # (a CLI command, a worker) still holds it.
+            stop_embedded(self.settings.data_dir)
