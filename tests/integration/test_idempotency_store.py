@@ -132,10 +132,8 @@ def test_release_keeps_a_completed_response(tenant: Tenant) -> None:
     assert tenant.idempotency.begin(KEY) == RESPONSE
 
 
-def test_a_stale_claim_is_taken_over_and_locked_again(
-    tenant: Tenant, sql: psycopg.Connection[Any]
-) -> None:
-    # C8: the first owner crashed and left the key processing past its lock.
+def claim_then_crash(tenant: Tenant, sql: psycopg.Connection[Any]) -> None:
+    """Claim KEY and leave it processing past its lock, as an owner that crashed would."""
     tenant.idempotency.begin(KEY)
     rows(
         sql,
@@ -145,6 +143,13 @@ def test_a_stale_claim_is_taken_over_and_locked_again(
         KEY.scope,
         KEY.key,
     )
+
+
+def test_a_stale_claim_is_taken_over_and_locked_again(
+    tenant: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    # C8: the first owner crashed and left the key processing past its lock.
+    claim_then_crash(tenant, sql)
 
     assert tenant.idempotency.begin(KEY) is None
 
@@ -215,15 +220,7 @@ def test_a_save_refused_by_the_event_store_leaves_the_claim_unfinished(
 def test_concurrent_retries_of_a_stale_claim_take_it_over_exactly_once(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    tenant.idempotency.begin(KEY)
-    rows(
-        sql,
-        tenant,
-        "UPDATE {s}.idempotency_keys SET locked_until = now() - interval '1 second'"
-        " WHERE scope = %s AND key = %s RETURNING 1",
-        KEY.scope,
-        KEY.key,
-    )
+    claim_then_crash(tenant, sql)
 
     def work(_: int) -> str:
         try:
