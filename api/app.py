@@ -44,8 +44,12 @@ def _request_context(access_log: bool) -> Any:
             if scope["type"] != "http":
                 await app(scope, receive, send)
                 return
-            headers = dict(scope["headers"])
-            request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+            request_id = ""
+            for name, value in scope["headers"]:
+                if name == b"x-request-id":
+                    request_id = value.decode("latin-1")[:64]
+                    break
+            request_id = request_id or uuid.uuid4().hex
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(request_id=request_id)
             status = 500

@@ -22,22 +22,32 @@ async def authorize(
     permission: Permission | None = handler.opt.get("permission")
     if permission is None:
         return
-    if isinstance(handler.operation_id, str):
-        structlog.contextvars.bind_contextvars(command=handler.operation_id)
-    header = connection.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = _bearer_key(connection.scope["headers"])
+    if key is None:
         raise unauthenticated()
     runtime: Runtime = connection.app.state.runtime
-    known, principal = runtime.keys.cached(key.strip())
+    known, principal = runtime.keys.cached(key)
     if not known:
-        principal = await anyio.to_thread.run_sync(runtime.keys.authenticate, key.strip())
+        principal = await anyio.to_thread.run_sync(runtime.keys.authenticate, key)
     if principal is None:
         raise unauthenticated("the API key is not valid")
-    structlog.contextvars.bind_contextvars(tenant=principal.tenant, role=principal.role.value)
+    command = handler.operation_id if isinstance(handler.operation_id, str) else None
+    structlog.contextvars.bind_contextvars(
+        tenant=principal.tenant, role=principal.role.value, command=command
+    )
     if not allows(principal.role, permission):
         raise forbidden(principal.role.value, permission.value)
     connection.state.principal = principal
+
+
+def _bearer_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header, read from the raw ASGI headers."""
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, key = value.decode("latin-1").partition(" ")
+            key = key.strip()
+            return key if scheme.lower() == "bearer" and key else None
+    return None
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
@@ -26,13 +27,28 @@ class ReadModelBehind(Exception):
         super().__init__(f"{projection} is at position {reached}, {wanted} was requested")
 
 
-async def tracked(conn: AsyncConnection[Any], schema: str, projection: str) -> int:
-    cur = await conn.execute(
-        SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s").format(
-            Identifier(schema), Identifier(TRACKING_TABLE)
-        ),
-        (projection,),
+@lru_cache(maxsize=4096)
+def _tracked_sql(schema: str) -> bytes:
+    # Composed once per schema: building and rendering psycopg SQL objects on every request
+    # is measurable on the hot read path.
+    return (
+        SQL("SELECT notification_id FROM {}.{} WHERE application_name = %s")
+        .format(Identifier(schema), Identifier(TRACKING_TABLE))
+        .as_bytes(None)
     )
+
+
+@lru_cache(maxsize=4096)
+def _profile_sql(schema: str) -> bytes:
+    return (
+        SQL("SELECT doc::text FROM {}.customer_profile WHERE customer_id = %s")
+        .format(Identifier(schema))
+        .as_bytes(None)
+    )
+
+
+async def tracked(conn: AsyncConnection[Any], schema: str, projection: str) -> int:
+    cur = await conn.execute(_tracked_sql(schema), (projection,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
 
@@ -58,12 +74,7 @@ async def wait_for(
 
 
 async def profile_doc(conn: AsyncConnection[Any], schema: str, customer_id: UUID) -> str | None:
-    cur = await conn.execute(
-        SQL("SELECT doc::text FROM {}.customer_profile WHERE customer_id = %s").format(
-            Identifier(schema)
-        ),
-        (customer_id,),
-    )
+    cur = await conn.execute(_profile_sql(schema), (customer_id,))
     row = await cur.fetchone()
     return row[0] if row else None
 
