@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from eventsourcing.persistence import Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -79,15 +78,9 @@ def catch_up(
     name = tracking_name or projection.name
     position = tracked_position(tenant, name)
     head = head_position(tenant) if until is None else until
-    recorder, mapper = tenant.app.recorder, tenant.app.mapper
-    topics = sorted(projection.topics)
     applied = 0
     while position < head:
-        notes = recorder.select_notifications(
-            start=position, limit=batch_size, stop=head, topics=topics, inclusive_of_start=False
-        )
-        batch_end = notes[-1].id if len(notes) == batch_size else head
-        events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
+        batch_end, events = _read_batch(tenant, projection, position, head, batch_size)
         try:
             with tenant.datastore.transaction(commit=True) as curs:
                 if events:
@@ -102,6 +95,22 @@ def catch_up(
         applied += len(events)
         position = batch_end
     return applied
+
+
+def _read_batch(
+    tenant: Tenant, projection: Projection, position: int, until: int, batch_size: int
+) -> tuple[int, list[Positioned]]:
+    """The projection's events after ``position`` up to ``until`` (at most ``batch_size``),
+    decoded outside any transaction, and the position the batch ends at."""
+    notes = tenant.app.recorder.select_notifications(
+        start=position,
+        limit=batch_size,
+        stop=until,
+        topics=sorted(projection.topics),
+        inclusive_of_start=False,
+    )
+    end = notes[-1].id if len(notes) == batch_size else until
+    return end, [Positioned(n.id, tenant.app.mapper.to_domain_event(n)) for n in notes]
 
 
 class _Overtaken(Exception):
@@ -220,20 +229,13 @@ def _catch_up_in(
 ) -> None:
     """Bring the rebuilt tables to ``until`` inside the caller's (swap) transaction."""
     position = tracked_position(tenant, tracking_name)
-    recorder, mapper = tenant.app.recorder, tenant.app.mapper
     while position < until:
-        notes = recorder.select_notifications(
-            start=position,
-            limit=batch_size,
-            stop=until,
-            topics=sorted(projection.topics),
-            inclusive_of_start=False,
-        )
-        end = notes[-1].id if len(notes) == batch_size else until
-        events = [Positioned(n.id, mapper.to_domain_event(n)) for n in notes]
+        end, events = _read_batch(tenant, projection, position, until, batch_size)
         if events:
             projection.apply(curs, tenant.schema, events, REBUILD_SUFFIX)
-        tenant.tracking._insert_tracking(curs, Tracking(tracking_name, end))
+        if not _move_tracking(curs, tenant.schema, tracking_name, position, end):
+            # Only a second rebuild of the same projection moves this row: abort the swap.
+            raise _Overtaken(f"{tracking_name} moved during the swap; run the rebuild again")
         position = end
 
 
