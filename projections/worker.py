@@ -95,6 +95,17 @@ class ProjectionWorker:
             self._busy.add(slug)
             return slug
 
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until no tenant is queued or being caught up; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._queue or self._busy:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cv.wait(min(remaining, 0.05))
+        return True
+
     def _done(self, slug: str) -> None:
         with self._cv:
             self._busy.discard(slug)
@@ -164,13 +175,3 @@ class ProjectionWorker:
 def _slug_of(note: Any) -> str:
     schema: str = note.payload
     return schema.removeprefix("t_")
-
-
-def wait_idle(worker: ProjectionWorker, timeout: float = 10.0) -> None:
-    """Block until no tenant is queued or being caught up (tests and the rebuild command)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with worker._cv:
-            if not worker._queue and not worker._busy:
-                return
-        time.sleep(0.01)

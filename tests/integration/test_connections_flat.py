@@ -14,7 +14,6 @@ from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up, head_position, tracked_position
-from projections.worker import wait_idle
 from tests.integration.support import register, wait_until
 
 PROFILE = CustomerProfileProjection()
@@ -70,7 +69,7 @@ def settle(runtime: Runtime, tenants: list[Tenant]) -> None:
         timeout=60,
         what="the worker to catch every tenant up",
     )
-    wait_idle(runtime.worker)
+    runtime.worker.wait_idle()
 
 
 def test_connections_stay_within_the_pool_bound_from_5_to_50_tenants(

@@ -23,7 +23,7 @@ from projections.engine import (
     tracked_position,
 )
 from projections.registry import PROJECTIONS
-from projections.worker import ProjectionWorker, wait_idle
+from projections.worker import ProjectionWorker
 from tests.integration.support import dump, register, rows, wait_until
 
 PROFILE = CustomerProfileProjection()
@@ -195,7 +195,7 @@ def test_rebuild_while_writers_and_the_live_worker_run_loses_nothing(
     wait_until(
         lambda: tracked_position(tenant, PROFILE.name) == head_position(tenant), what="catch-up"
     )
-    wait_idle(worker)
+    worker.wait_idle()
     build_fresh(tenant, PROFILE)
     assert live_equals_rebuilt(sql, tenant)
     assert rows(sql, tenant, "SELECT count(*) AS n FROM {s}.customer_profile") == [
