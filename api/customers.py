@@ -128,12 +128,12 @@ class CustomerController(Controller):
             raise bad_request(
                 "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
             )
-        value = _lookup_value(column, raw)
+        key = _lookup_key(column, raw)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, PROFILE, min_position)
             rows = await queries.profile_docs_by(
-                conn, schema, column=column, value=value, after=after, limit=limit
+                conn, schema, column=column, key=key, after=after, limit=limit
             )
         next_cursor = msgspec.json.encode(str(rows[-1][0]) if len(rows) == limit else None)
         items = ",".join(doc for _, doc in rows).encode()
@@ -143,12 +143,13 @@ class CustomerController(Controller):
         )
 
 
-def _lookup_value(column: str, raw: str) -> str:
-    """Normalise a lookup value the way the stored value was normalised on registration."""
+def _lookup_key(column: str, raw: str) -> tuple[str, ...]:
+    """The looked-up value(s), normalised the way registration normalised the stored ones:
+    ``(type, value)`` for an identity, ``(value,)`` for a phone or an email."""
     if column == "identity":
         type_, sep, value = raw.partition(":")
         if not sep or not type_ or not value:
             raise bad_request("invalid_parameter", "identity must be <type>:<value>", field=column)
-        return f"{fold_text(type_).lower()}:{fold_text(value)}"
+        return (fold_text(type_).lower(), fold_text(value))
     folded = fold_text(raw)
-    return folded.lower() if column == "email" else folded
+    return (folded.lower() if column == "email" else folded,)

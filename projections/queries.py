@@ -84,28 +84,27 @@ async def profile_docs_by(
     schema: str,
     *,
     column: str,
-    value: str,
+    key: tuple[str, ...],
     after: UUID | None = None,
     limit: int = 100,
 ) -> list[tuple[UUID, str]]:
-    """Profiles whose ``column`` (identity ``type:value``, ``phone`` or ``email``) equals
-    ``value``, in customer-id order after the ``after`` cursor."""
+    """Profiles whose ``column`` equals ``key`` (``(type, value)`` for ``identity``, ``(value,)``
+    for ``phone`` or ``email``), in customer-id order after the ``after`` cursor."""
     s = Identifier(schema)
     if column == "identity":
-        type_, _, identity_value = value.partition(":")
         query = SQL(
             "SELECT p.customer_id, p.doc::text FROM {0}.customer_identity i"
             " JOIN {0}.customer_profile p USING (customer_id)"
             " WHERE i.type = %s AND i.value = %s AND p.customer_id > %s"
             " ORDER BY p.customer_id LIMIT %s"
         ).format(s)
-        params: tuple[Any, ...] = (type_, identity_value, after or _NIL, limit)
+        params: tuple[Any, ...] = (*key, after or _NIL, limit)
     else:
         query = SQL(
             "SELECT customer_id, doc::text FROM {}.customer_profile"
             " WHERE {} = %s AND customer_id > %s ORDER BY customer_id LIMIT %s"
         ).format(s, Identifier(column))
-        params = (value, after or _NIL, limit)
+        params = (*key, after or _NIL, limit)
     cur = await conn.execute(query, params)
     return [(r[0], r[1]) for r in await cur.fetchall()]
 
