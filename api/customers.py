@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 import msgspec
@@ -19,7 +20,10 @@ from api.schemas import (
     problem_responses,
 )
 from application.customers import RegisterCustomer, register_customer
+from application.identities import parse_identity
 from application.permissions import Permission
+from application.program import program_rules
+from domain.errors import InvalidInput
 from domain.values import fold_text
 from projections import queries
 from projections.customer_profile import CustomerProfileProjection
@@ -61,6 +65,8 @@ class CustomerController(Controller):
             roles=data.roles,
             owner=data.owner,
             referrer_id=data.referrer_id,
+            channel=data.channel,
+            store_id=data.store_id,
         )
         return run_command(
             tenant,
@@ -128,8 +134,18 @@ class CustomerController(Controller):
             raise bad_request(
                 "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
             )
-        key = _lookup_key(column, raw)
-        schema = tenant_of(request).schema
+        tenant = tenant_of(request)
+        if column in ("phone", "email"):
+            # Phones and emails are identities, normalised as registration normalised them.
+            rules = await asyncio.to_thread(program_rules, tenant.app)
+            try:
+                value = parse_identity(column, raw, rules, field=column).value
+            except InvalidInput as e:
+                raise bad_request("invalid_parameter", e.detail, field=column) from None
+            column, key = "identity", (column, value)
+        else:
+            key = _lookup_key(column, raw)
+        schema = tenant.schema
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, PROFILE, min_position)
             rows = await queries.profile_docs_by(

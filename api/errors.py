@@ -22,10 +22,22 @@ from application.errors import (
     TenantNotFound,
 )
 from domain.errors import (
+    AgentCycle,
+    CannotMerge,
+    CustomerErased,
+    CustomerMerged,
     CustomerNotFound,
     DomainError,
     IdentityConflict,
+    IdentityHeldByOther,
+    IdentityLimitReached,
+    IdentityNotHeld,
     InvalidInput,
+    LastIdentity,
+    MergeNotFound,
+    MergeNotUndoable,
+    ProgramNotFound,
+    RoleNotHeld,
     UnknownReferrer,
 )
 from projections.queries import ReadModelBehind
@@ -64,6 +76,18 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     CustomerNotFound: 404,
     TenantNotFound: 404,
     IdentityConflict: 409,
+    IdentityHeldByOther: 409,
+    IdentityLimitReached: 409,
+    IdentityNotHeld: 404,
+    LastIdentity: 409,
+    CustomerMerged: 409,
+    CustomerErased: 409,
+    CannotMerge: 409,
+    MergeNotFound: 404,
+    MergeNotUndoable: 409,
+    AgentCycle: 409,
+    RoleNotHeld: 404,
+    ProgramNotFound: 404,
     UnknownReferrer: 422,
     IdempotencyKeyReused: 422,
     RequestInProgress: 409,
@@ -109,8 +133,10 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
 def _error_fields(exc: Exception) -> dict[str, Any]:
     if isinstance(exc, InvalidInput):
         return {"errors": [{"field": p.field, "reason": p.reason} for p in exc.problems]}
-    if isinstance(exc, IdentityConflict):
+    if isinstance(exc, IdentityConflict | IdentityHeldByOther):
         return {"customer_ids": [str(c) for c in exc.customer_ids]}
+    if isinstance(exc, CustomerMerged):
+        return {"merged_into": exc.merged_into}
     return {}
 
 

@@ -57,6 +57,7 @@ class EventFeedController(Controller):
             inclusive_of_start=False,
         )
         items = []
+        app.mapper.prepare(notes)
         for note in notes:
             public = BY_TOPIC[note.topic]
             event = app.mapper.to_domain_event(note)

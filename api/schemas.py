@@ -37,6 +37,8 @@ class RegisterCustomerBody(Strict):
     roles: Annotated[list[Annotated[str, Meta(max_length=32)]], Meta(max_length=20)] | None = None
     owner: Annotated[str, Meta(max_length=128)] | None = None
     referrer_id: UUID | None = None
+    channel: Annotated[str, Meta(max_length=64)] | None = None
+    store_id: Annotated[str, Meta(max_length=128)] | None = None
 
 
 class CommandAccepted(Struct):
@@ -45,10 +47,12 @@ class CommandAccepted(Struct):
     position: int
 
 
-class CustomerRegistered(Struct):
+class CustomerRegistered(Struct, omit_defaults=True):
     customer_id: str
     matched: bool
     position: int
+    # Merge ids, when the identities given showed several customers to be one person.
+    merged: list[str] = msgspec.field(default_factory=list)
 
 
 class IdentityOut(Struct):
@@ -149,3 +153,93 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         )
         for s in statuses
     }
+
+
+# -- customer commands (issue 3) ----------------------------------------------------------------
+
+OptionalText = Annotated[str, Meta(max_length=256)] | None | msgspec.UnsetType
+
+
+class PatchCustomerBody(Strict):
+    """Only the fields present change; ``null`` clears one. Attributes as the program declares."""
+
+    name: OptionalText = msgspec.UNSET
+    phone: Annotated[str, Meta(max_length=64)] | msgspec.UnsetType | None = msgspec.UNSET
+    email: Annotated[str, Meta(max_length=254)] | msgspec.UnsetType | None = msgspec.UNSET
+    birthday: date | msgspec.UnsetType | None = msgspec.UNSET
+    channel: OptionalText = msgspec.UNSET
+    store_id: OptionalText = msgspec.UNSET
+    attributes: Annotated[dict[str, Any], Meta(max_length=200)] = msgspec.field(
+        default_factory=dict
+    )
+
+
+class IdentitiesBody(Strict):
+    identities: Annotated[list[IdentityIn], Meta(min_length=1, max_length=50)]
+
+
+class MergeBody(Strict):
+    source_customer_id: UUID
+
+
+class RoleBody(Strict):
+    role: Annotated[str, Meta(max_length=32)]
+
+
+class ParentAgentBody(Strict):
+    parent_id: UUID | None
+
+
+class OwnerBody(Strict):
+    owner: Annotated[str, Meta(min_length=1, max_length=128)]
+    reason: ShortText | None = None
+
+
+class EndOwnerBody(Strict):
+    by: Annotated[str, Meta(min_length=1, max_length=128)]
+    reason: ShortText | None = None
+
+
+class ConsentBody(Strict):
+    purpose: Annotated[str, Meta(max_length=32)]
+    channel: Annotated[str, Meta(max_length=32)]
+    granted: bool
+    policy_version: Annotated[str, Meta(max_length=64)] | None = None
+    source: ShortText | None = None
+
+
+class EraseBody(Strict):
+    reason: ShortText | None = None
+
+
+class HandoverBody(Strict):
+    to_staff_id: Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class CommandResult(Struct):
+    """A customer command's answer: what changed, and the log position of its last event."""
+
+    customer_id: str
+    position: int
+
+
+class MergeOut(Struct):
+    merge_id: str
+    survivor_id: str
+    source_id: str
+    moved: dict[str, int]
+    position: int
+
+
+class HandoverOut(Struct):
+    from_staff_id: str
+    to_staff_id: str
+    moved: int
+    customer_ids: list[str]
+    skipped: list[str]
+    position: int
+
+
+class Page(Struct):
+    items: list[dict[str, Any]]
+    next_cursor: str | None

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from application.errors import ConcurrencyConflict, ServiceUnavailable
+from domain.values import Identity
 
 T = TypeVar("T")
+SideEffect = Callable[[Any, int], None]
+"""Writes rows in the saving transaction (cursor, position of the save's last event)."""
+
+
+def both(*effects: Any) -> SideEffect | None:
+    """One side effect running each given one in order (None when there is none)."""
+    present = [e for e in effects if e is not None]
+    if not present:
+        return None
+
+    def run(curs: Any, position: int) -> None:
+        for effect in present:
+            effect(curs, position)
+
+    return run
+
 
 MAX_ATTEMPTS = 6
 
@@ -37,6 +54,20 @@ class Membercore(Application[UUID]):
     def last_position_of(self, aggregate_id: UUID) -> int:
         """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""
         raise NotImplementedError("provided by the infrastructure's recorder")
+
+    def claim_id(self, identity: Identity) -> UUID:
+        """Id of the claim making ``identity`` unique: a keyed hash of the normalised value."""
+        raise NotImplementedError("provided by the infrastructure (the tenant's secret)")
+
+    def ensure_keys(self, customer_ids: Iterable[UUID]) -> None:
+        """Make the data keys of new customers ahead of a batch save (one round trip)."""
+
+    def erasure(self, customer_id: UUID) -> SideEffect:
+        """A side effect destroying the customer's data key in the erasure's own transaction."""
+        raise NotImplementedError("provided by the infrastructure's key ring")
+
+    def erased(self, customer_id: UUID) -> None:
+        """Called after an erasure committed (drop cached keys)."""
 
     def retrying(self, attempt: Callable[[bool], T], *, attempts: int = MAX_ATTEMPTS) -> T:
         """Run ``attempt(first)`` until it saves without an optimistic-concurrency conflict.

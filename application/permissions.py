@@ -24,6 +24,12 @@ class Permission(StrEnum):
     REPORTS_READ = "reports:read"
     AUDIT_READ = "audit:read"
     JOBS_RUN = "jobs:run"
+    BEHAVIORS_WRITE = "behaviors:write"
+    CUSTOMERS_MERGE = "customers:merge"
+    CUSTOMERS_ERASE = "customers:erase"
+    CUSTOMERS_EXPORT = "customers:export"
+    STAFF_HANDOVER = "staff:handover"
+    CUSTOMERS_IMPORT = "customers:import"
 
 
 R = Role
@@ -40,6 +46,15 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.REPORTS_READ: frozenset({R.ADMIN, R.FINANCE, R.OPERATOR, R.AUDITOR}),
     Permission.AUDIT_READ: frozenset({R.ADMIN, R.AUDITOR}),
     Permission.JOBS_RUN: frozenset({R.ADMIN, R.OPERATOR}),
+    # Apps and channel connectors report what people do (page views, searches, carts).
+    Permission.BEHAVIORS_WRITE: frozenset({R.ADMIN, R.OPERATOR, R.FRONTEND, R.INTEGRATOR}),
+    # Joining two people (and undoing it) changes whose assets are whose: staff who manage data.
+    Permission.CUSTOMERS_MERGE: frozenset({R.ADMIN, R.OPERATOR}),
+    # Erasure and access requests (PIPL/GDPR) are handled by the data controller's admins.
+    Permission.CUSTOMERS_ERASE: frozenset({R.ADMIN}),
+    Permission.CUSTOMERS_EXPORT: frozenset({R.ADMIN, R.AUDITOR}),
+    Permission.STAFF_HANDOVER: frozenset({R.ADMIN, R.OPERATOR}),
+    Permission.CUSTOMERS_IMPORT: frozenset({R.ADMIN, R.OPERATOR}),
 }
 
 

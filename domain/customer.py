@@ -3,17 +3,56 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.errors import (
+    CustomerErased,
+    CustomerMerged,
+    IdentityHeldByOther,
+    IdentityLimitReached,
+    IdentityNotHeld,
+    LastIdentity,
+    RoleNotHeld,
+)
 from domain.values import Identity
+
+# Field paths a profile change, a merge and the history speak of; custom attributes are
+# ``attributes.<code>``.
+PROFILE_FIELDS = ("name", "phone", "email", "birthday", "channel", "store_id")
+
+
+@dataclass(frozen=True)
+class Consent:
+    purpose: str
+    channel: str
+    granted: bool
+    policy_version: str | None
+    source: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class MergeRecord:
+    """What a merge gave the survivor, kept until the merge is undone."""
+
+    source_id: UUID
+    identities: tuple[Identity, ...]
+    fields: dict[str, Any]
+    previous: dict[str, Any]
+    roles: tuple[str, ...]
 
 
 class Customer(Aggregate):
-    """Identities, personal data, attributes and roles of one person (assets live elsewhere)."""
+    """Identities, personal data, attributes, roles, owner and consents of one person.
+
+    Assets (points, levels, wallet, commissions) live in their own aggregates. Events name their
+    personal fields in ``PERSONAL``: the event store encrypts those with the customer's key.
+    """
 
     TOPIC = "membercore.Customer"
 
@@ -22,11 +61,20 @@ class Customer(Aggregate):
 
     class Event(Aggregate.Event):
         TOPIC = "membercore.Customer.Event"
+        PERSONAL: ClassVar[tuple[str, ...]] = ()
 
     class Registered(Created):
         """A customer became known, holding ``identities``. Version 1."""
 
         TOPIC = "membercore.Customer.Registered"
+        PERSONAL: ClassVar[tuple[str, ...]] = (
+            "identities",
+            "name",
+            "phone",
+            "email",
+            "birthday",
+            "attributes",
+        )
         identities: tuple[Identity, ...]
         name: str | None
         phone: str | None
@@ -37,16 +85,208 @@ class Customer(Aggregate):
         owner: str | None
         referrer_id: UUID | None
         actor: str
+        channel: str | None = None
+        store_id: str | None = None
 
     class IdentitiesLinked(Event):
-        """More identities were found to be this customer's (a later registration matched). v1."""
+        """More identities were found to be this customer's. v1."""
 
         TOPIC = "membercore.Customer.IdentitiesLinked"
+        PERSONAL = ("identities",)
         identities: tuple[Identity, ...]
         actor: str
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.identities = (*aggregate.identities, *self.identities)
+
+    class IdentitiesUnlinked(Event):
+        """Identities no longer belong to this customer. v1."""
+
+        TOPIC = "membercore.Customer.IdentitiesUnlinked"
+        PERSONAL = ("identities",)
+        identities: tuple[Identity, ...]
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            gone = set(self.identities)
+            aggregate.identities = tuple(i for i in aggregate.identities if i not in gone)
+
+    class ProfileChanged(Event):
+        """Profile fields changed: ``changes`` maps a field path to its new value. v1."""
+
+        TOPIC = "membercore.Customer.ProfileChanged"
+        PERSONAL = ("changes",)
+        changes: dict[str, Any]
+        channel: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate._set_fields(self.changes, self.timestamp)
+
+    class RoleAdded(Event):
+        TOPIC = "membercore.Customer.RoleAdded"
+        role: str
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.roles = {**aggregate.roles, self.role: self.timestamp}
+
+    class RoleEnded(Event):
+        TOPIC = "membercore.Customer.RoleEnded"
+        role: str
+        reason: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.roles = {r: t for r, t in aggregate.roles.items() if r != self.role}
+
+    class ParentAgentSet(Event):
+        """The agent directly above this one in the downline tree (None: a top agent). v1."""
+
+        TOPIC = "membercore.Customer.ParentAgentSet"
+        parent_id: UUID | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.parent_agent_id = self.parent_id
+
+    class OwnerAssigned(Event):
+        TOPIC = "membercore.Customer.OwnerAssigned"
+        owner: str
+        previous: str | None
+        reason: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.owner = self.owner
+
+    class OwnerEnded(Event):
+        """The owner relationship ended without a successor; ``by`` is the staff who ended it."""
+
+        TOPIC = "membercore.Customer.OwnerEnded"
+        owner: str
+        by: str
+        reason: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.owner = None
+
+    class ConsentGiven(Event):
+        TOPIC = "membercore.Customer.ConsentGiven"
+        purpose: str
+        channel: str
+        policy_version: str | None
+        source: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate._consent(self.purpose, self.channel, True, self)
+
+    class ConsentWithdrawn(Event):
+        TOPIC = "membercore.Customer.ConsentWithdrawn"
+        purpose: str
+        channel: str
+        policy_version: str | None
+        source: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate._consent(self.purpose, self.channel, False, self)
+
+    class MatchSuggested(Event):
+        """Another customer shares a suggesting identity: a merge candidate for review. v1."""
+
+        TOPIC = "membercore.Customer.MatchSuggested"
+        other_id: UUID
+        identity_type: str
+        actor: str
+
+    class Absorbed(Event):
+        """This customer survived a merge: it took the source's identities, fields and roles."""
+
+        TOPIC = "membercore.Customer.Absorbed"
+        PERSONAL = ("identities", "fields", "previous")
+        merge_id: UUID
+        source_id: UUID
+        identities: tuple[Identity, ...]
+        fields: dict[str, Any]
+        previous: dict[str, Any]
+        roles: tuple[str, ...]
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.identities = (*aggregate.identities, *self.identities)
+            aggregate._set_fields(self.fields, self.timestamp)
+            aggregate.roles = {**aggregate.roles, **dict.fromkeys(self.roles, self.timestamp)}
+            aggregate.absorbed = {
+                **aggregate.absorbed,
+                self.merge_id: MergeRecord(
+                    self.source_id,
+                    self.identities,
+                    dict(self.fields),
+                    dict(self.previous),
+                    self.roles,
+                ),
+            }
+
+    class AbsorptionUndone(Event):
+        """A merge this customer survived was undone: what it took is given back."""
+
+        TOPIC = "membercore.Customer.AbsorptionUndone"
+        PERSONAL = ("identities", "fields")
+        merge_id: UUID
+        identities: tuple[Identity, ...]
+        fields: dict[str, Any]
+        roles: tuple[str, ...]
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            gone = set(self.identities)
+            aggregate.identities = tuple(i for i in aggregate.identities if i not in gone)
+            aggregate._set_fields(self.fields, self.timestamp)
+            aggregate.roles = {r: t for r, t in aggregate.roles.items() if r not in self.roles}
+            aggregate.absorbed = {m: r for m, r in aggregate.absorbed.items() if m != self.merge_id}
+
+    class MergedInto(Event):
+        """This customer was merged into ``survivor_id``; reads answer with ``merged_into``."""
+
+        TOPIC = "membercore.Customer.MergedInto"
+        merge_id: UUID
+        survivor_id: UUID
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.merged_into = self.survivor_id
+            aggregate.merge_id = self.merge_id
+
+    class MergeUndone(Event):
+        """The merge was undone: this customer is active again, holding ``identities``."""
+
+        TOPIC = "membercore.Customer.MergeUndone"
+        PERSONAL = ("identities",)
+        merge_id: UUID
+        identities: tuple[Identity, ...]
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.merged_into = None
+            aggregate.merge_id = None
+            aggregate.identities = self.identities
+
+    class Erased(Event):
+        """Personal data erased on request; the key that encrypted it is destroyed. v1."""
+
+        TOPIC = "membercore.Customer.Erased"
+        reason: str | None
+        actor: str
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.erased = True
+            aggregate.identities = ()
+            aggregate.name = aggregate.phone = aggregate.email = None
+            aggregate.birthday = None
+            aggregate.attributes = {}
 
     def __init__(
         self,
@@ -60,6 +300,8 @@ class Customer(Aggregate):
         owner: str | None,
         referrer_id: UUID | None,
         actor: str,
+        channel: str | None = None,
+        store_id: str | None = None,
     ) -> None:
         self.identities = tuple(identities)
         self.name = name
@@ -67,9 +309,61 @@ class Customer(Aggregate):
         self.email = email
         self.birthday = birthday
         self.attributes = dict(attributes)
-        self.roles = tuple(roles)
+        self.channel = channel
+        self.store_id = store_id
+        self.roles: dict[str, datetime] = dict.fromkeys(roles, self.created_on)
         self.owner = owner
         self.referrer_id = referrer_id
+        self.parent_agent_id: UUID | None = None
+        self.consents: dict[tuple[str, str], Consent] = {}
+        self.merged_into: UUID | None = None
+        self.merge_id: UUID | None = None
+        self.absorbed: dict[UUID, MergeRecord] = {}
+        self.erased = False
+        # When each field was last set: the "newest"/"oldest" survivorship rules compare these.
+        self.changed_at: dict[str, datetime] = dict.fromkeys(self.fields(), self.created_on)
+
+    # -- state helpers (used by apply; no rules here) ----------------------------------------
+
+    def fields(self) -> dict[str, Any]:
+        """Profile values by field path, non-empty only (birthday as an ISO date)."""
+        values: dict[str, Any] = {
+            "name": self.name,
+            "phone": self.phone,
+            "email": self.email,
+            "birthday": self.birthday.isoformat() if self.birthday else None,
+            "owner": self.owner,
+            "channel": self.channel,
+            "store_id": self.store_id,
+            **{f"attributes.{k}": v for k, v in self.attributes.items()},
+        }
+        return {k: v for k, v in values.items() if v is not None}
+
+    def _set_fields(self, changes: Mapping[str, Any], at: datetime) -> None:
+        attributes = dict(self.attributes)
+        for path, value in changes.items():
+            if path.startswith("attributes."):
+                code = path.removeprefix("attributes.")
+                if value is None:
+                    attributes.pop(code, None)
+                else:
+                    attributes[code] = value
+            elif path == "birthday":
+                self.birthday = date.fromisoformat(value) if value else None
+            else:
+                setattr(self, path, value)
+            self.changed_at = {**self.changed_at, path: at}
+        self.attributes = attributes
+
+    def _consent(self, purpose: str, channel: str, granted: bool, e: Any) -> None:
+        self.consents = {
+            **self.consents,
+            (purpose, channel): Consent(
+                purpose, channel, granted, e.policy_version, e.source, e.timestamp
+            ),
+        }
+
+    # -- commands ------------------------------------------------------------------------------
 
     @classmethod
     def register(
@@ -87,6 +381,8 @@ class Customer(Aggregate):
         referrer_id: UUID | None,
         actor: str,
         at: datetime,
+        channel: str | None = None,
+        store_id: str | None = None,
     ) -> Customer:
         return cls._create(
             cls.Registered,
@@ -97,27 +393,155 @@ class Customer(Aggregate):
             phone=phone,
             email=email,
             birthday=birthday,
-            attributes=dict(attributes),
+            attributes={k: v for k, v in attributes.items() if v is not None},
             roles=tuple(dict.fromkeys(roles)),
             owner=owner,
             referrer_id=referrer_id,
             actor=actor,
+            channel=channel,
+            store_id=store_id,
         )
+
+    def require_active(self) -> None:
+        """Merged-away and erased customers accept no commands."""
+        if self.erased:
+            raise CustomerErased(self.id)
+        if self.merged_into is not None:
+            raise CustomerMerged(self.id, self.merged_into)
 
     def link_identities(self, identities: Iterable[Identity], *, actor: str, at: datetime) -> None:
         """Link identities not held yet; linking what is already held records nothing."""
+        self.require_active()
         held = set(self.identities)
         new = tuple(i for i in dict.fromkeys(identities) if i not in held)
         if new:
             self.trigger_event(self.IdentitiesLinked, identities=new, actor=actor, timestamp=at)
 
+    def unlink_identities(
+        self, identities: Iterable[Identity], *, actor: str, at: datetime
+    ) -> None:
+        self.require_active()
+        gone = tuple(dict.fromkeys(identities))
+        for identity in gone:
+            if identity not in self.identities:
+                raise IdentityNotHeld(identity.type)
+        if len(set(self.identities) - set(gone)) == 0:
+            raise LastIdentity()
+        self.trigger_event(self.IdentitiesUnlinked, identities=gone, actor=actor, timestamp=at)
+
+    def change_profile(
+        self, changes: Mapping[str, Any], *, channel: str | None, actor: str, at: datetime
+    ) -> dict[str, Any]:
+        """Record the fields whose value differs; returns them (empty: nothing recorded)."""
+        self.require_active()
+        current = self.fields()
+        effective = {k: v for k, v in changes.items() if current.get(k) != v}
+        if effective:
+            self.trigger_event(
+                self.ProfileChanged, changes=effective, channel=channel, actor=actor, timestamp=at
+            )
+        return effective
+
+    def add_role(self, role: str, *, actor: str, at: datetime) -> bool:
+        self.require_active()
+        if role in self.roles:
+            return False
+        self.trigger_event(self.RoleAdded, role=role, actor=actor, timestamp=at)
+        return True
+
+    def end_role(self, role: str, *, reason: str | None, actor: str, at: datetime) -> None:
+        self.require_active()
+        if role not in self.roles:
+            raise RoleNotHeld(role)
+        self.trigger_event(self.RoleEnded, role=role, reason=reason, actor=actor, timestamp=at)
+
+    def set_parent_agent(self, parent_id: UUID | None, *, actor: str, at: datetime) -> bool:
+        """Cycles are checked by the caller, who can see the ancestors (see ``agent_chain``)."""
+        self.require_active()
+        if parent_id == self.parent_agent_id:
+            return False
+        self.trigger_event(self.ParentAgentSet, parent_id=parent_id, actor=actor, timestamp=at)
+        return True
+
+    def assign_owner(self, owner: str, *, reason: str | None, actor: str, at: datetime) -> bool:
+        self.require_active()
+        if owner == self.owner:
+            return False
+        self.trigger_event(
+            self.OwnerAssigned,
+            owner=owner,
+            previous=self.owner,
+            reason=reason,
+            actor=actor,
+            timestamp=at,
+        )
+        return True
+
+    def end_owner(self, *, by: str, reason: str | None, actor: str, at: datetime) -> str | None:
+        """End the owner relationship; returns the owner it ended (None: there was none)."""
+        self.require_active()
+        owner = self.owner
+        if owner is not None:
+            self.trigger_event(
+                self.OwnerEnded, owner=owner, by=by, reason=reason, actor=actor, timestamp=at
+            )
+        return owner
+
+    def record_consent(
+        self,
+        *,
+        purpose: str,
+        channel: str,
+        granted: bool,
+        policy_version: str | None,
+        source: str | None,
+        actor: str,
+        at: datetime,
+    ) -> bool:
+        """Record a grant or a withdrawal; repeating the current state records nothing."""
+        self.require_active()
+        current = self.consents.get((purpose, channel))
+        if (
+            current is not None
+            and current.granted == granted
+            and current.policy_version == policy_version
+        ):
+            return False
+        cls = self.ConsentGiven if granted else self.ConsentWithdrawn
+        self.trigger_event(
+            cls,
+            purpose=purpose,
+            channel=channel,
+            policy_version=policy_version,
+            source=source,
+            actor=actor,
+            timestamp=at,
+        )
+        return True
+
+    def suggest_match(
+        self, other_id: UUID, identity_type: str, *, actor: str, at: datetime
+    ) -> None:
+        self.trigger_event(
+            self.MatchSuggested,
+            other_id=other_id,
+            identity_type=identity_type,
+            actor=actor,
+            timestamp=at,
+        )
+
+    def erase(self, *, reason: str | None, actor: str, at: datetime) -> None:
+        if self.erased:
+            raise CustomerErased(self.id)
+        self.trigger_event(self.Erased, reason=reason, actor=actor, timestamp=at)
+
 
 class IdentityClaim(Aggregate):
-    """Makes one identity unique per tenant: its id is derived from the identity.
+    """Makes one identity value unique per tenant (or shared by at most the program's limit).
 
-    Two registrations racing for one identity both try to create version 1 of the same claim; the
-    event store lets exactly one win. The claim stores the identity type and holder, never the
-    value.
+    Its id is a keyed hash of the normalised identity (computed by the application), so two
+    registrations racing for one identity both try to create version 1 of the same claim, and
+    the event store lets exactly one win. The claim stores the type and holders, never the value.
     """
 
     TOPIC = "membercore.IdentityClaim"
@@ -133,16 +557,73 @@ class IdentityClaim(Aggregate):
         identity_type: str
         customer_id: UUID
 
+    class HolderAdded(Event):
+        """Another customer shares the value (allowed by the program's ``max_customers``)."""
+
+        TOPIC = "membercore.IdentityClaim.HolderAdded"
+        customer_id: UUID
+
+        def apply(self, aggregate: IdentityClaim) -> None:
+            aggregate.holders = (*aggregate.holders, self.customer_id)
+
+    class HolderRemoved(Event):
+        TOPIC = "membercore.IdentityClaim.HolderRemoved"
+        customer_id: UUID
+
+        def apply(self, aggregate: IdentityClaim) -> None:
+            aggregate.holders = tuple(h for h in aggregate.holders if h != self.customer_id)
+
+    class Transferred(Event):
+        """A merge (or its undo) moved the value from one customer to another."""
+
+        TOPIC = "membercore.IdentityClaim.Transferred"
+        from_id: UUID
+        to_id: UUID
+        merge_id: UUID
+
+        def apply(self, aggregate: IdentityClaim) -> None:
+            rest = tuple(h for h in aggregate.holders if h not in (self.from_id, self.to_id))
+            aggregate.holders = (*rest, self.to_id)
+
     def __init__(self, identity_type: str, customer_id: UUID) -> None:
         self.identity_type = identity_type
-        self.customer_id = customer_id
+        self.holders: tuple[UUID, ...] = (customer_id,)
+
+    @property
+    def customer_id(self) -> UUID | None:
+        """The first holder (the only one for identifying types)."""
+        return self.holders[0] if self.holders else None
 
     @classmethod
-    def claim(cls, identity: Identity, customer_id: UUID, *, at: datetime) -> IdentityClaim:
+    def claim(
+        cls, identity: Identity, customer_id: UUID, *, claim_id: UUID, at: datetime
+    ) -> IdentityClaim:
         return cls._create(
             cls.Claimed,
-            id=identity.claim_id,
+            id=claim_id,
             timestamp=at,
             identity_type=identity.type,
             customer_id=customer_id,
         )
+
+    def add_holder(self, customer_id: UUID, *, limit: int, at: datetime) -> bool:
+        if customer_id in self.holders:
+            return False
+        if len(self.holders) >= limit:
+            if limit == 1 and self.holders:
+                raise IdentityHeldByOther(self.identity_type, self.holders[0])
+            raise IdentityLimitReached(self.identity_type, limit)
+        self.trigger_event(self.HolderAdded, customer_id=customer_id, timestamp=at)
+        return True
+
+    def remove_holder(self, customer_id: UUID, *, at: datetime) -> None:
+        if customer_id in self.holders:
+            self.trigger_event(self.HolderRemoved, customer_id=customer_id, timestamp=at)
+
+    def transfer(self, from_id: UUID, to_id: UUID, *, merge_id: UUID, at: datetime) -> bool:
+        if from_id not in self.holders:
+            return False
+        self.trigger_event(
+            self.Transferred, from_id=from_id, to_id=to_id, merge_id=merge_id, timestamp=at
+        )
+        return True

@@ -5,16 +5,12 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
-from uuid import UUID, uuid5
 
 from domain.errors import FieldProblem, InvalidInput
 
 IDENTITY_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_IDENTITY_VALUE = 256
-
-# Fixed forever: identity-claim ids are derived from it, so changing it would orphan every claim.
-IDENTITY_NAMESPACE = UUID("6f0d3c1e-4b7a-5a8e-9c61-2f7a4f0e9b10")
 
 
 # Control characters have no place in names or ids, and PostgreSQL text cannot hold NUL at all.
@@ -62,11 +58,6 @@ class Identity:
         if problems:
             raise InvalidInput(problems)
         return cls(folded_type, folded_value)
-
-    @property
-    def claim_id(self) -> UUID:
-        """Id of the claim aggregate that makes this identity unique within a tenant."""
-        return uuid5(IDENTITY_NAMESPACE, f"{self.type}\x1f{self.value}")
 
     def __str__(self) -> str:
         return f"{self.type}:{self.value}"

@@ -76,6 +76,9 @@ class MsgspecMapper(Mapper[UUID]):
             state=state,
         )
 
+    def prepare(self, stored_events: Sequence[StoredEvent]) -> None:
+        """Fetch in bulk whatever decoding ``stored_events`` needs (nothing, here)."""
+
     def _decoder(self, topic: str) -> tuple[type[Any], msgspec.json.Decoder[Any]]:
         try:
             return self._decoders[topic]

@@ -23,6 +23,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.errors import TenantExists, TenantNotFound
 from application.permissions import Role
+from infrastructure.crypto import crypto_ddl
 from infrastructure.eventstore import EVENTS_TABLE, SharedPoolDatastore, TenantRecorder
 from infrastructure.idempotency import PostgresIdempotencyStore, idempotency_ddl
 from infrastructure.tenant_app import TenantApp
@@ -31,7 +32,7 @@ SLUG = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 CONTROL_SCHEMA = "membercore"
 TRACKING_TABLE = "projection_tracking"
 # Bump when the per-tenant DDL changes; tenants below it are upgraded when first loaded.
-TENANT_SCHEMA_VERSION = 1
+TENANT_SCHEMA_VERSION = 2
 
 SchemaInstaller = Callable[[Cursor[DictRow], str], None]
 """Creates (idempotently) the tables one component needs in a tenant schema."""
@@ -206,6 +207,7 @@ class Tenants:
         curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(tenant.schema)))
         _event_store_ddl(curs, tenant.app.tenant_recorder, tenant.schema)
         curs.execute(idempotency_ddl(tenant.schema))
+        crypto_ddl(curs, tenant.schema)
         for statement in tenant.tracking.sql_create_statements:
             curs.execute(statement)
         # The library marks single-row tracking tables with this row (it migrates tables without).

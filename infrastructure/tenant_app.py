@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import BaseInfrastructureFactory, Mapper
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
+from psycopg.sql import SQL, Identifier
 
-from application.app import Membercore
-from infrastructure.eventstore import MsgspecMapper, SharedPoolDatastore, TenantRecorder
+from application.app import Membercore, SideEffect
+from domain.values import Identity
+from infrastructure.behaviors import erase_customer_behaviors
+from infrastructure.crypto import (
+    IDENTITY_SECRET,
+    SECRETS_TABLE,
+    KeyRing,
+    SealingMapper,
+    claim_id,
+)
+from infrastructure.eventstore import SharedPoolDatastore, TenantRecorder
 
 
 class TenantFactory(PostgresFactory):
@@ -30,13 +41,48 @@ class TenantApp(Membercore):
     def __init__(self, pool: Any, schema: str) -> None:
         self.schema = schema
         self.datastore = SharedPoolDatastore(pool, schema)
+        self._identity_secret: bytes | None = None
         super().__init__(env={"CREATE_TABLE": "n", "IS_SNAPSHOTTING_ENABLED": "n"})
 
     def construct_factory(self, env: Environment) -> TenantFactory:
         return TenantFactory(env, self.datastore)
 
     def construct_mapper(self) -> Mapper[UUID]:
-        return MsgspecMapper()
+        self.keys = KeyRing(self.datastore)
+        return SealingMapper(self.keys)
+
+    @property
+    def sealing_mapper(self) -> SealingMapper:
+        assert isinstance(self.mapper, SealingMapper)
+        return self.mapper
+
+    def claim_id(self, identity: Identity) -> UUID:
+        secret = self._identity_secret
+        if secret is None:
+            with self.datastore.transaction(commit=False) as curs:
+                curs.execute(
+                    SQL("SELECT value FROM {}.{} WHERE name = %s").format(
+                        Identifier(self.schema), Identifier(SECRETS_TABLE)
+                    ),
+                    (IDENTITY_SECRET,),
+                )
+                row = curs.fetchone()
+            assert row is not None, f"tenant schema {self.schema} has no identity secret"
+            secret = self._identity_secret = bytes(row["value"])
+        return claim_id(secret, identity)
+
+    def ensure_keys(self, customer_ids: Iterable[UUID]) -> None:
+        self.keys.ensure(customer_ids)
+
+    def erasure(self, customer_id: UUID) -> SideEffect:
+        def destroy(curs: Any, position: int) -> None:
+            self.keys.destroy_in(curs, customer_id)
+            erase_customer_behaviors(curs, self.schema, customer_id)
+
+        return destroy
+
+    def erased(self, customer_id: UUID) -> None:
+        self.keys.forget(customer_id)
 
     @property
     def tenant_recorder(self) -> TenantRecorder:

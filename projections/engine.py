@@ -110,6 +110,7 @@ def _read_batch(
         inclusive_of_start=False,
     )
     end = notes[-1].id if len(notes) == batch_size else until
+    tenant.app.mapper.prepare(notes)
     return end, [Positioned(n.id, tenant.app.mapper.to_domain_event(n)) for n in notes]
 
 

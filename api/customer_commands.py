@@ -1,0 +1,429 @@
+"""Customer commands beyond registration: profile, identities, merges, roles, owner, consent,
+erasure, and the access-request export and change history."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
+
+from api.auth import principal_of, tenant_of
+from api.commands import idempotency_header, parse_uuid, run_command
+from api.errors import bad_request, not_found
+from api.schemas import (
+    CommandResult,
+    ConsentBody,
+    EndOwnerBody,
+    EraseBody,
+    IdentitiesBody,
+    MergeBody,
+    MergeOut,
+    OwnerBody,
+    Page,
+    ParentAgentBody,
+    PatchCustomerBody,
+    RoleBody,
+    problem_responses,
+)
+from application.customers import change_profile, link_identities, unlink_identity
+from application.merges import merge_customers
+from application.permissions import Permission
+from application.privacy import erase_customer, export_customer, record_consent
+from application.relationships import (
+    add_role,
+    assign_owner,
+    end_owner,
+    end_role,
+    set_parent_agent,
+)
+from projections import queries
+from projections.behaviors import customer_behaviors
+from projections.customer_history import CustomerHistoryProjection
+
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
+WRITE = {"permission": Permission.CUSTOMERS_WRITE}
+COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
+
+
+def _customer_id(raw: str) -> UUID:
+    cid = parse_uuid(raw)
+    if cid is None:
+        raise not_found("customer_not_found", f"customer {raw} does not exist")
+    return cid
+
+
+def _run(
+    request: Request[Any, Any, Any], scope: str, key: str | None, body: Any, handler: Any
+) -> Response[Any]:
+    tenant = tenant_of(request)
+    return run_command(
+        tenant,
+        principal_of(request),
+        scope=scope,
+        client_id=idempotency_header(key),
+        request=body,
+        handler=lambda ctx: handler(tenant.app, ctx),
+    )
+
+
+class CustomerCommandController(Controller):
+    path = "/v1/customers/{customer_id:str}"
+    tags = ["customers"]
+
+    @patch(
+        "/",
+        operation_id="ChangeProfile",
+        opt=WRITE,
+        sync_to_thread=True,
+        responses=COMMAND_ERRORS,
+        summary="Change profile fields and custom attributes",
+    )
+    def change_profile(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[PatchCustomerBody],
+        idempotency_key: IdempotencyKey = None,
+        channel: Annotated[
+            str | None, Parameter(description="the channel the change came through")
+        ] = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        fields = {
+            k: (v.isoformat() if k == "birthday" and v is not None else v)
+            for k, v in msgspec.structs.asdict(data).items()
+            if k != "attributes" and v is not msgspec.UNSET
+        }
+        return _run(
+            request,
+            f"ChangeProfile:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: change_profile(
+                app, cid, fields, data.attributes, ctx, channel=channel
+            ),
+        )
+
+    @post(
+        "/identities",
+        operation_id="LinkIdentities",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Link identities to the customer",
+    )
+    def link(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[IdentitiesBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        raw = [(i.type, i.value) for i in data.identities]
+        return _run(
+            request,
+            f"LinkIdentities:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: link_identities(app, cid, raw, ctx),
+        )
+
+    @delete(
+        "/identities",
+        operation_id="UnlinkIdentity",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Unlink one identity (?identity=<type>:<value>)",
+    )
+    def unlink(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        identity: str,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        type_, sep, value = identity.partition(":")
+        if not sep or not type_ or not value:
+            raise bad_request(
+                "invalid_parameter", "identity must be <type>:<value>", field="identity"
+            )
+        return _run(
+            request,
+            f"UnlinkIdentity:{cid}",
+            idempotency_key,
+            {"identity": identity},
+            lambda app, ctx: unlink_identity(app, cid, (type_, value), ctx),
+        )
+
+    @post(
+        "/merge",
+        operation_id="MergeCustomers",
+        opt={"permission": Permission.CUSTOMERS_MERGE},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Merge another customer into this one",
+    )
+    def merge(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[MergeBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[MergeOut]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"MergeCustomers:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: merge_customers(app, cid, data.source_customer_id, ctx),
+        )
+
+    @post(
+        "/roles",
+        operation_id="AddRole",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Add a role (consumer, agent, guide, ...)",
+    )
+    def add_role(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[RoleBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"AddRole:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: add_role(app, cid, data.role, ctx),
+        )
+
+    @delete(
+        "/roles/{role:str}",
+        operation_id="EndRole",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="End a role",
+    )
+    def end_role(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        role: FromPath[str],
+        reason: str | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"EndRole:{cid}",
+            idempotency_key,
+            {"role": role, "reason": reason},
+            lambda app, ctx: end_role(app, cid, role, reason, ctx),
+        )
+
+    @post(
+        "/parent-agent",
+        operation_id="SetParentAgent",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Place an agent under a parent agent (cycles are refused)",
+    )
+    def set_parent(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[ParentAgentBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"SetParentAgent:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: set_parent_agent(app, cid, data.parent_id, ctx),
+        )
+
+    @post(
+        "/owner",
+        operation_id="AssignOwner",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Assign the staff member who owns the customer",
+    )
+    def assign_owner(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[OwnerBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"AssignOwner:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: assign_owner(app, cid, data.owner, data.reason, ctx),
+        )
+
+    @post(
+        "/owner/end",
+        operation_id="EndOwner",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="End the owner relationship (recorded with who ended it)",
+    )
+    def end_owner(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[EndOwnerBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"EndOwner:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: end_owner(app, cid, data.by, data.reason, ctx),
+        )
+
+    @post(
+        "/consents",
+        operation_id="RecordConsent",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Grant or withdraw consent for a purpose on a channel",
+    )
+    def consent(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[ConsentBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"RecordConsent:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: record_consent(
+                app,
+                cid,
+                purpose=data.purpose,
+                channel=data.channel,
+                granted=data.granted,
+                policy_version=data.policy_version,
+                source=data.source,
+                ctx=ctx,
+            ),
+        )
+
+    @delete(
+        "/",
+        operation_id="EraseCustomer",
+        opt={"permission": Permission.CUSTOMERS_ERASE},
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Erase the person's personal data (crypto-shredding)",
+    )
+    def erase(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        reason: str | None = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"EraseCustomer:{cid}",
+            idempotency_key,
+            EraseBody(reason=reason),
+            lambda app, ctx: erase_customer(app, cid, reason, ctx),
+        )
+
+    @get(
+        "/export",
+        operation_id="ExportCustomer",
+        opt={"permission": Permission.CUSTOMERS_EXPORT},
+        responses=problem_responses(401, 403, 404),
+        summary="Everything held about the person (access request)",
+    )
+    async def export(
+        self, request: Request[Any, Any, Any], customer_id: FromPath[str]
+    ) -> Response[Any]:
+        tenant = tenant_of(request)
+        cid = _customer_id(customer_id)
+        exported = await asyncio.to_thread(export_customer, tenant.app, cid)
+        behaviors: list[Any] = []
+        async with request.app.state.read_pool.connection() as conn:
+            after = 0
+            while page := await customer_behaviors(
+                conn, tenant.schema, cid, after=after, limit=1000
+            ):
+                behaviors.extend(page)
+                after = page[-1].position
+        body = {**exported.document, "behaviors": behaviors}
+        return Response(msgspec.json.encode(body), media_type="application/json")
+
+    @get(
+        "/history",
+        operation_id="CustomerHistory",
+        opt={"permission": Permission.CUSTOMERS_READ},
+        responses=problem_responses(400, 401, 403, 404, 503),
+        summary="Who changed what, when, through which channel",
+    )
+    async def history(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: str | None = None,
+        min_position: Annotated[int | None, Parameter(ge=0)] = None,
+    ) -> Page:
+        cid = _customer_id(customer_id)
+        after = 0
+        if cursor is not None:
+            if not (cursor.isascii() and cursor.isdigit()):
+                raise bad_request(
+                    "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
+                )
+            after = int(cursor)
+        schema = tenant_of(request).schema
+        async with request.app.state.read_pool.connection() as conn:
+            await queries.wait_for(conn, schema, CustomerHistoryProjection.name, min_position)
+            items = await queries.history(conn, schema, cid, after, limit)
+        next_cursor = str(items[-1]["position"]) if len(items) == limit else None
+        return Page(items=items, next_cursor=next_cursor)

@@ -1,0 +1,77 @@
+"""Program commands: DefineProgram (PUT /v1/program) and reading the rules commands need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+from eventsourcing.application import AggregateNotFoundError
+
+from application.app import Membercore
+from application.context import CommandContext
+from domain.program import DEFAULT_RULES, PROGRAM_ID, Program, ProgramRules, validate_program
+
+
+def timezone_exists(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def country_exists(code: str) -> bool:
+    return code in phonenumbers.SUPPORTED_REGIONS
+
+
+@dataclass(frozen=True)
+class ProgramVersion:
+    version: int
+    document: dict[str, Any]
+    position: int
+    changed: bool
+    completed: bool = False
+
+    @property
+    def status(self) -> int:
+        return 200
+
+    def body(self) -> dict[str, Any]:
+        return {**self.document, "version": self.version}
+
+
+def define_program(app: Membercore, document: Any, ctx: CommandContext) -> ProgramVersion:
+    """Validate the whole document and record it as the next version (same document: no-op)."""
+    doc = validate_program(document, timezone_exists=timezone_exists, country_exists=country_exists)
+
+    def attempt(first: bool) -> ProgramVersion:
+        at = app.clock()
+        program = load_program(app)
+        if program is None:
+            program = Program.define(doc, actor=ctx.actor, at=at)
+        elif not program.replace(doc, actor=ctx.actor, at=at):
+            return ProgramVersion(
+                program.version, program.document, app.last_position_of(PROGRAM_ID), False
+            )
+        result = ProgramVersion(program.version, doc, 0, True)
+        recordings = app.save(program, side_effect=ctx.complete(200, result.body()))
+        position = recordings[-1].notification.id
+        return ProgramVersion(program.version, doc, position, True, ctx.idempotent)
+
+    return app.retrying(attempt)
+
+
+def load_program(app: Membercore, version: int | None = None) -> Program | None:
+    try:
+        program: Program = app.repository.get(PROGRAM_ID, version=version)
+    except AggregateNotFoundError:
+        return None
+    return program
+
+
+def program_rules(app: Membercore) -> ProgramRules:
+    """The rules in force now; the defaults while the tenant has no program."""
+    program = load_program(app)
+    return DEFAULT_RULES if program is None else program.rules

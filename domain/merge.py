@@ -1,0 +1,236 @@
+"""Merging two records of one person, and undoing it: the plan (pure) and the Merge record.
+
+A merge moves everything the source holds to the survivor by events on both sides, so every
+balance stays exact and auditable. Asset types plug in through the application's merge
+participants; each move they make is listed on the ``Merge`` so its undo can reverse it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.customer import Customer, MergeRecord
+from domain.errors import CannotMerge, MergeNotUndoable
+from domain.program import ProgramRules
+from domain.values import Identity
+
+
+@dataclass(frozen=True)
+class AssetMove:
+    """One aggregate a participant changed in a merge: its kind and id, enough to reverse it."""
+
+    kind: str
+    aggregate_id: UUID
+
+
+@dataclass(frozen=True)
+class MergePlan:
+    identities: tuple[Identity, ...]
+    fields: dict[str, Any]
+    previous: dict[str, Any]
+    roles: tuple[str, ...]
+
+
+def check_mergeable(survivor: Customer, source: Customer) -> None:
+    if survivor.id == source.id:
+        raise CannotMerge("a customer cannot be merged into itself")
+    for who, c in (("survivor", survivor), ("source", source)):
+        if c.erased:
+            raise CannotMerge(f"the {who} {c.id} was erased")
+        if c.merged_into is not None:
+            raise CannotMerge(f"the {who} {c.id} was already merged into {c.merged_into}")
+
+
+def _pick(rule: str, path: str, survivor: Customer, source: Customer) -> Any:
+    mine, theirs = survivor.fields().get(path), source.fields().get(path)
+    if theirs is None or rule == "survivor_wins":
+        return mine
+    if mine is None:
+        return theirs
+    if rule == "newest":
+        return theirs if source.changed_at[path] > survivor.changed_at[path] else mine
+    if rule == "oldest":
+        return theirs if source.changed_at[path] < survivor.changed_at[path] else mine
+    return mine  # non_empty: the survivor's value is not empty
+
+
+def plan_merge(survivor: Customer, source: Customer, rules: ProgramRules) -> MergePlan:
+    """Per field, the program's survivorship rule picks the value the survivor keeps."""
+    check_mergeable(survivor, source)
+    paths = sorted(set(survivor.fields()) | set(source.fields()))
+    fields: dict[str, Any] = {}
+    previous: dict[str, Any] = {}
+    mine = survivor.fields()
+    for path in paths:
+        value = _pick(rules.survivorship_of(path), path, survivor, source)
+        if value != mine.get(path):
+            fields[path] = value
+            previous[path] = mine.get(path)
+    held = set(survivor.identities)
+    identities = tuple(i for i in source.identities if i not in held)
+    roles = tuple(r for r in source.roles if r not in survivor.roles)
+    return MergePlan(identities, fields, previous, roles)
+
+
+def absorb(
+    survivor: Customer,
+    source_id: UUID,
+    merge_id: UUID,
+    plan: MergePlan,
+    *,
+    actor: str,
+    at: datetime,
+) -> None:
+    survivor.trigger_event(
+        Customer.Absorbed,
+        merge_id=merge_id,
+        source_id=source_id,
+        identities=plan.identities,
+        fields=plan.fields,
+        previous=plan.previous,
+        roles=plan.roles,
+        actor=actor,
+        timestamp=at,
+    )
+
+
+def merge_away(
+    source: Customer, survivor_id: UUID, merge_id: UUID, *, actor: str, at: datetime
+) -> None:
+    source.trigger_event(
+        Customer.MergedInto, merge_id=merge_id, survivor_id=survivor_id, actor=actor, timestamp=at
+    )
+
+
+@dataclass(frozen=True)
+class UndoPlan:
+    """What the survivor gives back. Fields changed again after the merge keep their newer value;
+    identities it unlinked since are not given back."""
+
+    identities: tuple[Identity, ...]
+    fields: dict[str, Any]
+    roles: tuple[str, ...]
+
+
+def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
+    record: MergeRecord | None = survivor.absorbed.get(merge_id)
+    if record is None:
+        raise MergeNotUndoable(f"customer {survivor.id} holds no merge {merge_id}")
+    if survivor.erased or survivor.merged_into is not None:
+        raise MergeNotUndoable(
+            f"the survivor {survivor.id} was merged on or erased: undo that first"
+        )
+    held = set(survivor.identities)
+    current = survivor.fields()
+    restored = {
+        path: record.previous.get(path)
+        for path, value in record.fields.items()
+        if current.get(path) == value
+    }
+    roles = tuple(r for r in record.roles if r in survivor.roles)
+    return UndoPlan(tuple(i for i in record.identities if i in held), restored, roles)
+
+
+def give_back(
+    survivor: Customer, merge_id: UUID, plan: UndoPlan, *, actor: str, at: datetime
+) -> None:
+    survivor.trigger_event(
+        Customer.AbsorptionUndone,
+        merge_id=merge_id,
+        identities=plan.identities,
+        fields=plan.fields,
+        roles=plan.roles,
+        actor=actor,
+        timestamp=at,
+    )
+
+
+def restore(
+    source: Customer, merge_id: UUID, identities: Iterable[Identity], *, actor: str, at: datetime
+) -> None:
+    if source.merge_id != merge_id:
+        raise MergeNotUndoable(f"customer {source.id} is not merged away by {merge_id}")
+    source.trigger_event(
+        Customer.MergeUndone,
+        merge_id=merge_id,
+        identities=tuple(identities),
+        actor=actor,
+        timestamp=at,
+    )
+
+
+class Merge(Aggregate):
+    """The record of one merge, by ``merge_id``: who into whom, why, and what moved."""
+
+    TOPIC = "membercore.Merge"
+
+    class Created(Aggregate.Created):
+        TOPIC = "membercore.Merge.Created"
+
+    class Event(Aggregate.Event):
+        TOPIC = "membercore.Merge.Event"
+
+    class Merged(Created):
+        """``reason``: ``manual``, or ``identity:<type>`` for an auto-merge by identity rule."""
+
+        TOPIC = "membercore.Merge.Merged"
+        survivor_id: UUID
+        source_id: UUID
+        reason: str
+        moves: tuple[AssetMove, ...]
+        actor: str
+
+    class Undone(Event):
+        TOPIC = "membercore.Merge.Undone"
+        actor: str
+
+        def apply(self, aggregate: Merge) -> None:
+            aggregate.undone = True
+
+    def __init__(
+        self,
+        survivor_id: UUID,
+        source_id: UUID,
+        reason: str,
+        moves: tuple[AssetMove, ...],
+        actor: str,
+    ) -> None:
+        self.survivor_id = survivor_id
+        self.source_id = source_id
+        self.reason = reason
+        self.moves = tuple(moves)
+        self.undone = False
+
+    @classmethod
+    def record(
+        cls,
+        *,
+        merge_id: UUID,
+        survivor_id: UUID,
+        source_id: UUID,
+        reason: str,
+        moves: Iterable[AssetMove],
+        actor: str,
+        at: datetime,
+    ) -> Merge:
+        return cls._create(
+            cls.Merged,
+            id=merge_id,
+            timestamp=at,
+            survivor_id=survivor_id,
+            source_id=source_id,
+            reason=reason,
+            moves=tuple(moves),
+            actor=actor,
+        )
+
+    def undo(self, *, actor: str, at: datetime) -> None:
+        if self.undone:
+            raise MergeNotUndoable(f"merge {self.id} was already undone")
+        self.trigger_event(self.Undone, actor=actor, timestamp=at)
