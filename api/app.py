@@ -24,10 +24,16 @@ from psycopg_pool import PoolTimeout
 from redis.asyncio import Redis
 
 from api.auth import authorize
+from api.behaviors import BehaviorController
+from api.customer_commands import CustomerCommandController
 from api.customers import CustomerController
 from api.errors import handle_exception
 from api.events import EventFeedController
+from api.imports import ImportController
+from api.merges import MergeController
+from api.program import ProgramController
 from api.schemas import Health, ProjectionHealth
+from api.staff import StaffController
 from infrastructure.database import open_read_pool
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
@@ -151,7 +157,17 @@ def create_app(
                 rt.worker = None
 
     return Litestar(
-        route_handlers=[CustomerController, EventFeedController, health],
+        route_handlers=[
+            CustomerController,
+            CustomerCommandController,
+            MergeController,
+            ProgramController,
+            StaffController,
+            EventFeedController,
+            BehaviorController,
+            ImportController,
+            health,
+        ],
         guards=[authorize],
         lifespan=[lifespan],
         middleware=[_request_context(settings.access_log)],

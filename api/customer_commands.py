@@ -9,7 +9,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from api.auth import principal_of, tenant_of
 from api.commands import idempotency_header, parse_uuid, run_command
@@ -74,40 +74,6 @@ class CustomerCommandController(Controller):
     path = "/v1/customers/{customer_id:str}"
     tags = ["customers"]
 
-    @patch(
-        "/",
-        operation_id="ChangeProfile",
-        opt=WRITE,
-        sync_to_thread=True,
-        responses=COMMAND_ERRORS,
-        summary="Change profile fields and custom attributes",
-    )
-    def change_profile(
-        self,
-        request: Request[Any, Any, Any],
-        customer_id: FromPath[str],
-        data: JSONBody[PatchCustomerBody],
-        idempotency_key: IdempotencyKey = None,
-        channel: Annotated[
-            str | None, Parameter(description="the channel the change came through")
-        ] = None,
-    ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        fields = {
-            k: (v.isoformat() if k == "birthday" and v is not None else v)
-            for k, v in msgspec.structs.asdict(data).items()
-            if k != "attributes" and v is not msgspec.UNSET
-        }
-        return _run(
-            request,
-            f"ChangeProfile:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: change_profile(
-                app, cid, fields, data.attributes, ctx, channel=channel
-            ),
-        )
-
     @post(
         "/identities",
         operation_id="LinkIdentities",
@@ -147,7 +113,7 @@ class CustomerCommandController(Controller):
         self,
         request: Request[Any, Any, Any],
         customer_id: FromPath[str],
-        identity: str,
+        identity: FromQuery[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
         cid = _customer_id(customer_id)
@@ -228,7 +194,7 @@ class CustomerCommandController(Controller):
         request: Request[Any, Any, Any],
         customer_id: FromPath[str],
         role: FromPath[str],
-        reason: str | None = None,
+        reason: FromQuery[str | None] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
         cid = _customer_id(customer_id)
@@ -349,31 +315,6 @@ class CustomerCommandController(Controller):
             ),
         )
 
-    @delete(
-        "/",
-        operation_id="EraseCustomer",
-        opt={"permission": Permission.CUSTOMERS_ERASE},
-        sync_to_thread=True,
-        status_code=200,
-        responses=COMMAND_ERRORS,
-        summary="Erase the person's personal data (crypto-shredding)",
-    )
-    def erase(
-        self,
-        request: Request[Any, Any, Any],
-        customer_id: FromPath[str],
-        reason: str | None = None,
-        idempotency_key: IdempotencyKey = None,
-    ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
-            request,
-            f"EraseCustomer:{cid}",
-            idempotency_key,
-            EraseBody(reason=reason),
-            lambda app, ctx: erase_customer(app, cid, reason, ctx),
-        )
-
     @get(
         "/export",
         operation_id="ExportCustomer",
@@ -410,7 +351,7 @@ class CustomerCommandController(Controller):
         request: Request[Any, Any, Any],
         customer_id: FromPath[str],
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
+        cursor: FromQuery[str | None] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
         cid = _customer_id(customer_id)
@@ -425,5 +366,69 @@ class CustomerCommandController(Controller):
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, CustomerHistoryProjection.name, min_position)
             items = await queries.history(conn, schema, cid, after, limit)
-        next_cursor = str(items[-1]["position"]) if len(items) == limit else None
-        return Page(items=items, next_cursor=next_cursor)
+        next_cursor = str(items[-1].position) if len(items) == limit else None
+        return Page(items=msgspec.to_builtins(items), next_cursor=next_cursor)
+
+
+class CustomerRootCommands:
+    """PATCH and DELETE share the profile's path: Litestar wants one controller per path (its
+    OPTIONS handler), so these are mixed into ``CustomerController``."""
+
+    @patch(
+        "/{customer_id:str}",
+        operation_id="ChangeProfile",
+        opt=WRITE,
+        sync_to_thread=True,
+        responses=COMMAND_ERRORS,
+        summary="Change profile fields and custom attributes",
+    )
+    def change_profile(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[PatchCustomerBody],
+        idempotency_key: IdempotencyKey = None,
+        channel: Annotated[
+            str | None, Parameter(description="the channel the change came through")
+        ] = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        fields = {
+            k: (v.isoformat() if k == "birthday" and v is not None else v)
+            for k, v in msgspec.structs.asdict(data).items()
+            if k != "attributes" and v is not msgspec.UNSET
+        }
+        return _run(
+            request,
+            f"ChangeProfile:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: change_profile(
+                app, cid, fields, data.attributes, ctx, channel=channel
+            ),
+        )
+
+    @delete(
+        "/{customer_id:str}",
+        operation_id="EraseCustomer",
+        opt={"permission": Permission.CUSTOMERS_ERASE},
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Erase the person's personal data (crypto-shredding)",
+    )
+    def erase(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        reason: FromQuery[str | None] = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[CommandResult]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"EraseCustomer:{cid}",
+            idempotency_key,
+            EraseBody(reason=reason),
+            lambda app, ctx: erase_customer(app, cid, reason, ctx),
+        )

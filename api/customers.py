@@ -11,6 +11,7 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Para
 
 from api.auth import principal_of, tenant_of
 from api.commands import idempotency_header, parse_uuid, run_command
+from api.customer_commands import CustomerRootCommands
 from api.errors import bad_request, not_found
 from api.schemas import (
     CustomerList,
@@ -35,7 +36,7 @@ MinPosition = Annotated[
 ]
 
 
-class CustomerController(Controller):
+class CustomerController(CustomerRootCommands, Controller):
     path = "/v1/customers"
     tags = ["customers"]
 

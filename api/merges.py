@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, HeaderParameter, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
 
 from api.auth import principal_of, tenant_of
 from api.commands import idempotency_header, parse_uuid, run_command
@@ -60,7 +61,7 @@ class MergeController(Controller):
         self,
         request: Request[Any, Any, Any],
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
-        cursor: str | None = None,
+        cursor: FromQuery[str | None] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
         after = 0
@@ -74,5 +75,5 @@ class MergeController(Controller):
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, MergeCandidatesProjection.name, min_position)
             items = await queries.merge_candidates(conn, schema, after, limit)
-        next_cursor = str(items[-1]["position"]) if len(items) == limit else None
-        return Page(items=items, next_cursor=next_cursor)
+        next_cursor = str(items[-1].position) if len(items) == limit else None
+        return Page(items=msgspec.to_builtins(items), next_cursor=next_cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Request, Response, get, put
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from api.auth import principal_of, tenant_of
 from api.commands import run_command
@@ -28,7 +28,9 @@ class ProgramController(Controller):
         responses=problem_responses(400, 401, 403, 409, 503),
         summary="Replace the program document (validated as a whole, every problem listed)",
     )
-    def define(self, request: Request[Any, Any, Any], data: dict[str, Any]) -> Response[Any]:
+    def define(
+        self, request: Request[Any, Any, Any], data: JSONBody[dict[str, Any]]
+    ) -> Response[Any]:
         tenant = tenant_of(request)
         # PUT is idempotent by nature: the same document again records nothing.
         return run_command(

@@ -305,7 +305,8 @@ def link_identities(
         for identity in new:
             changed.extend(_hold(app, identity, customer.id, claims.get(identity), rules, at))
         customer.link_identities(new, actor=ctx.actor, at=at)
-        linked = [{"type": i.type, "value": i.value} for i in new]
+        # Types only: the response is stored for idempotent replay, outside erasure's reach.
+        linked = [i.type for i in new]
         return save_changes(app, ctx, customer, *changed, detail={"linked": linked})
 
     return app.retrying(attempt)
@@ -326,7 +327,7 @@ def unlink_identity(
         if identity in claims:
             claims[identity].remove_holder(customer.id, at=at)
             changed.append(claims[identity])
-        detail = {"unlinked": [{"type": identity.type, "value": identity.value}]}
+        detail = {"unlinked": [identity.type]}
         return save_changes(app, ctx, customer, *changed, detail=detail)
 
     return app.retrying(attempt)

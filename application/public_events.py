@@ -2,16 +2,25 @@
 
 Stored event state is an internal format that may change with upcasters; integrators see these
 payloads instead. Each public type has a ``version``; a breaking change adds a new version and
-keeps the old one documented (docs/events.md). Internal streams (identity claims) are not public.
+keeps the old one documented (docs/events.md). Internal streams (identity claims, the staff
+activity counters) are not public, except the alert a staff activity raises.
+
+Payloads are plain JSON: ids as strings, datetimes and dates in ISO 8601. Personal fields of an
+erased customer's events read as empty (``[]`` identities, ``{}`` changes and fields, ``None``
+otherwise): the key that sealed them is gone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any
+from uuid import UUID
 
 from domain.customer import Customer
+from domain.merge import AssetMove, Merge
+from domain.staff import StaffActivity
 from domain.values import Identity
 
 
@@ -27,30 +36,185 @@ def _identities(identities: tuple[Identity, ...]) -> list[dict[str, str]]:
     return [{"type": i.type, "value": i.value} for i in identities]
 
 
+def _id(value: UUID | None) -> str | None:
+    return str(value) if value is not None else None
+
+
+def plain(value: Any) -> Any:
+    """``value`` as plain JSON data: ids as strings, dates and datetimes in ISO 8601."""
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Identity):
+        return {"type": value.type, "value": value.value}
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def _customer(e: Any) -> dict[str, Any]:
+    return {"customer_id": str(e.originator_id)}
+
+
 def _registered(e: Customer.Registered) -> dict[str, Any]:
     return {
-        "customer_id": str(e.originator_id),
+        **_customer(e),
         "identities": _identities(e.identities),
         "name": e.name,
         "phone": e.phone,
         "email": e.email,
         "birthday": e.birthday.isoformat() if e.birthday else None,
-        "attributes": dict(e.attributes),
+        "attributes": plain(e.attributes),
         "roles": list(e.roles),
         "owner": e.owner,
-        "referrer_id": str(e.referrer_id) if e.referrer_id else None,
+        "referrer_id": _id(e.referrer_id),
+        "channel": e.channel,
+        "store_id": e.store_id,
     }
 
 
-def _identities_linked(e: Customer.IdentitiesLinked) -> dict[str, Any]:
-    return {"customer_id": str(e.originator_id), "identities": _identities(e.identities)}
+def _identities_changed(
+    e: Customer.IdentitiesLinked | Customer.IdentitiesUnlinked,
+) -> dict[str, Any]:
+    return {**_customer(e), "identities": _identities(e.identities)}
+
+
+def _profile_changed(e: Customer.ProfileChanged) -> dict[str, Any]:
+    return {**_customer(e), "changes": plain(e.changes), "channel": e.channel}
+
+
+def _role_added(e: Customer.RoleAdded) -> dict[str, Any]:
+    return {**_customer(e), "role": e.role}
+
+
+def _role_ended(e: Customer.RoleEnded) -> dict[str, Any]:
+    return {**_customer(e), "role": e.role, "reason": e.reason}
+
+
+def _parent_agent_set(e: Customer.ParentAgentSet) -> dict[str, Any]:
+    return {**_customer(e), "parent_id": _id(e.parent_id)}
+
+
+def _owner_assigned(e: Customer.OwnerAssigned) -> dict[str, Any]:
+    return {**_customer(e), "owner": e.owner, "previous": e.previous, "reason": e.reason}
+
+
+def _owner_ended(e: Customer.OwnerEnded) -> dict[str, Any]:
+    return {**_customer(e), "owner": e.owner, "by": e.by, "reason": e.reason}
+
+
+def _consent(e: Customer.ConsentGiven | Customer.ConsentWithdrawn) -> dict[str, Any]:
+    return {
+        **_customer(e),
+        "purpose": e.purpose,
+        "channel": e.channel,
+        "granted": isinstance(e, Customer.ConsentGiven),
+        "policy_version": e.policy_version,
+        "source": e.source,
+    }
+
+
+def _match_suggested(e: Customer.MatchSuggested) -> dict[str, Any]:
+    return {**_customer(e), "other_id": str(e.other_id), "identity_type": e.identity_type}
+
+
+def _absorbed(e: Customer.Absorbed) -> dict[str, Any]:
+    return {
+        **_customer(e),
+        "merge_id": str(e.merge_id),
+        "source_id": str(e.source_id),
+        "identities": _identities(e.identities),
+        "fields": plain(e.fields),
+        "previous": plain(e.previous),
+        "roles": list(e.roles),
+    }
+
+
+def _absorption_undone(e: Customer.AbsorptionUndone) -> dict[str, Any]:
+    return {
+        **_customer(e),
+        "merge_id": str(e.merge_id),
+        "identities": _identities(e.identities),
+        "fields": plain(e.fields),
+        "roles": list(e.roles),
+    }
+
+
+def _merged_into(e: Customer.MergedInto) -> dict[str, Any]:
+    return {**_customer(e), "merge_id": str(e.merge_id), "survivor_id": str(e.survivor_id)}
+
+
+def _merge_undone(e: Customer.MergeUndone) -> dict[str, Any]:
+    return {**_customer(e), "merge_id": str(e.merge_id), "identities": _identities(e.identities)}
+
+
+def _erased(e: Customer.Erased) -> dict[str, Any]:
+    return {**_customer(e), "reason": e.reason}
+
+
+def _moves(moves: tuple[AssetMove, ...]) -> list[dict[str, str]]:
+    return [{"kind": m.kind, "aggregate_id": str(m.aggregate_id)} for m in moves]
+
+
+def _merge_merged(e: Merge.Merged) -> dict[str, Any]:
+    return {
+        "merge_id": str(e.originator_id),
+        "survivor_id": str(e.survivor_id),
+        "source_id": str(e.source_id),
+        "reason": e.reason,
+        "moves": _moves(e.moves),
+    }
+
+
+def _merge_undone_record(e: Merge.Undone) -> dict[str, Any]:
+    # The Undone event names only the merge; who into whom is on the ``merge.merged`` of the
+    # same stream (the feed item's ``stream_id``).
+    return {"merge_id": str(e.originator_id)}
+
+
+def _alert_raised(e: StaffActivity.AlertRaised) -> dict[str, Any]:
+    # The stream is the staff member's activity (``staff_activity_id(staff_id)``, a one-way
+    # uuid5): the event does not carry the staff id itself.
+    return {
+        "staff_activity_id": str(e.originator_id),
+        "kind": e.kind,
+        "count": e.count,
+        "window_minutes": e.window_minutes,
+    }
 
 
 PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("customer.registered", 1, Customer.Registered.TOPIC, _registered),
     PublicEventType(
-        "customer.identities_linked", 1, Customer.IdentitiesLinked.TOPIC, _identities_linked
+        "customer.identities_linked", 1, Customer.IdentitiesLinked.TOPIC, _identities_changed
     ),
+    PublicEventType(
+        "customer.identities_unlinked", 1, Customer.IdentitiesUnlinked.TOPIC, _identities_changed
+    ),
+    PublicEventType("customer.profile_changed", 1, Customer.ProfileChanged.TOPIC, _profile_changed),
+    PublicEventType("customer.role_added", 1, Customer.RoleAdded.TOPIC, _role_added),
+    PublicEventType("customer.role_ended", 1, Customer.RoleEnded.TOPIC, _role_ended),
+    PublicEventType(
+        "customer.parent_agent_set", 1, Customer.ParentAgentSet.TOPIC, _parent_agent_set
+    ),
+    PublicEventType("customer.owner_assigned", 1, Customer.OwnerAssigned.TOPIC, _owner_assigned),
+    PublicEventType("customer.owner_ended", 1, Customer.OwnerEnded.TOPIC, _owner_ended),
+    PublicEventType("customer.consent_given", 1, Customer.ConsentGiven.TOPIC, _consent),
+    PublicEventType("customer.consent_withdrawn", 1, Customer.ConsentWithdrawn.TOPIC, _consent),
+    PublicEventType("customer.match_suggested", 1, Customer.MatchSuggested.TOPIC, _match_suggested),
+    PublicEventType("customer.absorbed", 1, Customer.Absorbed.TOPIC, _absorbed),
+    PublicEventType(
+        "customer.absorption_undone", 1, Customer.AbsorptionUndone.TOPIC, _absorption_undone
+    ),
+    PublicEventType("customer.merged_into", 1, Customer.MergedInto.TOPIC, _merged_into),
+    PublicEventType("customer.merge_undone", 1, Customer.MergeUndone.TOPIC, _merge_undone),
+    PublicEventType("customer.erased", 1, Customer.Erased.TOPIC, _erased),
+    PublicEventType("merge.merged", 1, Merge.Merged.TOPIC, _merge_merged),
+    PublicEventType("merge.undone", 1, Merge.Undone.TOPIC, _merge_undone_record),
+    PublicEventType("staff.alert_raised", 1, StaffActivity.AlertRaised.TOPIC, _alert_raised),
 )
 BY_TOPIC: dict[str, PublicEventType] = {p.topic: p for p in PUBLIC_EVENTS}
 BY_NAME: dict[str, PublicEventType] = {p.name: p for p in PUBLIC_EVENTS}

@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from bench import projector, read, register
+from bench import imports, projector, read, register
 from bench.common import LOAD_SECONDS, Check, Env, bench_env
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, Callable[[Env], list[Check]]] = {
     "register": register.run,
     "projector": projector.run,
     "read": read.run,
+    "imports": imports.run,
 }
 
 

@@ -33,6 +33,8 @@ BUILT_IN_ROLES = ("consumer", "agent", "partner", "store_manager", "guide")
 # Profile fields a merge decides between (besides custom attributes, ``attributes.<code>``).
 MERGEABLE_FIELDS = ("name", "phone", "email", "birthday", "owner", "channel", "store_id")
 MAX_STRING_ATTRIBUTE = 1000
+# How many customers may share a value of a suggest/none type when the program does not say.
+SHARED_DEFAULT = 10
 
 
 @dataclass(frozen=True)
@@ -299,7 +301,10 @@ def rules_of(document: Mapping[str, Any], version: int) -> ProgramRules:
     ident = document.get("identity", {})
 
     def rule(raw: Mapping[str, Any]) -> IdentityRule:
-        return IdentityRule(raw.get("match", "identify"), raw.get("max_customers", 1))
+        match = raw.get("match", "identify")
+        # A value that only suggests a match is shared by design (a family or store phone).
+        shared = 1 if match == "identify" else SHARED_DEFAULT
+        return IdentityRule(match, raw.get("max_customers", shared))
 
     attributes = {
         a["code"]: AttributeSpec(

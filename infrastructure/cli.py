@@ -90,6 +90,34 @@ def _projections_rebuild(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _import(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from infrastructure.importer import ImportRefused, import_file
+
+    runtime = Runtime.open(settings)
+    try:
+        tenant = runtime.tenants.get(args.tenant)
+        summary = import_file(
+            tenant,
+            Path(args.file),
+            fmt=args.format,
+            report=Path(args.report) if args.report else None,
+            checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+            chunk=args.chunk,
+            workers=args.workers,
+            progress=not args.no_progress,
+            restart=args.restart,
+        )
+        _print(summary)
+    except (ImportRefused, OSError) as e:
+        sys.stderr.write(f"membercore: {e}\n")
+        return 2
+    finally:
+        runtime.close()
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="membercore", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -121,6 +149,20 @@ def parser() -> argparse.ArgumentParser:
     rb = proj.add_parser("rebuild", help="rebuild query tables from the log and swap them in")
     rb.add_argument("--tenant")
     rb.add_argument("--projection")
+
+    imp = sub.add_parser("import", help="bulk imports").add_subparsers(dest="what", required=True)
+    ic = imp.add_parser(
+        "customers", help="import customers from a CSV or NDJSON file (resumable, idempotent)"
+    )
+    ic.add_argument("file")
+    ic.add_argument("--tenant", required=True)
+    ic.add_argument("--format", choices=["csv", "ndjson"], help="default: by the file extension")
+    ic.add_argument("--report", help="rejected rows (NDJSON); default FILE.rejected.ndjson")
+    ic.add_argument("--checkpoint", help="resume state; default FILE.progress.json")
+    ic.add_argument("--chunk", type=int, default=1000, help="rows per transaction (1000)")
+    ic.add_argument("--workers", type=int, help="parsing processes (default: by file size)")
+    ic.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ic.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     return p
 
 
@@ -137,6 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tenants_create(settings, args)
         if args.command == "keys":
             return _keys_create(settings, args)
+        if args.command == "import":
+            return _import(settings, args)
         return _projections_rebuild(settings, args)
     except (ApplicationError, InvalidSlug) as e:
         sys.stderr.write(f"membercore: {e}\n")

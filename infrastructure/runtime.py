@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 
+from infrastructure.behaviors import install_behaviors
 from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
@@ -32,7 +33,7 @@ class Runtime:
     def open(cls, settings: Settings, *, projections: bool = False) -> Runtime:
         url = resolve_database_url(settings)
         pool = open_pool(url, settings)
-        tenants = Tenants(pool, installers=[p.install for p in PROJECTIONS])
+        tenants = Tenants(pool, installers=[*(p.install for p in PROJECTIONS), install_behaviors])
         runtime = cls(settings, url, pool, tenants, ApiKeys(pool))
         if projections:
             runtime.start_projections()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, Cursor
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.tenancy import TRACKING_TABLE
@@ -107,6 +109,113 @@ async def profile_docs_by(
         params = (*key, after or _NIL, limit)
     cur = await conn.execute(query, params)
     return [(r[0], r[1]) for r in await cur.fetchall()]
+
+
+@lru_cache(maxsize=4096)
+def _owned_sql(schema: str, paged: bool) -> bytes:
+    # ``owner`` is set only for active customers (not merged away, not erased).
+    page = " AND customer_id > %s ORDER BY customer_id LIMIT %s" if paged else " ORDER BY 1"
+    return (
+        SQL("SELECT customer_id FROM {}.customer_profile WHERE owner = %s" + page)
+        .format(Identifier(schema))
+        .as_bytes(None)
+    )
+
+
+async def profile_ids_by_owner(
+    conn: AsyncConnection[Any],
+    schema: str,
+    owner: str,
+    after: UUID | None = None,
+    limit: int = 100,
+) -> list[UUID]:
+    """Active customers (not merged away, not erased) owned by ``owner``, in id order after the
+    ``after`` cursor."""
+    cur = await conn.execute(_owned_sql(schema, True), (owner, after or _NIL, limit))
+    return [r[0] for r in await cur.fetchall()]
+
+
+def owned_by(curs: Cursor[Any], schema: str, owner: str) -> list[UUID]:
+    """Every active customer owned by ``owner``, in id order (for a handover, in the caller's
+    transaction). Works with tuple and dict rows."""
+    curs.execute(_owned_sql(schema, False), (owner,))
+    return [r["customer_id"] if isinstance(r, dict) else r[0] for r in curs.fetchall()]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One change of a customer (``customer_history``); ``changes`` lists
+    ``{"field", "before", "after"}`` (empty once the customer was erased)."""
+
+    position: int
+    customer_id: UUID
+    at: datetime
+    actor: str
+    channel: str | None
+    kind: str
+    changes: list[dict[str, Any]]
+
+
+@lru_cache(maxsize=4096)
+def _history_sql(schema: str) -> bytes:
+    return (
+        SQL(
+            "SELECT position, customer_id, at, actor, channel, kind, changes"
+            " FROM {}.customer_history WHERE customer_id = %s AND position > %s"
+            " ORDER BY position LIMIT %s"
+        )
+        .format(Identifier(schema))
+        .as_bytes(None)
+    )
+
+
+async def history(
+    conn: AsyncConnection[Any],
+    schema: str,
+    customer_id: UUID,
+    after_position: int = 0,
+    limit: int = 100,
+) -> list[HistoryEntry]:
+    """The customer's changes after ``after_position``, oldest first."""
+    cur = await conn.execute(_history_sql(schema), (customer_id, after_position, limit))
+    return [
+        HistoryEntry(r[0], r[1], r[2].astimezone(UTC), r[3], r[4], r[5], r[6])
+        for r in await cur.fetchall()
+    ]
+
+
+@dataclass(frozen=True)
+class MergeCandidate:
+    """Two customers suggested as one person (``reason``: ``identity:<type>``); ``position`` is
+    the suggestion's position, the cursor of the listing."""
+
+    customer_id: UUID
+    other_id: UUID
+    reason: str
+    suggested_at: datetime
+    position: int
+
+
+@lru_cache(maxsize=4096)
+def _candidates_sql(schema: str) -> bytes:
+    return (
+        SQL(
+            "SELECT customer_id, other_id, reason, suggested_at, position"
+            " FROM {}.merge_candidates WHERE position > %s ORDER BY position LIMIT %s"
+        )
+        .format(Identifier(schema))
+        .as_bytes(None)
+    )
+
+
+async def merge_candidates(
+    conn: AsyncConnection[Any], schema: str, after: int | None = None, limit: int = 100
+) -> list[MergeCandidate]:
+    """Listed merge candidates in suggestion order, after the position ``after``."""
+    cur = await conn.execute(_candidates_sql(schema), (after or 0, limit))
+    return [
+        MergeCandidate(r[0], r[1], r[2], r[3].astimezone(UTC), r[4]) for r in await cur.fetchall()
+    ]
 
 
 async def lags(

@@ -167,7 +167,7 @@ async def test_every_bad_identity_is_listed_in_one_problem(
 async def test_bad_role_name_answers_400_invalid_input(
     client: Client, admin: dict[str, str]
 ) -> None:
-    body = {"identities": [identity("email", "a")], "roles": ["Not A Role"]}
+    body = {"identities": [identity("member_no", "a")], "roles": ["Not A Role"]}
     response = await client.post("/v1/customers", json=body, headers=admin)
     problem = assert_problem(response, 400, "invalid_input")
     assert problem["errors"][0]["field"] == "roles[0]"

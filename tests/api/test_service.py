@@ -13,6 +13,7 @@ from api.app import create_app
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
+from projections.registry import PROJECTIONS
 from tests.api.support import identity, project
 
 pytestmark = pytest.mark.anyio
@@ -31,12 +32,37 @@ async def test_openapi_document_lists_every_operation_by_id(client: Client) -> N
         for method, op in item.items()
         if isinstance(op, dict) and "operationId" in op
     }
+    c = "/v1/customers/{customer_id}"
     assert operations == {
         "RegisterCustomer": ("POST", "/v1/customers"),
-        "GetCustomer": ("GET", "/v1/customers/{customer_id}"),
+        "GetCustomer": ("GET", c),
         "FindCustomers": ("GET", "/v1/customers"),
         "ReadEventFeed": ("GET", "/v1/events"),
         "Health": ("GET", "/health"),
+        # customers (issue 3)
+        "ChangeProfile": ("PATCH", c),
+        "EraseCustomer": ("DELETE", c),
+        "LinkIdentities": ("POST", f"{c}/identities"),
+        "UnlinkIdentity": ("DELETE", f"{c}/identities"),
+        "MergeCustomers": ("POST", f"{c}/merge"),
+        "UndoMerge": ("POST", "/v1/merges/{merge_id}/undo"),
+        "ListMergeCandidates": ("GET", "/v1/merge-candidates"),
+        "AddRole": ("POST", f"{c}/roles"),
+        "EndRole": ("DELETE", f"{c}/roles/{{role}}"),
+        "SetParentAgent": ("POST", f"{c}/parent-agent"),
+        "AssignOwner": ("POST", f"{c}/owner"),
+        "EndOwner": ("POST", f"{c}/owner/end"),
+        "HandOverCustomers": ("POST", "/v1/staff/{staff_id}/handover"),
+        "RecordConsent": ("POST", f"{c}/consents"),
+        "ExportCustomer": ("GET", f"{c}/export"),
+        "CustomerHistory": ("GET", f"{c}/history"),
+        "DefineProgram": ("PUT", "/v1/program"),
+        "GetProgram": ("GET", "/v1/program"),
+        # behaviours and bulk import
+        "RecordBehaviors": ("POST", "/v1/behaviors"),
+        "ListCustomerBehaviors": ("GET", f"{c}/behaviors"),
+        "SummarizeCustomerBehaviors": ("GET", f"{c}/behaviors/summary"),
+        "ImportCustomers": ("POST", "/v1/imports/customers"),
     }
 
 
@@ -53,7 +79,7 @@ async def test_health_answers_without_a_key_with_status_and_projection_lag(clien
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["projections"]) == {"customer_profile"}
+    assert set(body["projections"]) == {p.name for p in PROJECTIONS}
     lag = body["projections"]["customer_profile"]["lag"]
     assert isinstance(lag, int)
     assert lag >= 0

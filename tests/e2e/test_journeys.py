@@ -32,7 +32,8 @@ def test_registered_customer_is_read_back_with_min_position_through_the_live_pro
     e2e_tenant: Tenant, http: httpx.Client
 ) -> None:
     value = f"o6_{secrets.token_hex(6)}"
-    created = register(http, e2e_tenant.admin_key, value, name="Lin", email="Lin@Example.com")
+    email = f"Lin.{value}@Example.com"
+    created = register(http, e2e_tenant.admin_key, value, name="Lin", email=email)
     assert created.status_code == 201, created.text
     body = created.json()
     profile = http.get(
@@ -43,8 +44,12 @@ def test_registered_customer_is_read_back_with_min_position_through_the_live_pro
     assert profile.status_code == 200, profile.text
     doc = profile.json()
     assert doc["customer_id"] == body["customer_id"]
-    assert doc["identities"] == [{"type": "wechat_unionid", "value": value}]
-    assert (doc["name"], doc["email"]) == ("Lin", "lin@example.com")
+    # The email field is an identity too.
+    assert doc["identities"] == [
+        {"type": "wechat_unionid", "value": value},
+        {"type": "email", "value": email.lower()},
+    ]
+    assert (doc["name"], doc["email"]) == ("Lin", email.lower())
 
 
 def test_customer_is_found_by_identity_over_http(e2e_tenant: Tenant, http: httpx.Client) -> None:

@@ -54,7 +54,7 @@ def connections(database_url: str, application_name: str | None = None) -> int:
 def add_tenants(runtime: Runtime, count: int) -> list[Tenant]:
     tenants = [runtime.tenants.create(f"flat_{secrets.token_hex(5)}") for _ in range(count)]
     for tenant in tenants:
-        register(tenant, ("phone", "1"), name="first")
+        register(tenant, ("pos_member_no", "1"), name="first")
         catch_up(tenant, PROFILE)
     return tenants
 
@@ -63,7 +63,7 @@ def settle(runtime: Runtime, tenants: list[Tenant]) -> None:
     """Write once more to every tenant and wait until the worker has projected all of it."""
     assert runtime.worker is not None
     for tenant in tenants:
-        register(tenant, ("phone", "2"))
+        register(tenant, ("pos_member_no", "2"))
     wait_until(
         lambda: all(tracked_position(t, PROFILE.name) == head_position(t) for t in tenants),
         timeout=60,

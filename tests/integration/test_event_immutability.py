@@ -13,8 +13,8 @@ from tests.integration.support import events, register, rows
 
 @pytest.fixture
 def stored(tenant: Tenant, sql: psycopg.Connection[Any]) -> list[dict[str, Any]]:
-    register(tenant, ("phone", "1"), name="Li Lei")
-    register(tenant, ("phone", "1"), ("email", "li@example.com"))
+    register(tenant, ("pos_member_no", "1"), name="Li Lei")
+    register(tenant, ("pos_member_no", "1"), ("email", "li@example.com"))
     log = events(sql, tenant)
     assert len(log) == 4
     return log
@@ -65,6 +65,6 @@ def test_stored_event_state_is_unchanged_after_a_refused_update(
 def test_appending_events_is_still_allowed(
     tenant: Tenant, sql: psycopg.Connection[Any], stored: list[dict[str, Any]]
 ) -> None:
-    register(tenant, ("phone", "2"))
+    register(tenant, ("pos_member_no", "2"))
 
     assert len(events(sql, tenant)) == len(stored) + 2

@@ -27,7 +27,7 @@ from tests.integration.support import events, register, wait_until
 def new_customer(tenant: Tenant, value: str) -> Customer:
     return Customer.register(
         customer_id=uuid4(),
-        identities=[Identity("phone", value)],
+        identities=[Identity("pos_member_no", value)],
         name=None, phone=None, email=None, birthday=None, attributes={}, roles=["consumer"],
         owner=None, referrer_id=None, actor="t", at=tenant.app.clock(),
     )  # fmt: skip
@@ -119,7 +119,7 @@ def queue_behind_a_blocked_leader(
 def test_a_stale_save_in_a_batch_is_refused_alone_and_the_batchmate_commits(
     tenant: Tenant, saves: Saves, table_lock: TakeLock, sql: psycopg.Connection[Any]
 ) -> None:
-    existing = register(tenant, ("phone", "1")).customer_id
+    existing = register(tenant, ("pos_member_no", "1")).customer_id
     copy_b = tenant.app.repository.get(existing)
     copy_c = tenant.app.repository.get(existing)
     copy_b.link_identities([Identity("jd_pin", "b")], actor="t", at=tenant.app.clock())
@@ -138,7 +138,7 @@ def test_a_stale_save_in_a_batch_is_refused_alone_and_the_batchmate_commits(
     assert not isinstance(saves.outcomes["b"], Exception)
     assert isinstance(saves.outcomes["c"], IntegrityError)
     customer = tenant.app.repository.get(existing)
-    assert customer.identities == (Identity("phone", "1"), Identity("jd_pin", "b"))
+    assert customer.identities == (Identity("pos_member_no", "1"), Identity("jd_pin", "b"))
     stream = [e for e in events(sql, tenant) if e["originator_id"] == existing]
     assert [e["originator_version"] for e in stream] == [1, 2]
 
@@ -146,9 +146,9 @@ def test_a_stale_save_in_a_batch_is_refused_alone_and_the_batchmate_commits(
 def test_a_save_conflicting_with_a_stored_event_is_refused_alone_in_its_batch(
     tenant: Tenant, saves: Saves, table_lock: TakeLock, sql: psycopg.Connection[Any]
 ) -> None:
-    existing = register(tenant, ("phone", "1")).customer_id
+    existing = register(tenant, ("pos_member_no", "1")).customer_id
     stale = tenant.app.repository.get(existing)
-    register(tenant, ("phone", "1"), ("email", "taken@example.com"))  # stores version 2
+    register(tenant, ("pos_member_no", "1"), ("email", "taken@example.com"))  # stores version 2
     stale.link_identities([Identity("jd_pin", "stale")], actor="t", at=tenant.app.clock())
     fresh = new_customer(tenant, "fresh")
     written: list[tuple[str, int]] = []

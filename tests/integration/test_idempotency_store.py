@@ -20,7 +20,7 @@ from infrastructure.tenancy import Tenant
 from tests.conftest import new_slug
 from tests.integration.support import events, register, rows, run_at_once
 
-REQUEST = {"identities": [["phone", "13800138000"]], "name": "Li Lei"}
+REQUEST = {"identities": [["phone", "+8613800138000"]], "name": "Li Lei"}
 KEY = IdempotencyKey.for_request("RegisterCustomer", "client-key-1", REQUEST)
 OTHER_BODY = IdempotencyKey.for_request(
     "RegisterCustomer", "client-key-1", {**REQUEST, "name": "Han Meimei"}
@@ -186,7 +186,7 @@ def test_completion_is_written_in_the_same_transaction_as_the_events(
     ctx = CommandContext("t", complete=lambda status, body: store.completion(KEY, status, body))
 
     result = register_customer(
-        tenant.app, RegisterCustomer(identities=[("phone", "13800138000")]), ctx
+        tenant.app, RegisterCustomer(identities=[("phone", "+8613800138000")]), ctx
     )
 
     assert result.completed
@@ -206,9 +206,9 @@ def test_a_save_refused_by_the_event_store_leaves_the_claim_unfinished(
 ) -> None:
     store = tenant.idempotency
     store.begin(KEY)
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
     stale = tenant.app.repository.get(first.customer_id)
-    register(tenant, ("phone", "1"), ("email", "a@example.com"))  # takes version 2
+    register(tenant, ("pos_member_no", "1"), ("email", "a@example.com"))  # takes version 2
     stale.link_identities([Identity("jd_pin", "x")], actor="t", at=tenant.app.clock())
 
     with pytest.raises(IntegrityError):

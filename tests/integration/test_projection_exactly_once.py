@@ -24,9 +24,12 @@ TABLES = PROFILE.tables
 
 def populate(tenant: Tenant, customers: int = 6) -> list[Any]:
     """Registrations, some with later identity links: events of both projected topics."""
-    ids = [register(tenant, ("phone", str(n)), name=f"n{n}").customer_id for n in range(customers)]
+    ids = [
+        register(tenant, ("pos_member_no", str(n)), name=f"n{n}").customer_id
+        for n in range(customers)
+    ]
     for n in range(0, customers, 2):
-        register(tenant, ("phone", str(n)), ("email", f"{n}@example.com"))
+        register(tenant, ("pos_member_no", str(n)), ("email", f"{n}@example.com"))
     return ids
 
 
@@ -56,7 +59,11 @@ def test_catch_up_moves_tracking_to_the_head_over_events_it_does_not_read(
     catch_up(tenant, PROFILE)
     before = dump(sql, tenant, TABLES)
     # A tail of events this projection ignores (an identity claim on its own).
-    tenant.app.save(IdentityClaim.claim(Identity("phone", "x"), customer, at=tenant.app.clock()))
+    identity = Identity("pos_member_no", "x")
+    claim_id = tenant.app.claim_id(identity)
+    tenant.app.save(
+        IdentityClaim.claim(identity, customer, claim_id=claim_id, at=tenant.app.clock())
+    )
     assert tracked_position(tenant, PROFILE.name) < head_position(tenant)
 
     assert catch_up(tenant, PROFILE) == 0

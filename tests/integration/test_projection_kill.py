@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def write_round(tenant: Tenant, round_: int, customers: int) -> None:
     for n in range(customers):
-        register(tenant, ("phone", f"{round_}-{n}"), name=f"c{n}")
+        register(tenant, ("pos_member_no", f"{round_}-{n}"), name=f"c{n}")
         if n % 3 == 0:
-            register(tenant, ("phone", f"{round_}-{n}"), ("jd_pin", f"{round_}-{n}"))
+            register(tenant, ("pos_member_no", f"{round_}-{n}"), ("jd_pin", f"{round_}-{n}"))
 
 
 def kill_during_catch_up(database_url: str, tenant: Tenant, rng: random.Random) -> None:

@@ -62,11 +62,11 @@ def identity_counts(sql: psycopg.Connection[Any], tenant: Tenant) -> list[int]:
 def test_two_racing_catch_ups_with_different_heads_apply_each_event_once(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    register(tenant, ("phone", "1"))
+    register(tenant, ("pos_member_no", "1"))
     catch_up(tenant, PROFILE)
-    register(tenant, ("phone", "1"), ("email", "a@example.com"))  # a link: not idempotent
+    register(tenant, ("pos_member_no", "1"), ("email", "a@example.com"))  # a link: not idempotent
     linked_at = head_position(tenant)
-    register(tenant, ("phone", "2"))  # the second projector's head is further on
+    register(tenant, ("pos_member_no", "2"))  # the second projector's head is further on
 
     # The first projector commits (.., linked_at] while the second holds (.., head] in hand.
     catch_up(tenant, Interleaved(lambda: catch_up(tenant, PROFILE, until=linked_at)))
@@ -79,11 +79,11 @@ def test_two_racing_catch_ups_with_different_heads_apply_each_event_once(
 def test_a_swap_in_during_a_live_catch_up_loses_nothing_and_doubles_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    register(tenant, ("phone", "1"))
+    register(tenant, ("pos_member_no", "1"))
     catch_up(tenant, PROFILE)  # live, before the link
-    register(tenant, ("phone", "1"), ("email", "a@example.com"))
+    register(tenant, ("pos_member_no", "1"), ("email", "a@example.com"))
     build_fresh(tenant, PROFILE)  # the rebuild has the link
-    register(tenant, ("phone", "2"))  # the live projector will read past the rebuild
+    register(tenant, ("pos_member_no", "2"))  # the live projector will read past the rebuild
 
     # The live projector read its (older) position; the swap lands before it writes.
     catch_up(tenant, Interleaved(lambda: swap_in(tenant, PROFILE)))
@@ -96,8 +96,8 @@ def test_a_swap_in_during_a_live_catch_up_loses_nothing_and_doubles_nothing(
 def test_a_catch_up_overtaken_by_another_does_not_count_the_events_it_did_not_apply(
     tenant: Tenant,
 ) -> None:
-    register(tenant, ("phone", "1"))
-    register(tenant, ("phone", "2"))
+    register(tenant, ("pos_member_no", "1"))
+    register(tenant, ("pos_member_no", "2"))
 
     applied = catch_up(tenant, Interleaved(lambda: catch_up(tenant, PROFILE)))
 

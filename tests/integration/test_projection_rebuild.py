@@ -37,14 +37,14 @@ def populate(tenant: Tenant, customers: int, prefix: str = "") -> None:
     for n in range(customers):
         register(
             tenant,
-            ("phone", f"{prefix}{n}"),
+            ("pos_member_no", f"{prefix}{n}"),
             name=f"Name {n}",
-            phone=f"138{n:08d}",
+            phone=f"+86139{sum(map(ord, prefix)) % 1000:03d}{n:05d}",  # distinct per prefix
             email=f"{prefix}{n}@Example.com",
             attributes={"n": n, "city": "上海"},
         )
         if n % 3 == 0:
-            register(tenant, ("phone", f"{prefix}{n}"), ("wechat_unionid", f"{prefix}u{n}"))
+            register(tenant, ("pos_member_no", f"{prefix}{n}"), ("wechat_unionid", f"{prefix}u{n}"))
         if n % 6 == 0:
             register(tenant, ("wechat_unionid", f"{prefix}u{n}"), ("jd_pin", f"{prefix}j{n}"))
 
@@ -178,7 +178,7 @@ def test_rebuild_while_writers_and_the_live_worker_run_loses_nothing(
     def write() -> None:
         n = 0
         while not stop.is_set():
-            register(tenant, ("phone", f"w{n}"), ("jd_pin", f"w{n}"))
+            register(tenant, ("pos_member_no", f"w{n}"), ("jd_pin", f"w{n}"))
             written.append(n)
             n += 1
 

@@ -47,7 +47,7 @@ def test_a_tailing_projector_sees_every_event_committed_by_slow_writers(
             lambda n: [
                 register_customer(
                     tenant.app,
-                    RegisterCustomer(identities=[("phone", f"{n}-{k}")]),
+                    RegisterCustomer(identities=[("pos_member_no", f"{n}-{k}")]),
                     CommandContext("t", complete=slow_commit),
                 )
                 for k in range(10)

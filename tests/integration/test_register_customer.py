@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import psycopg
 import pytest
@@ -12,7 +12,8 @@ import pytest
 from application.context import CommandContext
 from application.customers import RegisterCustomer, register_customer
 from domain.customer import Customer, IdentityClaim
-from domain.errors import IdentityConflict, InvalidInput, UnknownReferrer
+from domain.errors import InvalidInput, UnknownReferrer
+from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
 from tests.integration.support import events, register
@@ -24,7 +25,7 @@ def test_registering_new_identities_creates_a_customer_and_one_claim_per_identit
     result = register(
         tenant,
         ("WeChat_UnionID", " o6_abc "),
-        ("phone", "13800138000"),
+        ("phone", "+86 138-0013-8000"),
         name=" Li Lei ",
         email=" Li.Lei@Example.COM ",
         birthday=date(1990, 5, 1),
@@ -34,8 +35,10 @@ def test_registering_new_identities_creates_a_customer_and_one_claim_per_identit
     assert not result.matched
     assert result.status == 201
     log = events(sql, tenant)
+    # The email field is an identity too: three identities, three claims.
     assert [e["topic"] for e in log] == [
         Customer.Registered.TOPIC,
+        IdentityClaim.Claimed.TOPIC,
         IdentityClaim.Claimed.TOPIC,
         IdentityClaim.Claimed.TOPIC,
     ]
@@ -43,17 +46,38 @@ def test_registering_new_identities_creates_a_customer_and_one_claim_per_identit
     customer = tenant.app.repository.get(result.customer_id)
     assert customer.identities == (
         Identity("wechat_unionid", "o6_abc"),
-        Identity("phone", "13800138000"),
+        Identity("phone", "+8613800138000"),
+        Identity("email", "li.lei@example.com"),
     )
     assert (customer.name, customer.email) == ("Li Lei", "li.lei@example.com")
-    assert customer.roles == ("consumer",)
-    assert {e["originator_id"] for e in log[1:]} == {i.claim_id for i in customer.identities}
+    assert list(customer.roles) == ["consumer"]
+    claim_ids = {tenant.app.claim_id(i) for i in customer.identities}
+    assert {e["originator_id"] for e in log[1:]} == claim_ids
+
+
+def test_phone_and_email_fields_are_identities_a_later_registration_matches_on(
+    tenant: Tenant,
+) -> None:
+    first = register(tenant, ("pos_member_no", "P-1"), phone="+8613800138000", email="A@B.example")
+
+    by_phone = register(tenant, ("jd_pin", "jd-1"), phone="+86 13800138000")
+    by_email = register(tenant, ("email", "a@b.example"))
+
+    assert (by_phone.customer_id, by_phone.matched) == (first.customer_id, True)
+    assert (by_email.customer_id, by_email.matched) == (first.customer_id, True)
+    customer = tenant.app.repository.get(first.customer_id)
+    assert set(customer.identities) == {
+        Identity("pos_member_no", "P-1"),
+        Identity("phone", "+8613800138000"),
+        Identity("email", "a@b.example"),
+        Identity("jd_pin", "jd-1"),
+    }
 
 
 def test_registering_held_identities_again_matches_and_writes_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    first = register(tenant, ("phone", "13800138000"), ("email", "a@example.com"))
+    first = register(tenant, ("phone", "+8613800138000"), ("email", "a@example.com"))
     before = events(sql, tenant)
 
     again = register(tenant, ("email", "a@example.com"))
@@ -66,9 +90,9 @@ def test_registering_held_identities_again_matches_and_writes_nothing(
 def test_full_width_and_ascii_spellings_of_one_identity_are_one_identity(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "13800138000")
+    full_width = "".join(chr(ord(c) + 0xFEE0) for c in "+8613800138000")
 
-    first = register(tenant, ("phone", "13800138000"), ("phone", full_width))
+    first = register(tenant, ("phone", "+8613800138000"), ("phone", full_width))
     again = register(tenant, ("PHONE", f"\u3000{full_width}"))
 
     assert again.customer_id == first.customer_id
@@ -78,9 +102,9 @@ def test_full_width_and_ascii_spellings_of_one_identity_are_one_identity(
 def test_registering_held_and_new_identities_links_the_new_ones(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
 
-    linked = register(tenant, ("jd_pin", "jd-1"), ("phone", "1"))
+    linked = register(tenant, ("jd_pin", "jd-1"), ("pos_member_no", "1"))
 
     assert linked.matched
     assert linked.customer_id == first.customer_id
@@ -91,21 +115,33 @@ def test_registering_held_and_new_identities_links_the_new_ones(
     ]
     assert linked.position == log[-1]["notification_id"]
     customer = tenant.app.repository.get(first.customer_id)
-    assert customer.identities == (Identity("phone", "1"), Identity("jd_pin", "jd-1"))
+    assert customer.identities == (Identity("pos_member_no", "1"), Identity("jd_pin", "jd-1"))
 
 
-def test_identities_of_two_customers_are_refused_with_identity_conflict_writing_nothing(
+def test_identities_of_two_customers_merge_them_into_the_first_registered_and_match_it(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    one = register(tenant, ("phone", "1"))
-    two = register(tenant, ("phone", "2"))
-    before = events(sql, tenant)
+    # Without a program every type identifies: the two are one person (SamePerson).
+    one = register(tenant, ("pos_member_no", "1"))
+    two = register(tenant, ("pos_member_no", "2"))
 
-    with pytest.raises(IdentityConflict) as raised:
-        register(tenant, ("phone", "1"), ("email", "new@example.com"), ("phone", "2"))
+    result = register(
+        tenant, ("pos_member_no", "1"), ("email", "new@example.com"), ("pos_member_no", "2")
+    )
 
-    assert set(raised.value.customer_ids) == {one.customer_id, two.customer_id}
-    assert events(sql, tenant) == before
+    assert (result.customer_id, result.matched) == (one.customer_id, True)
+    (merge_id,) = result.merged
+    merge = tenant.app.repository.get(UUID(merge_id))
+    assert isinstance(merge, Merge)
+    assert (merge.survivor_id, merge.source_id) == (one.customer_id, two.customer_id)
+    assert merge.reason == "identity:pos_member_no"
+    assert tenant.app.repository.get(two.customer_id).merged_into == one.customer_id
+    assert set(tenant.app.repository.get(one.customer_id).identities) == {
+        Identity("pos_member_no", "1"),
+        Identity("pos_member_no", "2"),
+        Identity("email", "new@example.com"),
+    }
+    assert [e["topic"] for e in events(sql, tenant)].count(Merge.Merged.TOPIC) == 1
 
 
 @pytest.mark.parametrize(
@@ -113,12 +149,26 @@ def test_identities_of_two_customers_are_refused_with_identity_conflict_writing_
     [
         (RegisterCustomer(identities=[]), ["identities"]),
         (
-            RegisterCustomer(identities=[("phone", "1"), ("9bad", ""), ("email", "x" * 300)]),
+            RegisterCustomer(
+                identities=[("pos_member_no", "1"), ("9bad", ""), ("email", "x" * 300)]
+            ),
             ["identities[1].type", "identities[1].value", "identities[2].value"],
         ),
-        (RegisterCustomer(identities=[("phone", "1")], roles=["agent", "Bad-Role"]), ["roles[1]"]),
+        (
+            RegisterCustomer(identities=[("pos_member_no", "1")], roles=["agent", "Bad-Role"]),
+            ["roles[1]"],
+        ),
+        (
+            # Without a program there is no default country: a phone needs +<country code>.
+            RegisterCustomer(identities=[("phone", "13800138000")], email="not-an-email"),
+            ["identities[0].value", "email"],
+        ),
+        (
+            RegisterCustomer(identities=[("pos_member_no", "1")], phone="+86 1"),
+            ["phone"],
+        ),
     ],
-    ids=["no-identities", "bad-identities", "bad-role"],
+    ids=["no-identities", "bad-identities", "bad-role", "bad-phone-and-email", "bad-phone-field"],
 )
 def test_invalid_input_names_every_bad_field_and_writes_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any], command: RegisterCustomer, fields: list[str]
@@ -133,20 +183,21 @@ def test_invalid_input_names_every_bad_field_and_writes_nothing(
 def test_an_unknown_referrer_is_refused_writing_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    register(tenant, ("phone", "1"))
+    register(tenant, ("pos_member_no", "1"))
     before = events(sql, tenant)
-    claim_id = Identity("phone", "1").claim_id  # an aggregate, but not a customer
+    # An aggregate, but not a customer.
+    claim_id = tenant.app.claim_id(Identity("pos_member_no", "1"))
 
     for referrer in (uuid4(), claim_id):
         with pytest.raises(UnknownReferrer):
-            register(tenant, ("phone", "2"), referrer_id=referrer)
+            register(tenant, ("pos_member_no", "2"), referrer_id=referrer)
 
     assert events(sql, tenant) == before
 
 
 def test_a_known_referrer_is_recorded(tenant: Tenant) -> None:
-    referrer = register(tenant, ("phone", "1")).customer_id
+    referrer = register(tenant, ("pos_member_no", "1")).customer_id
 
-    referred = register(tenant, ("phone", "2"), referrer_id=referrer)
+    referred = register(tenant, ("pos_member_no", "2"), referrer_id=referrer)
 
     assert tenant.app.repository.get(referred.customer_id).referrer_id == referrer

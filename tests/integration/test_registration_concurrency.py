@@ -14,7 +14,7 @@ from application.context import CommandContext
 from application.customers import RegisterCustomer, register_customer
 from application.errors import ConcurrencyConflict
 from domain.customer import Customer, IdentityClaim
-from domain.errors import IdentityConflict
+from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
 from tests.integration.support import events, register, rows, run_at_once
@@ -42,7 +42,7 @@ def test_sixteen_threads_registering_one_identity_make_exactly_one_customer(
     assert len(log) == 2
     assert {r.customer_id for r in results} == {registered["originator_id"]}
     assert sorted(r.matched for r in results) == [False] + [True] * 15
-    assert claimed["originator_id"] == Identity("wechat_unionid", "o6_race").claim_id
+    assert claimed["originator_id"] == tenant.app.claim_id(Identity("wechat_unionid", "o6_race"))
     # Every caller can read its write: each position returned covers the registration.
     head = log[-1]["notification_id"]
     assert all(registered["notification_id"] <= r.position <= head for r in results)
@@ -55,7 +55,7 @@ def test_concurrent_registrations_of_distinct_identities_all_succeed_with_contig
 
     def work(n: int) -> list[Any]:
         return [
-            register(tenant, ("phone", f"{n}-{k}"), ("email", f"{n}-{k}@example.com"))
+            register(tenant, ("phone", f"+86138{n:04d}{k:04d}"), ("email", f"{n}-{k}@example.com"))
             for k in range(per_thread)
         ]
 
@@ -118,34 +118,44 @@ def test_more_concurrent_links_than_attempts_lose_no_update_and_leave_no_partial
     assert set(customer.identities) == {Identity("pos_member_no", "M-1")} | linked
     log = events(sql, tenant)
     claims = {e["originator_id"] for e in log if e["topic"] == CLAIMED}
-    assert claims == {i.claim_id for i in linked} | {Identity("pos_member_no", "M-1").claim_id}
+    held = linked | {Identity("pos_member_no", "M-1")}
+    assert claims == {tenant.app.claim_id(i) for i in held}
     assert len([e for e in log if e["topic"] == LINKED]) == len(linked)
     assert_versions_contiguous(log)
 
 
-def test_racing_registrations_of_identities_of_two_customers_conflict_without_writing(
+def test_racing_registrations_of_identities_of_two_customers_merge_them_exactly_once(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    register(tenant, ("phone", "1"))
-    register(tenant, ("phone", "2"))
-    before = events(sql, tenant)
+    one = register(tenant, ("pos_member_no", "1"))
+    two = register(tenant, ("pos_member_no", "2"))
 
-    def work(_: int) -> type[BaseException] | None:
-        try:
-            register(tenant, ("phone", "1"), ("phone", "2"), ("email", "x@example.com"))
-        except IdentityConflict as e:
-            return type(e)
-        return None
+    results = run_at_once(
+        8,
+        lambda _: register(
+            tenant, ("pos_member_no", "1"), ("pos_member_no", "2"), ("email", "x@example.com")
+        ),
+    )
 
-    assert run_at_once(8, work) == [IdentityConflict] * 8
-    assert events(sql, tenant) == before
+    # Every racer answers with the first-registered customer; one merge, one email claim.
+    assert {r.customer_id for r in results} == {one.customer_id}
+    log = events(sql, tenant)
+    assert [e["topic"] for e in log].count(Merge.Merged.TOPIC) == 1
+    assert len([e for e in log if e["topic"] == CLAIMED]) == 3
+    assert tenant.app.repository.get(two.customer_id).merged_into == one.customer_id
+    assert set(tenant.app.repository.get(one.customer_id).identities) == {
+        Identity("pos_member_no", "1"),
+        Identity("pos_member_no", "2"),
+        Identity("email", "x@example.com"),
+    }
+    assert_versions_contiguous(log)
 
 
 def test_the_database_refuses_a_second_event_at_a_stream_version(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     # D5: uniqueness of (stream, version) is the database's, not only the recorder's.
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
 
     with pytest.raises(psycopg.errors.UniqueViolation):
         rows(
@@ -161,9 +171,9 @@ def test_the_database_refuses_a_second_event_at_a_stream_version(
 def test_saving_a_stale_aggregate_raises_integrity_error_and_writes_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
     stale = tenant.app.repository.get(first.customer_id)
-    register(tenant, ("phone", "1"), ("email", "a@example.com"))  # version 2 is taken
+    register(tenant, ("pos_member_no", "1"), ("email", "a@example.com"))  # version 2 is taken
     before = events(sql, tenant)
 
     stale.link_identities([Identity("jd_pin", "x")], actor="t", at=tenant.app.clock())

@@ -33,7 +33,7 @@ def test_creating_an_existing_slug_raises_tenant_exists(runtime: Runtime, tenant
 def test_creating_an_existing_slug_leaves_its_events_alone(
     runtime: Runtime, tenant: Tenant
 ) -> None:
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
 
     with pytest.raises(TenantExists):
         runtime.tenants.create(tenant.slug)
@@ -64,7 +64,7 @@ def test_getting_an_unknown_tenant_raises_tenant_not_found(runtime: Runtime) -> 
 def test_a_tenant_created_elsewhere_is_loaded_from_the_directory(
     runtime: Runtime, tenant: Tenant
 ) -> None:
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
     another_process = Tenants(runtime.pool)
 
     loaded = another_process.get(tenant.slug)
@@ -76,8 +76,8 @@ def test_a_tenant_created_elsewhere_is_loaded_from_the_directory(
 def test_tenants_are_isolated_from_each_other(runtime: Runtime, tenant: Tenant) -> None:
     other = runtime.tenants.create(new_slug())
 
-    mine = register(tenant, ("phone", "13800138000"))
-    theirs = register(other, ("phone", "13800138000"))
+    mine = register(tenant, ("phone", "+8613800138000"))
+    theirs = register(other, ("phone", "+8613800138000"))
 
     assert not mine.matched
     assert not theirs.matched
@@ -146,7 +146,7 @@ def test_concurrent_creations_of_one_slug_make_exactly_one_tenant(runtime: Runti
 
     assert sorted(outcomes) == ["created"] + ["exists"] * 5
     assert runtime.tenants.slugs().count(slug) == 1
-    assert not register(runtime.tenants.get(slug), ("phone", "1")).matched
+    assert not register(runtime.tenants.get(slug), ("pos_member_no", "1")).matched
 
 
 def test_processes_loading_a_tenant_due_for_upgrade_at_once_all_load_it(
@@ -154,7 +154,7 @@ def test_processes_loading_a_tenant_due_for_upgrade_at_once_all_load_it(
 ) -> None:
     # After a TENANT_SCHEMA_VERSION bump, the API and the worker may load a tenant together:
     # its provisioning runs once at a time (concurrent DDL on one schema deadlocks).
-    first = register(tenant, ("phone", "1"))
+    first = register(tenant, ("pos_member_no", "1"))
     sql.execute("UPDATE membercore.tenants SET schema_version = 0 WHERE slug = %s", (tenant.slug,))
     installers = runtime.tenants.installers
     processes = [Tenants(runtime.pool, installers=installers) for _ in range(6)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
@@ -11,9 +12,10 @@ from hypothesis import strategies as st
 
 from domain.customer import Customer, IdentityClaim
 from domain.values import Identity
+from infrastructure.crypto import claim_id
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-PHONE = Identity("phone", "13800138000")
+PHONE = Identity("phone", "+8613800138000")
 UNIONID = Identity("wechat_unionid", "o6_bmjrPTlm6_2sgVt7hMZOPfL2M")
 EMAIL = Identity("email", "li.lei@example.com")
 
@@ -23,7 +25,7 @@ def register(**overrides: Any) -> Customer:
         "customer_id": UUID("982b55cd-79ed-4383-8da3-bc5c9afc6b84"),
         "identities": [PHONE],
         "name": "Li Lei",
-        "phone": "13800138000",
+        "phone": "+8613800138000",
         "email": "li.lei@example.com",
         "birthday": date(1990, 5, 1),
         "attributes": {"city": "Shanghai"},
@@ -61,7 +63,7 @@ def test_register_records_one_registered_event_carrying_every_field() -> None:
     assert event.timestamp == AT
     assert event.identities == (PHONE, UNIONID)
     assert event.name == "Li Lei"
-    assert event.phone == "13800138000"
+    assert event.phone == "+8613800138000"
     assert event.email == "li.lei@example.com"
     assert event.birthday == date(1990, 5, 1)
     assert event.attributes == {"city": "Shanghai"}
@@ -80,7 +82,7 @@ def test_register_sets_state_from_the_registered_event() -> None:
     assert customer.name == "Li Lei"
     assert customer.birthday == date(1990, 5, 1)
     assert customer.attributes == {"city": "Shanghai"}
-    assert customer.roles == ("consumer",)
+    assert customer.roles == {"consumer": AT}
     assert customer.created_on == AT
 
 
@@ -173,25 +175,33 @@ def test_replay_equals_live_state_for_any_sequence_of_links(
     assert customer.identities == tuple(dict.fromkeys([*first, *(i for b in links for i in b)]))
 
 
-def test_claim_id_is_derived_from_the_identity_alone() -> None:
-    assert Identity("phone", "1").claim_id == Identity("phone", "1").claim_id
-    assert Identity("phone", "1").claim_id != Identity("phone", "2").claim_id
+def test_claim_id_is_a_keyed_hash_of_type_and_value() -> None:
+    secret, other = b"k" * 32, b"o" * 32
+
+    assert claim_id(secret, PHONE) == claim_id(secret, Identity("phone", "+8613800138000"))
+    assert claim_id(secret, PHONE) != claim_id(secret, Identity("phone", "+8613800138001"))
     # The separator keeps ("ab", "c") and ("a", "bc") apart.
-    assert Identity("ab", "c").claim_id != Identity("a", "bc").claim_id
-    # Fixed forever: changing the namespace or the encoding would orphan every stored claim.
-    assert Identity("phone", "13800138000").claim_id == UUID("a1d481d3-ade5-54e2-bee3-74855eff9dbb")
+    assert claim_id(secret, Identity("ab", "c")) != claim_id(secret, Identity("a", "bc"))
+    # Another tenant's secret gives other ids: ids reveal nothing across tenants.
+    assert claim_id(secret, PHONE) != claim_id(other, PHONE)
+    # Fixed forever for a given secret: changing the encoding would orphan every stored claim.
+    assert claim_id(secret, PHONE) == UUID(
+        bytes=hmac.digest(secret, b"phone\x1f+8613800138000", "sha256")[:16]
+    )
 
 
-def test_claim_records_the_identity_type_and_holder_under_the_identitys_claim_id() -> None:
+def test_claim_records_the_identity_type_and_holder_under_the_given_claim_id() -> None:
     holder = uuid4()
+    cid = claim_id(b"k" * 32, UNIONID)
 
-    claim = IdentityClaim.claim(UNIONID, holder, at=AT)
+    claim = IdentityClaim.claim(UNIONID, holder, claim_id=cid, at=AT)
 
     (event,) = claim.collect_events()
     assert isinstance(event, IdentityClaim.Claimed)
-    assert event.originator_id == UNIONID.claim_id
+    assert event.originator_id == cid
     assert event.originator_version == 1
     assert event.identity_type == "wechat_unionid"
     assert event.customer_id == holder
+    assert claim.holders == (holder,)
     assert "o6_bmjrPTlm6" not in repr(vars(claim)), "a claim never stores the identity value"
     assert replay([event]) == claim

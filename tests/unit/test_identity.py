@@ -1,4 +1,5 @@
-"""Identity.parse: normalisation (NFKC, trim, lower-case type) and validation naming the field."""
+"""Identity.parse: normalisation (NFKC, trim, lower-case type) and validation naming the field;
+phones to E.164 and emails lower-cased (application.identities)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from application.identities import parse_identities, parse_identity
 from domain.errors import FieldProblem, InvalidInput
+from domain.program import DEFAULT_RULES, ProgramRules
 from domain.values import MAX_IDENTITY_VALUE, Identity, parse_role
+from infrastructure.crypto import claim_id
 
 
 def full_width(text: str) -> str:
@@ -46,10 +50,75 @@ def test_parse_lower_cases_the_type_but_keeps_the_case_of_the_value() -> None:
 
 
 def test_parse_gives_full_width_and_ascii_spellings_the_same_claim_id() -> None:
-    assert (
-        Identity.parse(full_width("phone"), f" {full_width('13800138000')}\u3000").claim_id
-        == Identity.parse("phone", "13800138000").claim_id
+    secret = b"s" * 32
+    folded = Identity.parse(full_width("phone"), f" {full_width('+8613800138000')}\u3000")
+
+    assert claim_id(secret, folded) == claim_id(secret, Identity.parse("phone", "+8613800138000"))
+
+
+# -- channel-specific normalisation (application.identities) -----------------------------------
+
+CN = ProgramRules(version=1, default_country="CN")
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["+8613800138000", "+86 138 0013 8000", "+86-138-0013-8000", full_width("+8613800138000")],
+)
+def test_a_phone_with_its_country_code_is_normalised_to_e164_without_a_program(
+    spelling: str,
+) -> None:
+    assert parse_identity("phone", spelling, DEFAULT_RULES, field="i") == Identity(
+        "phone", "+8613800138000"
     )
+
+
+def test_a_phone_without_country_code_is_refused_without_a_program_naming_the_value() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_identity("phone", "13800138000", DEFAULT_RULES, field="identities[3]")
+
+    (problem,) = raised.value.problems
+    assert problem.field == "identities[3].value"
+    assert "country code" in problem.reason
+
+
+def test_a_national_phone_number_takes_the_programs_default_country() -> None:
+    assert parse_identity("phone", "138 0013 8000", CN, field="i") == Identity(
+        "phone", "+8613800138000"
+    )
+    assert parse_identity("phone", "+1 650 253 0000", CN, field="i") == Identity(
+        "phone", "+16502530000"
+    )
+
+
+@pytest.mark.parametrize("bad", ["1", "12345", "+86 1", "phone"])
+def test_an_invalid_phone_number_is_refused_even_with_a_default_country(bad: str) -> None:
+    with pytest.raises(InvalidInput):
+        parse_identity("phone", bad, CN, field="i")
+
+
+def test_an_email_identity_is_checked_and_lower_cased() -> None:
+    assert parse_identity("EMAIL", " Li.Lei@Example.COM ", DEFAULT_RULES, field="i") == Identity(
+        "email", "li.lei@example.com"
+    )
+    with pytest.raises(InvalidInput):
+        parse_identity("email", "not-an-address", DEFAULT_RULES, field="i")
+
+
+def test_other_identity_types_keep_the_case_of_their_value() -> None:
+    assert parse_identity("jd_pin", " JD_Pin ", CN, field="i") == Identity("jd_pin", "JD_Pin")
+
+
+def test_parse_identities_reports_every_bad_one_by_index_and_drops_duplicates() -> None:
+    with pytest.raises(InvalidInput) as raised:
+        parse_identities([("phone", "1"), ("jd_pin", "ok"), ("email", "x")], DEFAULT_RULES)
+    assert [p.field for p in raised.value.problems] == [
+        "identities[0].value",
+        "identities[2].value",
+    ]
+
+    parsed = parse_identities([("phone", "+8613800138000"), ("PHONE", "+86 138 0013 8000")], CN)
+    assert parsed == (Identity("phone", "+8613800138000"),)
 
 
 @pytest.mark.parametrize(

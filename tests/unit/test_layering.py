@@ -145,9 +145,29 @@ def test_domain_reads_no_clock_and_no_randomness() -> None:
     assert reads == []
 
 
-def test_application_imports_only_domain_stdlib_eventsourcing_and_msgspec() -> None:
-    allowed = STDLIB | {"application", "domain", "eventsourcing", "msgspec"}
+# Pure normalisation libraries (no I/O: email_validator is only called without its DNS check).
+PURE_LIBRARIES = {"phonenumbers", "email_validator"}
+
+
+def test_application_imports_only_domain_stdlib_eventsourcing_msgspec_and_pure_libraries() -> None:
+    allowed = STDLIB | {"application", "domain", "eventsourcing", "msgspec"} | PURE_LIBRARIES
     assert [str(i) for i in _layer_imports("application") if i.top not in allowed] == []
+
+
+def test_the_application_never_asks_email_validator_to_look_up_dns() -> None:
+    calls = [
+        node
+        for path in _modules("application")
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "validate_email"
+    ]
+    assert calls
+    for call in calls:
+        flags = {k.arg: k.value for k in call.keywords}
+        assert isinstance(flags.get("check_deliverability"), ast.Constant)
+        assert flags["check_deliverability"].value is False
 
 
 def test_projections_do_not_import_the_api() -> None:

@@ -1,0 +1,276 @@
+"""CustomerHistoryProjection: one row per change of a customer, with before and after values.
+
+``customer_history`` rows: ``(customer_id, position)`` is the key; ``kind`` names the event
+(``registered``, ``profile_changed``, ...), ``actor`` who asked, ``channel`` where a registration
+or a profile change came from, ``changes`` a JSON list of ``{"field", "before", "after"}``.
+
+Field names: the profile paths (``name``, ``phone``, ``email``, ``birthday``, ``owner``,
+``channel``, ``store_id``, ``attributes.<code>``), ``referrer_id``, ``parent_agent_id``,
+``merged_into``, ``roles`` (one entry per role: after = the role added, before = the role ended),
+``consents.<purpose>.<channel>`` (granted true/false) and ``identities`` (after = the identities
+added, before = the identities removed, as ``{"type", "value"}`` lists).
+
+Events do not carry "before" values, so the projection keeps the current value of each field per
+customer in its own table, ``customer_history_state (customer_id, fields)``.
+
+Erasure empties the ``changes`` of every row of the customer (kind, actor, time stay) and drops
+its state: no personal value remains, and a rebuild after the erasure (when the personal fields
+decode as empty) ends in the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+import msgspec
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Composed, Identifier
+
+from application.public_events import plain
+from domain.customer import Customer
+from domain.values import Identity
+from projections.engine import Positioned, Projection
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+HISTORY = "customer_history"
+STATE = "customer_history_state"
+
+KINDS: dict[type[Any], str] = {
+    Customer.Registered: "registered",
+    Customer.ProfileChanged: "profile_changed",
+    Customer.IdentitiesLinked: "identities_linked",
+    Customer.IdentitiesUnlinked: "identities_unlinked",
+    Customer.RoleAdded: "role_added",
+    Customer.RoleEnded: "role_ended",
+    Customer.ParentAgentSet: "parent_agent_set",
+    Customer.OwnerAssigned: "owner_assigned",
+    Customer.OwnerEnded: "owner_ended",
+    Customer.ConsentGiven: "consent_given",
+    Customer.ConsentWithdrawn: "consent_withdrawn",
+    Customer.MergedInto: "merged_into",
+    Customer.Absorbed: "absorbed",
+    Customer.AbsorptionUndone: "absorption_undone",
+    Customer.MergeUndone: "merge_undone",
+    Customer.Erased: "erased",
+}
+
+Change = dict[str, Any]
+State = dict[str, Any]
+
+
+def _change(field: str, before: Any, after: Any) -> Change:
+    return {"field": field, "before": before, "after": after}
+
+
+def _identities(identities: Sequence[Identity]) -> list[dict[str, str]]:
+    return [{"type": i.type, "value": i.value} for i in identities]
+
+
+def _set(state: State, field: str, value: Any, changes: list[Change]) -> None:
+    """Record ``field`` becoming ``value`` (None: cleared) against the state, and update it."""
+    value = plain(value)
+    before = state.get(field)
+    changes.append(_change(field, before, value))
+    if value is None:
+        state.pop(field, None)
+    else:
+        state[field] = value
+
+
+def _set_fields(state: State, fields: Mapping[str, Any], changes: list[Change]) -> None:
+    for path, value in fields.items():
+        _set(state, path, value, changes)
+
+
+def _registered(state: State, e: Customer.Registered) -> list[Change]:
+    changes: list[Change] = []
+    if e.identities:
+        changes.append(_change("identities", None, _identities(e.identities)))
+    fields: dict[str, Any] = {
+        "name": e.name,
+        "phone": e.phone,
+        "email": e.email,
+        "birthday": e.birthday,
+        **{f"attributes.{k}": v for k, v in e.attributes.items()},
+    }
+    _set_fields(state, {k: v for k, v in fields.items() if v is not None}, changes)
+    changes += [_change("roles", None, role) for role in e.roles]
+    rest = {"owner": e.owner, "channel": e.channel, "store_id": e.store_id}
+    _set_fields(state, {k: v for k, v in rest.items() if v is not None}, changes)
+    if e.referrer_id is not None:
+        changes.append(_change("referrer_id", None, str(e.referrer_id)))
+    return changes
+
+
+def _changes(state: State, e: Any) -> list[Change]:
+    """What ``e`` changed, before and after; updates ``state``."""
+    changes: list[Change] = []
+    if isinstance(e, Customer.Registered):
+        return _registered(state, e)
+    if isinstance(e, Customer.IdentitiesLinked):
+        if e.identities:
+            changes.append(_change("identities", None, _identities(e.identities)))
+    elif isinstance(e, Customer.IdentitiesUnlinked):
+        if e.identities:
+            changes.append(_change("identities", _identities(e.identities), None))
+    elif isinstance(e, Customer.ProfileChanged):
+        _set_fields(state, e.changes, changes)
+    elif isinstance(e, Customer.RoleAdded):
+        changes.append(_change("roles", None, e.role))
+    elif isinstance(e, Customer.RoleEnded):
+        changes.append(_change("roles", e.role, None))
+    elif isinstance(e, Customer.ParentAgentSet):
+        _set(state, "parent_agent_id", e.parent_id, changes)
+    elif isinstance(e, Customer.OwnerAssigned):
+        _set(state, "owner", e.owner, changes)
+    elif isinstance(e, Customer.OwnerEnded):
+        _set(state, "owner", None, changes)
+    elif isinstance(e, Customer.ConsentGiven | Customer.ConsentWithdrawn):
+        granted = isinstance(e, Customer.ConsentGiven)
+        _set(state, f"consents.{e.purpose}.{e.channel}", granted, changes)
+    elif isinstance(e, Customer.Absorbed):
+        if e.identities:
+            changes.append(_change("identities", None, _identities(e.identities)))
+        _set_fields(state, e.fields, changes)
+        changes += [_change("roles", None, role) for role in e.roles]
+    elif isinstance(e, Customer.AbsorptionUndone):
+        if e.identities:
+            changes.append(_change("identities", _identities(e.identities), None))
+        _set_fields(state, e.fields, changes)
+        changes += [_change("roles", role, None) for role in e.roles]
+    elif isinstance(e, Customer.MergedInto):
+        _set(state, "merged_into", e.survivor_id, changes)
+    elif isinstance(e, Customer.MergeUndone):
+        _set(state, "merged_into", None, changes)
+        if e.identities:
+            changes.append(_change("identities", None, _identities(e.identities)))
+    return changes
+
+
+class _Row:
+    __slots__ = ("actor", "at", "changes", "channel", "customer_id", "kind", "position")
+
+    def __init__(self, p: Positioned, changes: list[Change]) -> None:
+        e = p.event
+        self.position: int = p.position
+        self.customer_id: UUID = e.originator_id
+        self.at: datetime = e.timestamp
+        self.actor: str = e.actor
+        self.channel: str | None = (
+            e.channel if isinstance(e, Customer.Registered | Customer.ProfileChanged) else None
+        )
+        self.kind = KINDS[type(e)]
+        self.changes = changes
+
+
+class CustomerHistoryProjection(Projection):
+    name: ClassVar[str] = "customer_history"
+    tables: ClassVar[tuple[str, ...]] = (HISTORY, STATE)
+    topics: ClassVar[frozenset[str]] = frozenset(cls.TOPIC for cls in KINDS)
+
+    def create_tables(self, curs: Cursor[DictRow], schema: str, suffix: str = "") -> None:
+        s = Identifier(schema)
+        curs.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                " position bigint NOT NULL, customer_id uuid NOT NULL, at timestamptz NOT NULL,"
+                " actor text NOT NULL, channel text, kind text NOT NULL, changes json NOT NULL,"
+                " PRIMARY KEY (customer_id, position))"
+            ).format(s, Identifier(HISTORY + suffix))
+        )
+        curs.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                " customer_id uuid PRIMARY KEY, fields json NOT NULL)"
+            ).format(s, Identifier(STATE + suffix))
+        )
+
+    def apply(
+        self, curs: Cursor[DictRow], schema: str, events: Sequence[Positioned], suffix: str = ""
+    ) -> None:
+        history = SQL("{}.{}").format(Identifier(schema), Identifier(HISTORY + suffix))
+        state_table = SQL("{}.{}").format(Identifier(schema), Identifier(STATE + suffix))
+        states = _load_states(curs, state_table, events)
+        touched: set[UUID] = set()
+        erased: set[UUID] = set()
+        rows: list[_Row] = []
+        for p in events:
+            e, cid = p.event, p.event.originator_id
+            if isinstance(e, Customer.Erased):
+                for row in rows:
+                    if row.customer_id == cid:
+                        row.changes = []
+                rows.append(_Row(p, []))
+                states[cid] = {}
+                erased.add(cid)
+            else:
+                rows.append(_Row(p, _changes(states.setdefault(cid, {}), e)))
+            touched.add(cid)
+
+        if erased:
+            # Rows of earlier batches: keep the what, who and when, drop the values.
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET changes = '[]' WHERE customer_id = ANY(%s)"
+                    " AND changes::text <> '[]'"
+                ).format(history),
+                (list(erased),),
+            )
+        if rows:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (position, customer_id, at, actor, channel, kind, changes)"
+                    " SELECT * FROM unnest(%b::bigint[], %b::uuid[], %b::timestamptz[],"
+                    " %b::text[], %b::text[], %b::text[], %b::json[])"
+                ).format(history),
+                (
+                    [r.position for r in rows],
+                    [r.customer_id for r in rows],
+                    [r.at for r in rows],
+                    [r.actor for r in rows],
+                    [r.channel for r in rows],
+                    [r.kind for r in rows],
+                    [_encode(r.changes).decode() for r in rows],
+                ),
+            )
+        _write_states(curs, state_table, {c: states[c] for c in touched})
+
+
+def _load_states(
+    curs: Cursor[DictRow], table: Composed, events: Sequence[Positioned]
+) -> dict[UUID, State]:
+    created = {p.event.originator_id for p in events if isinstance(p.event, Customer.Registered)}
+    wanted = list({p.event.originator_id for p in events} - created)
+    states: dict[UUID, State] = {}
+    if wanted:
+        curs.execute(
+            SQL(
+                "SELECT customer_id, fields::text AS fields FROM {} WHERE customer_id = ANY(%s)"
+            ).format(table),
+            (wanted,),
+        )
+        states = {r["customer_id"]: _decode(r["fields"]) for r in curs.fetchall()}
+    return states
+
+
+def _write_states(curs: Cursor[DictRow], table: Composed, states: dict[UUID, State]) -> None:
+    """Upsert the non-empty states, delete the empty ones (nothing known: no row)."""
+    kept = [c for c, s in states.items() if s]
+    gone = [c for c, s in states.items() if not s]
+    if gone:
+        curs.execute(SQL("DELETE FROM {} WHERE customer_id = ANY(%s)").format(table), (gone,))
+    if kept:
+        curs.execute(
+            SQL(
+                "INSERT INTO {} (customer_id, fields)"
+                " SELECT * FROM unnest(%b::uuid[], %b::json[])"
+                " ON CONFLICT (customer_id) DO UPDATE SET fields = EXCLUDED.fields"
+            ).format(table),
+            (kept, [_encode(states[c]).decode() for c in kept]),
+        )
