@@ -49,7 +49,7 @@ from application.errors import ConcurrencyConflict
 from domain.customer import Customer, IdentityClaim
 from domain.errors import DomainError, InvalidInput
 from domain.program import ProgramRules
-from domain.registration import Matched, NewCustomer, decide_registration
+from domain.registration import Matched, NewCustomer, SamePerson, decide_registration
 from domain.values import Identity
 
 # Fixed forever: customer ids of imported rows are uuid5(IMPORT_NAMESPACE, tenant:source:row).
@@ -465,6 +465,23 @@ class _New:
         return holders
 
 
+def _aggregates(streams: Mapping[UUID, Sequence[Any]]) -> dict[UUID, Any]:
+    """Each stream's aggregate, its events applied in order."""
+    out: dict[UUID, Any] = {}
+    for stream_id, events in streams.items():
+        aggregate: Any = None
+        for event in events:
+            aggregate = event.mutate(aggregate)
+        out[stream_id] = aggregate
+    return out
+
+
+def _active(customer: _New | Customer | None) -> bool:
+    if isinstance(customer, _New):
+        return True
+    return customer is not None and not customer.erased and customer.merged_into is None
+
+
 @dataclass
 class ChunkPlan:
     """What deciding a chunk gave: the events to save at once and the rows left for later."""
@@ -473,6 +490,7 @@ class ChunkPlan:
     last_row: int
     events: list[Any] = field(default_factory=list)
     new_customers: list[UUID] = field(default_factory=list)
+    customers: list[UUID] = field(default_factory=list)  # stored ones read (keys cached)
     batch: list[ParsedRow] = field(default_factory=list)  # decided in memory, in row order
     deferred: list[ParsedRow] = field(default_factory=list)  # registered one by one after
     rejections: list[Rejection] = field(default_factory=list)
@@ -490,7 +508,7 @@ class ChunkOutcome:
     matched: int
     rejections: list[Rejection]
     position: int  # of the chunk's last event (0: nothing written)
-    new_customers: list[UUID]
+    customers: list[UUID]  # whose data keys the chunk made or read (caches may drop them)
     one_by_one: bool  # the batch collided with a concurrent writer: registered row by row
 
 
@@ -539,19 +557,24 @@ class CustomerImport:
         plan = ChunkPlan(rows[0].row if rows else 0, rows[-1].row if rows else 0)
         parsed = [r for r in rows if isinstance(r, ParsedRow)]
         plan.rejections = [r for r in rows if isinstance(r, Rejection)]
+        if not parsed:
+            return plan
         ids = {r.row: self.customer_id(r.row) for r in parsed}
         wanted = list({k for r in parsed for k in r.claim_ids})
         plan.touched.update(wanted)
-        events, existing = self.stored(wanted, list(ids.values())) if parsed else ({}, set())
-        stored_claims: dict[UUID, IdentityClaim] = {}
-        for claim_id, claim_events in events.items():
-            claim: Any = None
-            for event in claim_events:
-                claim = event.mutate(claim)
-            if isinstance(claim, IdentityClaim):
-                stored_claims[claim_id] = claim
-        customers: dict[UUID, _New] = {}
-        claims: dict[UUID, _New] = {}
+        streams, existing = self.stored(wanted, list(ids.values()))
+        claims: dict[UUID, _New | IdentityClaim] = {
+            k: c for k, c in _aggregates(streams).items() if isinstance(c, IdentityClaim)
+        }
+        # Stored customers the rows will add identities (or suggestions) to, read at once.
+        needed = self._stored_targets(parsed, ids, existing, claims)
+        customers: dict[UUID, _New | Customer] = {}
+        if needed:
+            streams, _ = self.stored(sorted(needed), [])
+            customers.update(
+                (k, c) for k, c in _aggregates(streams).items() if isinstance(c, Customer)
+            )
+            plan.customers.extend(customers)
         deferred_claims: set[UUID] = set()
         at = self.app.clock()
 
@@ -569,43 +592,33 @@ class CustomerImport:
             ):
                 defer(row)
                 continue
-            holders: dict[Identity, tuple[UUID, ...]] = {}
-            for identity, k in zip(row.reg.identities, row.claim_ids, strict=True):
-                if k in claims:
-                    holders[identity] = claims[k].holders
-                elif k in stored_claims and stored_claims[k].holders:
-                    holders[identity] = stored_claims[k].holders
+            claim_of = dict(zip(row.reg.identities, row.claim_ids, strict=True))
+            holders = {
+                i: claims[k].holders
+                for i, k in claim_of.items()
+                if k in claims and claims[k].holders
+            }
             decision = decide_registration(row.reg.identities, holders, self.rules)
-            if isinstance(decision, NewCustomer):
-                new, suggestions, holder = decision.identities, decision.suggestions, None
-            elif isinstance(decision, Matched):
-                new, suggestions, holder = (
-                    decision.new_identities,
-                    decision.suggestions,
-                    decision.customer_id,
-                )
-                if holder not in customers:
-                    if new or suggestions:  # links to a stored customer: register_customer's
-                        defer(row)
-                    else:
-                        plan.matched += 1
-                    continue
-            else:  # SamePerson: customers to merge first, through the merge path
+            if isinstance(decision, SamePerson):  # customers to merge first: the merge path's
                 defer(row)
                 continue
-            claim_of = dict(zip(row.reg.identities, row.claim_ids, strict=True))
-            owner = customer_id if holder is None else holder
-            if (
-                any(claim_of[i] in stored_claims for i in new)
-                or any(s.other_id not in customers for s in suggestions)
-                or not all(self._may_hold(claims.get(claim_of[i]), i, owner) for i in new)
+            if isinstance(decision, Matched):
+                owner, new = decision.customer_id, decision.new_identities
+                if not new and not decision.suggestions:
+                    plan.matched += 1
+                    continue
+            else:
+                owner, new = customer_id, decision.identities
+            target = customers.get(owner)
+            if (isinstance(decision, Matched) and not _active(target)) or not all(
+                self._may_hold(claims.get(claim_of[i]), i, owner) for i in new
             ):
-                defer(row)  # a stored claim to share, or a limit that register_customer reports
+                defer(row)  # register_customer reports the refusal (or whatever changed)
                 continue
             plan.batch.append(row)
-            if holder is None:
+            if isinstance(decision, NewCustomer):
                 registered = registered_event(customer_id, row.reg, actor=self.actor, at=at)
-                customers[customer_id] = _New(registered)
+                target = customers[customer_id] = _New(registered)
                 plan.events.append(registered)
                 plan.new_customers.append(customer_id)
                 plan.registered += 1
@@ -613,16 +626,43 @@ class CustomerImport:
                 plan.matched += 1
             for identity in new:
                 self._hold(plan, claims, identity, claim_of[identity], owner, at)
-            if holder is not None or suggestions:
-                customer = customers[owner].materialise()
-                if holder is not None:
+            if isinstance(decision, Matched) or decision.suggestions:
+                customer = target.materialise() if isinstance(target, _New) else target
+                assert customer is not None  # a new one, or an active stored one (checked)
+                if isinstance(decision, Matched):
                     customer.link_identities(new, actor=self.actor, at=at)
-                for s in suggestions:
+                for s in decision.suggestions:
                     customer.suggest_match(s.other_id, s.identity_type, actor=self.actor, at=at)
                 plan.events.extend(customer.collect_events())
         return plan
 
-    def _may_hold(self, claim: _New | None, identity: Identity, customer_id: UUID) -> bool:
+    def _stored_targets(
+        self,
+        parsed: Sequence[ParsedRow],
+        ids: Mapping[int, UUID],
+        existing: Set[UUID],
+        claims: Mapping[UUID, _New | IdentityClaim],
+    ) -> set[UUID]:
+        """Stored customers some row may add identities or suggestions to (a superset)."""
+        needed: set[UUID] = set()
+        for row in parsed:
+            if ids[row.row] in existing:
+                continue
+            holders = {
+                i: claims[k].holders
+                for i, k in zip(row.reg.identities, row.claim_ids, strict=True)
+                if k in claims and claims[k].holders
+            }
+            if not holders:
+                continue
+            decision = decide_registration(row.reg.identities, holders, self.rules)
+            if isinstance(decision, Matched) and (decision.new_identities or decision.suggestions):
+                needed.add(decision.customer_id)
+        return needed
+
+    def _may_hold(
+        self, claim: _New | IdentityClaim | None, identity: Identity, customer_id: UUID
+    ) -> bool:
         if claim is None:
             return True
         holders = claim.holders
@@ -632,21 +672,23 @@ class CustomerImport:
     def _hold(
         self,
         plan: ChunkPlan,
-        claims: dict[UUID, _New],
+        claims: dict[UUID, _New | IdentityClaim],
         identity: Identity,
         claim_id: UUID,
         customer_id: UUID,
         at: datetime,
     ) -> None:
-        if claim_id in claims:
-            claim = claims[claim_id].materialise()
-            limit = self.rules.identity_rule(identity.type).max_customers
-            if claim.add_holder(customer_id, limit=limit, at=at):
-                plan.events.extend(claim.collect_events())
+        """Make ``customer_id`` a holder of ``identity``: a new claim, or one more holder."""
+        known = claims.get(claim_id)
+        if known is None:
+            event = claimed_event(identity, customer_id, claim_id=claim_id, at=at)
+            claims[claim_id] = _New(event)
+            plan.events.append(event)
             return
-        event = claimed_event(identity, customer_id, claim_id=claim_id, at=at)
-        claims[claim_id] = _New(event)
-        plan.events.append(event)
+        claim = known.materialise() if isinstance(known, _New) else known
+        limit = self.rules.identity_rule(identity.type).max_customers
+        if claim.add_holder(customer_id, limit=limit, at=at):
+            plan.events.extend(claim.collect_events())
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -660,7 +702,7 @@ class CustomerImport:
             plan.matched,
             list(plan.rejections),
             0,
-            list(plan.new_customers),
+            [*plan.new_customers, *plan.customers],
             False,
         )
         if plan.events:
@@ -707,11 +749,11 @@ class CustomerImport:
         except (DomainError, ConcurrencyConflict) as e:
             outcome.rejections.append(Rejection.of(row.row, e))
             return
+        outcome.customers.append(result.customer_id)
         if result.matched:
             outcome.matched += 1
         else:
             outcome.registered += 1
-            outcome.new_customers.append(result.customer_id)
         outcome.position = max(outcome.position, result.position)
 
 

@@ -305,6 +305,7 @@ class StoredStreamsReader:
                 )
             )
         mapper = self.app.sealing_mapper
+        mapper.prepare([e for events in stored.values() for e in events])  # keys at once
         return {
             k: [mapper.to_domain_event(e) for e in events] for k, events in stored.items()
         }, existing
@@ -410,7 +411,7 @@ class Run:
 
     def _finish(self, future: Future[ChunkOutcome], chunk: Chunk) -> None:
         outcome = future.result()
-        forget_keys(self.tenant.app, outcome.new_customers)
+        forget_keys(self.tenant.app, outcome.customers)
         self.totals.add(outcome)
         self.on_chunk(outcome, chunk)
 
