@@ -102,7 +102,7 @@ class ImportController(Controller):
                 try:
                     return import_stream(
                         tenant,
-                        body,  # type: ignore[arg-type]  # a binary file object
+                        body,
                         fmt=fmt,
                         source_id=f"upload:{sha256}",
                         actor=ctx.actor,

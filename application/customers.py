@@ -25,7 +25,7 @@ from application.identities import (
 from application.merges import load_customer, merge_customers
 from application.program import program_rules
 from domain.customer import Customer, IdentityClaim
-from domain.errors import CustomerNotFound, FieldProblem, InvalidInput, UnknownReferrer
+from domain.errors import CannotMerge, CustomerNotFound, FieldProblem, InvalidInput, UnknownReferrer
 from domain.program import ProgramRules, missing_required, validate_attributes
 from domain.registration import Matched, NewCustomer, SamePerson, decide_registration
 from domain.values import Identity, optional_text, parse_role
@@ -216,9 +216,18 @@ def _merge_same_person(
     survivor, *sources = customers
     for source in sources:
         reason = f"identity:{decision.reasons[source.id]}"
-        result = merge_customers(
-            app, survivor.id, source.id, CommandContext(actor=ctx.actor), reason=reason
-        )
+        try:
+            result = merge_customers(
+                app, survivor.id, source.id, CommandContext(actor=ctx.actor), reason=reason
+            )
+        except CannotMerge:
+            # A racing registration merged them first: decide again on the merged state.
+            if (
+                load_customer(app, source.id).merged_into
+                or load_customer(app, survivor.id).merged_into
+            ):
+                continue
+            raise
         merged.append(str(result.merge_id))
 
 

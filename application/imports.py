@@ -30,7 +30,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid5
 
 import msgspec
@@ -54,6 +54,7 @@ from domain.values import Identity
 
 # Fixed forever: customer ids of imported rows are uuid5(IMPORT_NAMESPACE, tenant:source:row).
 IMPORT_NAMESPACE = UUID("5b0b6f36-5d0e-4f4a-9a55-2f1c3f0e7a41")
+K = TypeVar("K")
 CUSTOMER_TOPIC = get_topic(Customer)
 CLAIM_TOPIC = get_topic(IdentityClaim)
 
@@ -251,7 +252,7 @@ class CsvLayout:
                 [RowProblem(None, f"has {len(record)} cells, the header {len(self.header)}")]
             )
         cells = {k: v.strip() for k, v in zip(self.header, record, strict=True) if v.strip()}
-        problems: list[RowProblem] = []
+        problems = [RowProblem(k, "is not valid UTF-8") for k, v in cells.items() if "\ufffd" in v]
         identities: list[tuple[str, str]] = []
         if "identity_type" in cells or "identity_value" in cells:
             identities.append((cells.get("identity_type", ""), cells.get("identity_value", "")))
@@ -332,12 +333,13 @@ class ParsedRow:
 
     row: int
     reg: ParsedRegistration
-    claim_ids: tuple[UUID, ...]
+    claim_ids: tuple[bytes, ...]  # UUID bytes: rows cross processes, ids key sets (cheaper)
 
 
 Parsed = ParsedRow | Rejection
 RawRow = tuple[int, Any]
-"""(row number, the raw row: an NDJSON line as bytes or a CSV record as a list of cells)."""
+"""(row number, the raw row: an NDJSON line as bytes, a CSV record as a list of cells, or the
+:class:`RowProblem` that kept the reader from reading it)."""
 
 
 def parse_rows(
@@ -349,6 +351,9 @@ def parse_rows(
     """Decode and check ``raws`` (NDJSON lines, or CSV records when ``layout`` is given)."""
     out: list[Parsed] = []
     for row, raw in raws:
+        if isinstance(raw, RowProblem):
+            out.append(Rejection(row, InvalidInput.code, (raw,)))
+            continue
         problems: list[RowProblem] = []
         try:
             cmd = decode_ndjson(raw) if layout is None else layout.decode(raw, rules)
@@ -365,7 +370,7 @@ def parse_rows(
         if problems:
             out.append(Rejection(row, InvalidInput.code, tuple(problems)))
             continue
-        out.append(ParsedRow(row, reg, tuple(claim_id(i) for i in reg.identities)))
+        out.append(ParsedRow(row, reg, tuple(claim_id(i).bytes for i in reg.identities)))
     return out
 
 
@@ -438,11 +443,15 @@ def claimed_event(
 
 
 class StoredStreams(Protocol):
-    """Reads, in one query, the stored events of ``claim_ids`` and which ``customer_ids`` exist."""
+    """Reads stored streams for a chunk, each in one query."""
 
-    def __call__(
-        self, claim_ids: Sequence[UUID], customer_ids: Sequence[UUID]
-    ) -> tuple[Mapping[UUID, Sequence[Any]], Set[UUID]]: ...
+    def claims(
+        self, claim_ids: Sequence[bytes], customer_ids: Sequence[UUID]
+    ) -> tuple[Mapping[bytes, Sequence[Any]], Set[UUID]]:
+        """The events of the claims that exist (by id bytes), and which customers exist."""
+
+    def customers(self, customer_ids: Sequence[UUID]) -> Mapping[UUID, Sequence[Any]]:
+        """The events of the customers that exist."""
 
 
 @dataclass
@@ -465,9 +474,9 @@ class _New:
         return holders
 
 
-def _aggregates(streams: Mapping[UUID, Sequence[Any]]) -> dict[UUID, Any]:
+def _aggregates(streams: Mapping[K, Sequence[Any]]) -> dict[K, Any]:
     """Each stream's aggregate, its events applied in order."""
-    out: dict[UUID, Any] = {}
+    out: dict[K, Any] = {}
     for stream_id, events in streams.items():
         aggregate: Any = None
         for event in events:
@@ -496,7 +505,7 @@ class ChunkPlan:
     rejections: list[Rejection] = field(default_factory=list)
     registered: int = 0
     matched: int = 0
-    touched: set[UUID] = field(default_factory=set)  # claim ids of every row of the chunk
+    touched: set[bytes] = field(default_factory=set)  # claim ids of every row of the chunk
 
 
 @dataclass
@@ -553,7 +562,7 @@ class CustomerImport:
 
     # -- deciding ------------------------------------------------------------------------------
 
-    def plan(self, rows: Sequence[Parsed], busy: Set[UUID] = frozenset()) -> ChunkPlan:
+    def plan(self, rows: Sequence[Parsed], busy: Set[bytes] = frozenset()) -> ChunkPlan:
         plan = ChunkPlan(rows[0].row if rows else 0, rows[-1].row if rows else 0)
         parsed = [r for r in rows if isinstance(r, ParsedRow)]
         plan.rejections = [r for r in rows if isinstance(r, Rejection)]
@@ -562,20 +571,20 @@ class CustomerImport:
         ids = {r.row: self.customer_id(r.row) for r in parsed}
         wanted = list({k for r in parsed for k in r.claim_ids})
         plan.touched.update(wanted)
-        streams, existing = self.stored(wanted, list(ids.values()))
-        claims: dict[UUID, _New | IdentityClaim] = {
-            k: c for k, c in _aggregates(streams).items() if isinstance(c, IdentityClaim)
+        stored_claims, existing = self.stored.claims(wanted, list(ids.values()))
+        claims: dict[bytes, _New | IdentityClaim] = {
+            k: c for k, c in _aggregates(stored_claims).items() if isinstance(c, IdentityClaim)
         }
         # Stored customers the rows will add identities (or suggestions) to, read at once.
         needed = self._stored_targets(parsed, ids, existing, claims)
         customers: dict[UUID, _New | Customer] = {}
         if needed:
-            streams, _ = self.stored(sorted(needed), [])
+            streams = self.stored.customers(sorted(needed))
             customers.update(
                 (k, c) for k, c in _aggregates(streams).items() if isinstance(c, Customer)
             )
             plan.customers.extend(customers)
-        deferred_claims: set[UUID] = set()
+        deferred_claims: set[bytes] = set()
         at = self.app.clock()
 
         def defer(row: ParsedRow) -> None:
@@ -598,7 +607,13 @@ class CustomerImport:
                 for i, k in claim_of.items()
                 if k in claims and claims[k].holders
             }
-            decision = decide_registration(row.reg.identities, holders, self.rules)
+            # Nobody holds any of the identities (a fresh import's every row): the decision is
+            # decide_registration's for that case, without its per-identity rule lookups.
+            decision = (
+                decide_registration(row.reg.identities, holders, self.rules)
+                if holders
+                else NewCustomer(row.reg.identities)
+            )
             if isinstance(decision, SamePerson):  # customers to merge first: the merge path's
                 defer(row)
                 continue
@@ -641,7 +656,7 @@ class CustomerImport:
         parsed: Sequence[ParsedRow],
         ids: Mapping[int, UUID],
         existing: Set[UUID],
-        claims: Mapping[UUID, _New | IdentityClaim],
+        claims: Mapping[bytes, _New | IdentityClaim],
     ) -> set[UUID]:
         """Stored customers some row may add identities or suggestions to (a superset)."""
         needed: set[UUID] = set()
@@ -672,16 +687,16 @@ class CustomerImport:
     def _hold(
         self,
         plan: ChunkPlan,
-        claims: dict[UUID, _New | IdentityClaim],
+        claims: dict[bytes, _New | IdentityClaim],
         identity: Identity,
-        claim_id: UUID,
+        claim_id: bytes,
         customer_id: UUID,
         at: datetime,
     ) -> None:
         """Make ``customer_id`` a holder of ``identity``: a new claim, or one more holder."""
         known = claims.get(claim_id)
         if known is None:
-            event = claimed_event(identity, customer_id, claim_id=claim_id, at=at)
+            event = claimed_event(identity, customer_id, claim_id=UUID(bytes=claim_id), at=at)
             claims[claim_id] = _New(event)
             plan.events.append(event)
             return

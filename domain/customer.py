@@ -159,6 +159,7 @@ class Customer(Aggregate):
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.owner = self.owner
+            aggregate.changed_at = {**aggregate.changed_at, "owner": self.timestamp}
 
     class OwnerEnded(Event):
         """The owner relationship ended without a successor; ``by`` is the staff who ended it."""
@@ -171,6 +172,7 @@ class Customer(Aggregate):
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.owner = None
+            aggregate.changed_at = {**aggregate.changed_at, "owner": self.timestamp}
 
     class ConsentGiven(Event):
         TOPIC = "membercore.Customer.ConsentGiven"

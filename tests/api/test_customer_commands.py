@@ -218,6 +218,20 @@ async def test_patch_of_the_phone_moves_the_phone_identity(
     assert again["customer_id"] != cid
 
 
+async def test_patch_to_a_phone_or_email_another_customer_holds_answers_identity_conflict(
+    client: Client, admin: dict[str, str], tenant: Tenant
+) -> None:
+    holder = await new_customer(client, admin, "holder", phone="+8613800138000", email="h@x.io")
+    cid = await new_customer(client, admin, "wants-it")
+    head = tenant.app.recorder.max_notification_id()
+
+    for change in ({"phone": "+86 138 0013 8000"}, {"email": "H@X.io"}):
+        response = await client.patch(f"/v1/customers/{cid}", json=change, headers=admin)
+        assert assert_problem(response, 409, "identity_conflict")["customer_ids"] == [holder]
+
+    assert tenant.app.recorder.max_notification_id() == head
+
+
 async def test_history_shows_who_changed_what_through_which_channel(
     live: Client, admin: dict[str, str], tenant: Tenant, key_for: KeyFor
 ) -> None:

@@ -35,6 +35,7 @@ from application.merges import load_customer
 from application.program import program_rules
 from domain.customer import Customer, IdentityClaim
 from domain.program import DEFAULT_RULES
+from domain.registration import NewCustomer, decide_registration
 from domain.values import Identity
 from infrastructure.crypto import claim_id
 from infrastructure.importer import (
@@ -238,6 +239,48 @@ def test_a_csv_row_reports_every_problem_at_once(tenant: Tenant, tmp_path: Path)
     assert rejected[1]["row"] == 3
 
 
+def test_overlong_lines_and_undecodable_cells_are_rejected_rows_not_failures(
+    tenant: Tenant, tmp_path: Path
+) -> None:
+    long_line = json.dumps({"name": "x" * (2 << 20), "phone": "+8613800138000"})
+    path = write_ndjson(tmp_path / "long.ndjson", person(1), long_line, person(3))
+    csv_path = tmp_path / "latin1.csv"
+    csv_path.write_bytes(
+        "identity_type,identity_value,name\nmember_no,m1,Zoë\nmember_no,m2,ok\n".encode("latin-1")
+    )
+
+    summary = run(tenant, path)
+    from_csv = run(tenant, csv_path)
+
+    assert (summary["rows"], summary["registered"], summary["rejected"]) == (3, 2, 1)
+    (too_long,) = [json.loads(x) for x in Path(summary["report"]).read_text().splitlines()]
+    assert too_long["row"] == 2
+    assert "longer than" in too_long["errors"][0]["reason"]
+    assert (from_csv["registered"], from_csv["rejected"]) == (1, 1)
+    (latin,) = [json.loads(x) for x in Path(from_csv["report"]).read_text().splitlines()]
+    assert latin["errors"] == [{"field": "name", "reason": "is not valid UTF-8"}]
+
+
+def test_a_checkpoint_of_another_file_is_refused_unless_restarting(
+    tenant: Tenant, tmp_path: Path
+) -> None:
+    path = write_ndjson(tmp_path / "a.ndjson", person(1))
+    checkpoint = tmp_path / "a.ndjson.progress.json"
+    checkpoint.write_text(
+        json.dumps(
+            {"tenant": tenant.slug, "fingerprint": "0" * 64, "format": "ndjson", "offset": 9}
+            | {"line": 1, "rows": 1, "version": 1}
+        )
+    )
+
+    with pytest.raises(ImportRefused, match="--restart"):
+        run(tenant, path)
+    summary = run(tenant, path, restart=True)
+
+    assert (summary["rows"], summary["registered"]) == (1, 1)
+    assert not checkpoint.exists()
+
+
 def test_an_unknown_csv_column_refuses_the_file_before_anything_is_written(
     tenant: Tenant, sql: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
@@ -386,7 +429,7 @@ def test_a_claim_taken_by_another_writer_mid_chunk_sends_the_chunk_row_by_row(
     assert topics(sql, tenant)[REGISTERED] == 3
 
 
-def test_the_batch_events_are_the_ones_the_aggregates_record() -> None:
+def test_the_batch_shortcuts_record_what_the_aggregates_and_decision_would() -> None:
     reg = parse_registration(
         RegisterCustomer(
             identities=[("wechat_unionid", "u1")],
@@ -424,12 +467,15 @@ def test_the_batch_events_are_the_ones_the_aggregates_record() -> None:
     identity = reg.identities[0]
     by_claim = IdentityClaim.claim(identity, customer_id, claim_id=claim, at=at).collect_events()
     assert by_claim == [claimed_event(identity, customer_id, claim_id=claim, at=at)]
+    # The shortcut for rows whose identities nobody holds.
+    assert decide_registration(reg.identities, {}, DEFAULT_RULES) == NewCustomer(reg.identities)
 
 
 # -- resuming after a kill ------------------------------------------------------------------------
 
 KILL_ROWS = 20_000
 PEOPLE = 15_000  # row n >= PEOPLE repeats the phone of row n - PEOPLE: the same person
+BAD = [n for n in range(PEOPLE, KILL_ROWS) if n % 101 == 0]  # rejected (a bad email)
 
 
 def kill_file(path: Path) -> Path:
@@ -440,7 +486,7 @@ def kill_file(path: Path) -> Path:
                     {
                         "identities": [{"type": "wechat_unionid", "value": f"k{n}"}],
                         "phone": f"+86139{n % PEOPLE:08d}",
-                        "email": f"k{n}@example.com",
+                        "email": f"k{n}@example.com" if n not in BAD else "not-an-email",
                         "name": f"K {n}",
                     }
                 )
@@ -500,13 +546,17 @@ def test_an_import_killed_midway_resumes_and_ends_with_each_person_once(
     summary = json.loads(out)
 
     assert summary["rows"] == KILL_ROWS
-    assert summary["rejected"] == 0
+    assert summary["rejected"] == len(BAD)
     assert summary["resumed_at_line"] == killed_at[-1] + 1
     assert not checkpoint.exists()
+    # Each rejected row reported once, in order, however the kills fell.
+    report = [json.loads(line)["row"] for line in Path(summary["report"]).read_text().splitlines()]
+    assert report == [n + 1 for n in BAD]
     found = topics(sql, tenant)
     assert found[REGISTERED] == PEOPLE
-    assert found[CLAIMED] == 2 * KILL_ROWS + PEOPLE  # unionids, emails, and one per phone
-    assert found[Customer.IdentitiesLinked.TOPIC] == KILL_ROWS - PEOPLE
+    # unionids and emails of the rows taken, and one claim per phone
+    assert found[CLAIMED] == 2 * (KILL_ROWS - len(BAD)) + PEOPLE
+    assert found[Customer.IdentitiesLinked.TOPIC] == KILL_ROWS - PEOPLE - len(BAD)
     assert IdentityClaim.HolderAdded.TOPIC not in found
     # Every claim's holder is a registered customer: nothing points at a lost or doubled one.
     orphans = rows(

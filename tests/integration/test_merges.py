@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Iterable
 from datetime import date
@@ -14,11 +15,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.context import CommandContext
-from application.customers import change_profile
+from application.customers import change_profile, unlink_identity
 from application.errors import ConcurrencyConflict
 from application.merges import merge_customers, undo_merge
+from application.privacy import erase_customer
+from application.program import define_program
 from domain.customer import Customer
-from domain.errors import CannotMerge, MergeNotUndoable
+from domain.errors import (
+    CannotMerge,
+    CustomerErased,
+    CustomerMerged,
+    IdentityNotHeld,
+    LastIdentity,
+    MergeNotUndoable,
+)
 from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.runtime import Runtime
@@ -153,6 +163,33 @@ def test_undo_keeps_a_change_made_to_the_survivor_after_the_merge(tenant: Tenant
         "name": "From B",
         "email": "b@example.com",
     }
+
+
+def test_a_shared_identity_stays_with_the_survivor_alone_and_is_shared_again_on_undo(
+    tenant: Tenant,
+) -> None:
+    program = {
+        "currency": "CNY",
+        "timezone": "UTC",
+        "point_types": [{"code": "points"}],
+        "identity": {"rules": {"phone": {"match": "suggest", "max_customers": 3}}},
+    }
+    define_program(tenant.app, program, CTX)
+    shared = Identity("phone", "+8613800138000")
+    a = register(tenant, ("pos_member_no", "A"), phone=shared.value).customer_id
+    b = register(tenant, ("pos_member_no", "B"), phone=shared.value).customer_id
+    assert holders(tenant, shared) == (a, b)  # a suggestion, not a match
+
+    merged = merge_customers(tenant.app, a, b, CTX)
+
+    assert merged.body()["moved"] == {"identity_claim": 1, "identity_claim_shared": 1}
+    assert holders(tenant, shared) == (a,)
+    undo_merge(tenant.app, merged.merge_id, CTX)
+    assert set(holders(tenant, shared) or ()) == {a, b}
+    assert shared in customer(tenant, b).identities
+    assert_claims_consistent(
+        tenant, [a, b], [shared, Identity("pos_member_no", "A"), Identity("pos_member_no", "B")]
+    )
 
 
 def test_a_merged_away_customer_cannot_be_merged_again_either_way(tenant: Tenant) -> None:
@@ -325,6 +362,8 @@ operations = st.lists(
         st.tuples(st.just("merge"), st.integers(0, 7), st.integers(0, 7)),
         st.tuples(st.just("merge"), st.integers(0, 7), st.integers(0, 7)),
         st.tuples(st.just("undo"), st.integers(0, 3)),
+        st.tuples(st.just("erase"), st.integers(0, 7)),
+        st.tuples(st.just("unlink"), st.integers(0, 7), st.sampled_from(POOL)),
     ),
     min_size=3,
     max_size=12,
@@ -337,7 +376,7 @@ operations = st.lists(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(first=st.integers(2, 4), ops=operations)
-def test_any_history_of_registrations_merges_and_undos_keeps_claims_consistent(
+def test_any_history_of_registrations_merges_undos_and_erasures_keeps_claims_consistent(
     tenant: Tenant, first: int, ops: list[Any]
 ) -> None:
     # One tenant for every example: each example's values carry their own prefix.
@@ -348,6 +387,11 @@ def test_any_history_of_registrations_merges_and_undos_keeps_claims_consistent(
         register(tenant, ("pos_member_no", f"{prefix}-{n + 1}")).customer_id for n in range(first)
     ]
     merges: list[UUID] = []
+
+    def active(customer_id: UUID) -> bool:
+        c = customer(tenant, customer_id)
+        return c.merged_into is None and not c.erased
+
     for op in ops:
         if op[0] == "register":
             wanted = [(i.type, f"{prefix}-{i.value}") for i in op[1]]
@@ -361,20 +405,27 @@ def test_any_history_of_registrations_merges_and_undos_keeps_claims_consistent(
             try:
                 merges.append(merge_customers(tenant.app, survivor, source, CTX).merge_id)
             except CannotMerge:
-                assert (
-                    survivor == source
-                    or customer(tenant, survivor).merged_into is not None
-                    or customer(tenant, source).merged_into is not None
-                )
+                assert survivor == source or not (active(survivor) and active(source))
         elif op[0] == "undo" and merges:
             merge_id = merges[-1 - op[1] % len(merges)]  # recent merges, mostly
             try:
                 undo_merge(tenant.app, merge_id, CTX)
             except MergeNotUndoable:
                 merge = tenant.app.repository.get(merge_id)
-                assert merge.undone or customer(tenant, merge.survivor_id).merged_into
+                assert merge.undone or not active(merge.survivor_id)
+        elif op[0] == "erase" and customers:
+            target = customers[op[1] % len(customers)]
+            try:
+                erase_customer(tenant.app, target, None, CTX)
+            except (CustomerErased, CustomerMerged):
+                assert not active(target)
+        elif op[0] == "unlink" and customers:
+            target = customers[op[1] % len(customers)]
+            value = (op[2].type, f"{prefix}-{op[2].value}")
+            refused = (IdentityNotHeld, LastIdentity, CustomerErased, CustomerMerged)
+            with contextlib.suppress(*refused):
+                unlink_identity(tenant.app, target, value, CTX)
         assert_claims_consistent(tenant, customers, pool)
     # Every identity ever registered is held by exactly one active customer.
-    active = [c for c in customers if customer(tenant, c).merged_into is None]
-    held = [i for c in active for i in customer(tenant, c).identities]
+    held = [i for c in customers if active(c) for i in customer(tenant, c).identities]
     assert len(held) == len(set(held))
