@@ -22,7 +22,7 @@ from api.behavior_schemas import (
     RecordBehaviorsBody,
     SkuViews,
 )
-from api.commands import parse_uuid
+from api.commands import parse_uuid, position_cursor
 from api.errors import bad_request, not_found, problem_for
 from api.schemas import problem_responses
 from application.behaviors import (
@@ -125,13 +125,7 @@ class BehaviorController(Controller):
                 f"type must be one of {', '.join(BEHAVIOR_TYPES)}",
                 field="type",
             )
-        after = 0
-        if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
-                raise bad_request(
-                    "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
-                )
-            after = int(cursor)
+        after = position_cursor(cursor)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             rows = await reads.customer_behaviors(

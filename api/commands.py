@@ -120,3 +120,15 @@ def parse_uuid(raw: str) -> UUID | None:
         return UUID(raw)
     except ValueError:
         return None
+
+
+def position_cursor(cursor: str | None, default: int = 0) -> int:
+    """A ``next_cursor`` that is a log or table position; 400 ``invalid_cursor`` otherwise.
+
+    At most 18 digits: anything longer cannot be a bigint position (and would overflow in SQL).
+    """
+    if cursor is None:
+        return default
+    if not (cursor.isascii() and cursor.isdigit()) or len(cursor) > 18:
+        raise bad_request("invalid_cursor", "cursor must be a next_cursor value", field="cursor")
+    return int(cursor)

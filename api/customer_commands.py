@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, run_command
+from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
 from api.errors import bad_request, not_found
 from api.schemas import (
     CommandResult,
@@ -355,13 +355,7 @@ class CustomerCommandController(Controller):
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
         cid = _customer_id(customer_id)
-        after = 0
-        if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
-                raise bad_request(
-                    "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
-                )
-            after = int(cursor)
+        after = position_cursor(cursor)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, CustomerHistoryProjection.name, min_position)

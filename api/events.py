@@ -8,6 +8,7 @@ from litestar import Controller, Request, get
 from litestar.params import Parameter
 
 from api.auth import tenant_of
+from api.commands import position_cursor
 from api.errors import bad_request
 from api.schemas import Feed, FeedItem, problem_responses
 from application.permissions import Permission
@@ -34,10 +35,7 @@ class EventFeedController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         types: Annotated[str | None, Parameter(description="comma-separated public types")] = None,
     ) -> Feed:
-        if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
-                raise bad_request("invalid_cursor", "cursor must be a position", field="cursor")
-            after = int(cursor)
+        after = position_cursor(cursor, after)
         wanted = PUBLIC_EVENTS
         if types:
             names = [t.strip() for t in types.split(",") if t.strip()]

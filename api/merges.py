@@ -9,8 +9,8 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
 
 from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, run_command
-from api.errors import bad_request, not_found
+from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
+from api.errors import not_found
 from api.schemas import MergeOut, Page, problem_responses
 from application.merges import undo_merge
 from application.permissions import Permission
@@ -64,13 +64,7 @@ class MergeController(Controller):
         cursor: FromQuery[str | None] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
-        after = 0
-        if cursor is not None:
-            if not (cursor.isascii() and cursor.isdigit()):
-                raise bad_request(
-                    "invalid_cursor", "cursor must be a next_cursor value", field="cursor"
-                )
-            after = int(cursor)
+        after = position_cursor(cursor)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, MergeCandidatesProjection.name, min_position)

@@ -56,6 +56,7 @@ class ProgramController(Controller):
         version: int | None = Parameter(default=None, ge=1),
     ) -> dict[str, Any]:
         program = load_program(tenant_of(request).app, version)
-        if program is None:
+        # The repository answers the latest version for any version above it: that is not it.
+        if program is None or (version is not None and program.version != version):
             raise not_found("program_not_found", "this tenant has no program yet")
         return {**program.document, "version": program.version}

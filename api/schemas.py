@@ -92,6 +92,14 @@ class CustomerProfile(Struct):
     merged_into: str | None
     registered_at: str
     updated_at: str
+    role_since: dict[str, str] = msgspec.field(default_factory=dict)
+    parent_agent_id: str | None = None
+    channel: str | None = None
+    store_id: str | None = None
+    consents: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    merge_id: str | None = None
+    erased: bool = False
+    erased_at: str | None = None
 
 
 class CustomerList(Struct):

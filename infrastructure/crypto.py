@@ -146,7 +146,14 @@ class KeyRing:
         curs.execute(self._destroy, (customer_id,))
 
     def forget(self, customer_id: UUID) -> None:
+        """Remember the customer as erased (their key is gone)."""
         self._remember({customer_id: None})
+
+    def evict(self, customer_ids: Iterable[UUID]) -> None:
+        """Drop cached keys (the next use reads them again)."""
+        with self._lock:
+            for customer_id in customer_ids:
+                self._cache.pop(customer_id, None)
 
 
 def _aad(originator_id: UUID, version: int) -> bytes:

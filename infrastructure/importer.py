@@ -341,10 +341,7 @@ def _stream_order(row: dict[str, Any]) -> tuple[str, int]:
 def forget_keys(app: TenantApp, customer_ids: Sequence[UUID]) -> None:
     """Drop written customers' data keys from the key ring's cache: an import would otherwise
     grow it by one entry per row (up to its 200,000-entry reset)."""
-    keys = app.keys
-    with keys._lock:  # the key ring has no public eviction yet
-        for customer_id in customer_ids:
-            keys._cache.pop(customer_id, None)
+    app.keys.evict(customer_ids)
 
 
 # -- running ----------------------------------------------------------------------------------

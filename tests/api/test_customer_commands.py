@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from uuid import uuid4
 
 import httpx
 import pytest
@@ -820,3 +821,27 @@ async def test_a_merge_repeated_with_its_idempotency_key_merges_once(
     assert replay.status_code == 200
     assert replay.headers["Idempotent-Replayed"] == "true"
     assert replay.json() == first.json()
+
+
+async def test_get_program_of_a_version_not_yet_written_is_404(
+    client: Any, admin: dict[str, str]
+) -> None:
+    document = {
+        "currency": "CNY",
+        "timezone": "Asia/Shanghai",
+        "point_types": [{"code": "points"}],
+    }
+    put = await client.put("/v1/program", json=document, headers=admin)
+    assert put.status_code == 200, put.text
+    assert (await client.get("/v1/program?version=1", headers=admin)).status_code == 200
+    missing = await client.get("/v1/program?version=2", headers=admin)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == "program_not_found"
+
+
+async def test_a_history_cursor_too_long_for_a_position_is_400_not_500(
+    client: Any, admin: dict[str, str]
+) -> None:
+    response = await client.get(f"/v1/customers/{uuid4()}/history?cursor={'9' * 30}", headers=admin)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_cursor"
