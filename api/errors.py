@@ -23,20 +23,32 @@ from application.errors import (
 )
 from domain.errors import (
     AgentCycle,
+    BenefitDisabled,
+    BenefitNotFound,
+    BenefitNotHeld,
+    BenefitQuotaExhausted,
     CannotMerge,
     CustomerErased,
     CustomerMerged,
     CustomerNotFound,
     DomainError,
+    HoldAlreadyResolved,
+    HoldNotFound,
     IdentityConflict,
     IdentityHeldByOther,
     IdentityLimitReached,
     IdentityNotHeld,
+    InsufficientPoints,
     InvalidInput,
     LastIdentity,
+    LevelGroupNotFound,
     MergeNotFound,
     MergeNotUndoable,
+    OrderNotFound,
+    PointsNotRedeemable,
+    PointTypeNotFound,
     ProgramNotFound,
+    RefundExceedsOrder,
     RoleNotHeld,
     UnknownReferrer,
 )
@@ -89,6 +101,18 @@ STATUS_BY_ERROR: dict[type[Exception], int] = {
     RoleNotHeld: 404,
     ProgramNotFound: 404,
     UnknownReferrer: 422,
+    OrderNotFound: 404,
+    RefundExceedsOrder: 409,
+    PointTypeNotFound: 404,
+    PointsNotRedeemable: 409,
+    InsufficientPoints: 409,
+    HoldNotFound: 404,
+    HoldAlreadyResolved: 409,
+    LevelGroupNotFound: 404,
+    BenefitNotFound: 404,
+    BenefitNotHeld: 409,
+    BenefitDisabled: 409,
+    BenefitQuotaExhausted: 409,
     IdempotencyKeyReused: 422,
     RequestInProgress: 409,
     ConcurrencyConflict: 409,
@@ -137,6 +161,8 @@ def _error_fields(exc: Exception) -> dict[str, Any]:
         return {"customer_ids": [str(c) for c in exc.customer_ids]}
     if isinstance(exc, CustomerMerged):
         return {"merged_into": exc.merged_into}
+    if isinstance(exc, DomainError):
+        return exc.problem_fields()
     return {}
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 from uuid import UUID
 
 
@@ -20,6 +20,10 @@ class DomainError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+    def problem_fields(self) -> dict[str, Any]:
+        """Typed fields a client may act on, added to the problem body (ids, amounts)."""
+        return {}
 
 
 @dataclass(frozen=True)
@@ -177,3 +181,124 @@ class ProgramNotFound(DomainError):
 
     def __init__(self) -> None:
         super().__init__("this tenant has no program yet: PUT /v1/program first")
+
+
+# -- loyalty: orders, points, levels, benefits ----------------------------------------------------
+
+
+class OrderNotFound(DomainError):
+    code = "order_not_found"
+
+    def __init__(self, channel: str, order_id: str) -> None:
+        self.channel, self.order_id = channel, order_id
+        super().__init__(f"no order {order_id!r} from channel {channel!r}")
+
+
+class RefundExceedsOrder(DomainError):
+    """More would be refunded (of the order, or of one line) than remains refundable."""
+
+    code = "refund_exceeds_order"
+
+    def __init__(self, requested: int, refundable: int, line_id: str | None = None) -> None:
+        self.requested, self.refundable, self.line_id = requested, refundable, line_id
+        where = f"line {line_id!r}" if line_id else "the order"
+        super().__init__(
+            f"refund of {requested} exceeds the {refundable} still refundable on {where}"
+        )
+
+    def problem_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"requested": self.requested, "refundable": self.refundable}
+        if self.line_id is not None:
+            fields["line_id"] = self.line_id
+        return fields
+
+
+class PointTypeNotFound(DomainError):
+    code = "point_type_not_found"
+
+    def __init__(self, point_type: str) -> None:
+        self.point_type = point_type
+        super().__init__(f"the program has no point type {point_type!r}")
+
+
+class PointsNotRedeemable(DomainError):
+    code = "points_not_redeemable"
+
+    def __init__(self, point_type: str) -> None:
+        self.point_type = point_type
+        super().__init__(f"points of type {point_type!r} cannot be redeemed")
+
+
+class InsufficientPoints(DomainError):
+    code = "insufficient_points"
+
+    def __init__(self, point_type: str, available: int, requested: int) -> None:
+        self.point_type, self.available, self.requested = point_type, available, requested
+        super().__init__(f"{requested} {point_type} requested, {available} available")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"available": self.available, "requested": self.requested}
+
+
+class HoldNotFound(DomainError):
+    code = "hold_not_found"
+
+    def __init__(self, hold_id: str) -> None:
+        self.hold_id = hold_id
+        super().__init__(f"no hold {hold_id!r}")
+
+
+class HoldAlreadyResolved(DomainError):
+    """A hold is captured or released once; the other resolution is refused."""
+
+    code = "hold_already_resolved"
+
+    def __init__(self, hold_id: str, resolution: str) -> None:
+        self.hold_id, self.resolution = hold_id, resolution
+        super().__init__(f"hold {hold_id!r} was already {resolution}")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"resolution": self.resolution}
+
+
+class LevelGroupNotFound(DomainError):
+    code = "level_group_not_found"
+
+    def __init__(self, group: str) -> None:
+        self.group = group
+        super().__init__(f"the program has no level group {group!r}")
+
+
+class BenefitNotFound(DomainError):
+    code = "benefit_not_found"
+
+    def __init__(self, benefit: str) -> None:
+        self.benefit = benefit
+        super().__init__(f"the program has no benefit {benefit!r}")
+
+
+class BenefitNotHeld(DomainError):
+    code = "benefit_not_held"
+
+    def __init__(self, benefit: str) -> None:
+        self.benefit = benefit
+        super().__init__(f"the customer does not hold the benefit {benefit!r} now")
+
+
+class BenefitDisabled(DomainError):
+    code = "benefit_disabled"
+
+    def __init__(self, benefit: str) -> None:
+        self.benefit = benefit
+        super().__init__(f"the benefit {benefit!r} is switched off")
+
+
+class BenefitQuotaExhausted(DomainError):
+    code = "benefit_quota_exhausted"
+
+    def __init__(self, benefit: str, quota: int, period: str) -> None:
+        self.benefit, self.quota, self.period = benefit, quota, period
+        super().__init__(f"the benefit {benefit!r} was used {quota} times this {period}")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"quota": self.quota, "period": self.period}

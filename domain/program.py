@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, ClassVar
@@ -18,17 +18,16 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.errors import FieldProblem, InvalidInput
+from domain.loyalty import LoyaltyRules, loyalty_of, validate_loyalty
+from domain.problems import CODE, Problems
 
 # Fixed forever: the one program aggregate of a tenant has this id.
 PROGRAM_ID = uuid5(UUID("0b5e54c1-7d0e-5c2e-8f8e-3f1c0f6a2a11"), "program")
 
-CODE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 CURRENCY = re.compile(r"^[A-Z]{3}$")
 MATCH_MODES = ("identify", "suggest", "none")
 ATTRIBUTE_TYPES = ("string", "number", "boolean", "date", "enum")
 SURVIVORSHIP = ("survivor_wins", "non_empty", "newest", "oldest")
-EXPIRY_MODES = ("never", "rolling_days", "end_of_period", "yearly_clearing")
-PERIODS = ("month", "quarter", "year")
 BUILT_IN_ROLES = ("consumer", "agent", "partner", "store_manager", "guide")
 # Profile fields a merge decides between (besides custom attributes, ``attributes.<code>``).
 MERGEABLE_FIELDS = ("name", "phone", "email", "birthday", "owner", "channel", "store_id")
@@ -92,55 +91,6 @@ class ProgramRules:
 DEFAULT_RULES = ProgramRules(version=0)
 
 
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[FieldProblem] = []
-
-    def add(self, path: str, reason: str) -> None:
-        self.items.append(FieldProblem(path, reason))
-
-    def object(self, value: Any, path: str, allowed: Sequence[str]) -> dict[str, Any]:
-        """``value`` as a dict, with every unknown key reported; {} when it is not one."""
-        if not isinstance(value, dict):
-            self.add(path, "must be an object")
-            return {}
-        for key in value:
-            if key not in allowed:
-                self.add(f"{path}.{key}" if path else key, "unknown field")
-        return value
-
-    def mapping(self, value: Any, path: str) -> dict[str, Any]:
-        """``value`` as a dict whose keys are names the caller checks; {} when it is not one."""
-        if not isinstance(value, dict):
-            self.add(path, "must be an object")
-            return {}
-        return value
-
-    def list(self, value: Any, path: str) -> list[Any]:
-        if not isinstance(value, list):
-            self.add(path, "must be a list")
-            return []
-        return value
-
-    def code(self, value: Any, path: str) -> str | None:
-        if not isinstance(value, str) or not CODE.match(value):
-            self.add(path, "must match ^[a-z][a-z0-9_]{0,31}$")
-            return None
-        return value
-
-    def positive_int(self, value: Any, path: str, *, minimum: int = 1) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            self.add(path, f"must be an integer >= {minimum}")
-            return None
-        return value
-
-    def choice(self, value: Any, path: str, choices: Sequence[str]) -> str | None:
-        if value not in choices:
-            self.add(path, f"must be one of {', '.join(choices)}")
-            return None
-        return str(value)
-
-
 def validate_program(
     document: Any,
     *,
@@ -148,7 +98,7 @@ def validate_program(
     country_exists: Callable[[str], bool],
 ) -> dict[str, Any]:
     """The document, checked as a whole; raises :class:`InvalidInput` listing every problem."""
-    p = _Problems()
+    p = Problems()
     doc = p.object(
         document,
         "",
@@ -161,6 +111,8 @@ def validate_program(
             "roles",
             "survivorship",
             "staff_alerts",
+            "level_groups",
+            "benefits",
         ),
     )
     if not isinstance(doc.get("currency"), str) or not CURRENCY.match(doc["currency"]):
@@ -168,7 +120,7 @@ def validate_program(
     tz = doc.get("timezone")
     if not isinstance(tz, str) or not timezone_exists(tz):
         p.add("timezone", "must be an IANA time zone such as Asia/Shanghai or UTC")
-    _point_types(p, doc.get("point_types"))
+    validate_loyalty(p, doc)
     _identity(p, doc.get("identity", {}), country_exists)
     _attributes(p, doc.get("attributes", []))
     _roles(p, doc.get("roles", []))
@@ -186,47 +138,7 @@ def validate_program(
     return doc
 
 
-def _point_types(p: _Problems, value: Any) -> None:
-    types = p.list(value, "point_types")
-    if isinstance(value, list) and not types:
-        p.add("point_types", "at least one point type is required")
-    seen: set[str] = set()
-    for n, raw in enumerate(types):
-        path = f"point_types[{n}]"
-        pt = p.object(raw, path, ("code", "name", "redeemable", "earn", "expiry"))
-        code = p.code(pt.get("code"), f"{path}.code")
-        if code in seen:
-            p.add(f"{path}.code", f"duplicate point type {code!r}")
-        seen.add(code or "")
-        if "redeemable" in pt and not isinstance(pt["redeemable"], bool):
-            p.add(f"{path}.redeemable", "must be a boolean")
-        for m, rule in enumerate(p.list(pt.get("earn", []), f"{path}.earn")):
-            rpath = f"{path}.earn[{m}]"
-            r = p.object(rule, rpath, ("per_amount", "points"))
-            p.positive_int(r.get("per_amount"), f"{rpath}.per_amount")
-            p.positive_int(r.get("points"), f"{rpath}.points")
-        _expiry(p, pt.get("expiry", {"mode": "never"}), f"{path}.expiry")
-
-
-def _expiry(p: _Problems, value: Any, path: str) -> None:
-    e = p.object(value, path, ("mode", "days", "period", "periods", "month", "day"))
-    mode = p.choice(e.get("mode"), f"{path}.mode", EXPIRY_MODES)
-    if mode == "rolling_days":
-        p.positive_int(e.get("days"), f"{path}.days")
-    elif mode == "end_of_period":
-        p.choice(e.get("period"), f"{path}.period", PERIODS)
-        p.positive_int(e.get("periods", 0), f"{path}.periods", minimum=0)
-    elif mode == "yearly_clearing":
-        month = p.positive_int(e.get("month"), f"{path}.month")
-        day = p.positive_int(e.get("day"), f"{path}.day")
-        if month and day:
-            try:
-                date(2001, month, day)  # not a leap year: 29 February is refused
-            except ValueError:
-                p.add(f"{path}.day", "must be a day of that month (29 February is not allowed)")
-
-
-def _rule(p: _Problems, value: Any, path: str) -> None:
+def _rule(p: Problems, value: Any, path: str) -> None:
     r = p.object(value, path, ("match", "max_customers"))
     match = p.choice(r.get("match", "identify"), f"{path}.match", MATCH_MODES)
     limit = p.positive_int(r.get("max_customers", 1), f"{path}.max_customers")
@@ -234,7 +146,7 @@ def _rule(p: _Problems, value: Any, path: str) -> None:
         p.add(f"{path}.max_customers", "an identifying type must be unique (1): use suggest")
 
 
-def _identity(p: _Problems, value: Any, country_exists: Callable[[str], bool]) -> None:
+def _identity(p: Problems, value: Any, country_exists: Callable[[str], bool]) -> None:
     ident = p.object(value, "identity", ("default_country", "rules", "default"))
     country = ident.get("default_country")
     if country is not None and (not isinstance(country, str) or not country_exists(country)):
@@ -246,7 +158,7 @@ def _identity(p: _Problems, value: Any, country_exists: Callable[[str], bool]) -
         _rule(p, ident["default"], "identity.default")
 
 
-def _attributes(p: _Problems, value: Any) -> None:
+def _attributes(p: Problems, value: Any) -> None:
     seen: set[str] = set()
     for n, raw in enumerate(p.list(value, "attributes")):
         path = f"attributes[{n}]"
@@ -270,7 +182,7 @@ def _attributes(p: _Problems, value: Any) -> None:
             p.add(f"{path}.required", "must be a boolean")
 
 
-def _roles(p: _Problems, value: Any) -> None:
+def _roles(p: Problems, value: Any) -> None:
     for n, raw in enumerate(p.list(value, "roles")):
         path = f"roles[{n}]"
         r = p.object(raw, path, ("code", "name", "point_types", "level_groups"))
@@ -280,7 +192,7 @@ def _roles(p: _Problems, value: Any) -> None:
                 p.code(c, f"{path}.{key}[{m}]")
 
 
-def _survivorship(p: _Problems, value: Any, attributes: Any) -> None:
+def _survivorship(p: Problems, value: Any, attributes: Any) -> None:
     s = p.object(value, "survivorship", ("default", "fields"))
     if "default" in s:
         p.choice(s["default"], "survivorship.default", SURVIVORSHIP)
@@ -451,3 +363,7 @@ class Program(Aggregate):
     @property
     def rules(self) -> ProgramRules:
         return rules_of(self.document, self.version)
+
+    @property
+    def loyalty(self) -> LoyaltyRules:
+        return loyalty_of(self.document, self.version)
