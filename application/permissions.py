@@ -30,6 +30,14 @@ class Permission(StrEnum):
     CUSTOMERS_EXPORT = "customers:export"
     STAFF_HANDOVER = "staff:handover"
     CUSTOMERS_IMPORT = "customers:import"
+    ORDERS_WRITE = "orders:write"
+    ORDERS_REFUND = "orders:refund"
+    LOYALTY_READ = "loyalty:read"
+    POINTS_REDEEM = "points:redeem"
+    POINTS_ADJUST = "points:adjust"
+    LEVELS_OVERRIDE = "levels:override"
+    BENEFITS_REDEEM = "benefits:redeem"
+    BENEFITS_GRANT = "benefits:grant"
 
 
 R = Role
@@ -55,6 +63,20 @@ PERMISSIONS: dict[Permission, frozenset[Role]] = {
     Permission.CUSTOMERS_EXPORT: frozenset({R.ADMIN, R.AUDITOR}),
     Permission.STAFF_HANDOVER: frozenset({R.ADMIN, R.OPERATOR}),
     Permission.CUSTOMERS_IMPORT: frozenset({R.ADMIN, R.OPERATOR}),
+    # Orders come from channel connectors, POS and apps; refunds also from customer service.
+    Permission.ORDERS_WRITE: frozenset({R.ADMIN, R.OPERATOR, R.FRONTEND, R.INTEGRATOR}),
+    Permission.ORDERS_REFUND: frozenset({R.ADMIN, R.OPERATOR, R.FRONTEND, R.INTEGRATOR}),
+    # Balances, levels and benefits hold no personal data: finance reads them too.
+    Permission.LOYALTY_READ: frozenset(
+        {R.ADMIN, R.OPERATOR, R.SALES, R.FRONTEND, R.INTEGRATOR, R.AUDITOR, R.FINANCE}
+    ),
+    # Members spend points and use benefits at the till or in the app (核销).
+    Permission.POINTS_REDEEM: frozenset({R.ADMIN, R.OPERATOR, R.FRONTEND, R.INTEGRATOR}),
+    Permission.BENEFITS_REDEEM: frozenset({R.ADMIN, R.OPERATOR, R.FRONTEND, R.INTEGRATOR}),
+    # Manual corrections change liabilities: staff who answer for them, with a reason.
+    Permission.POINTS_ADJUST: frozenset({R.ADMIN, R.OPERATOR}),
+    Permission.LEVELS_OVERRIDE: frozenset({R.ADMIN, R.OPERATOR}),
+    Permission.BENEFITS_GRANT: frozenset({R.ADMIN, R.OPERATOR}),
 }
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
@@ -11,6 +13,7 @@ from eventsourcing.application import AggregateNotFoundError
 
 from application.app import Membercore
 from application.context import CommandContext
+from domain.loyalty import NO_LOYALTY, LoyaltyRules, loyalty_of
 from domain.program import DEFAULT_RULES, PROGRAM_ID, Program, ProgramRules, validate_program
 
 
@@ -75,3 +78,30 @@ def program_rules(app: Membercore) -> ProgramRules:
     """The rules in force now; the defaults while the tenant has no program."""
     program = load_program(app)
     return DEFAULT_RULES if program is None else program.rules
+
+
+# The loyalty rules of every program version, parsed once per application instance. Versions
+# never change once recorded, so the cache is only extended, never invalidated.
+_VERSIONS: WeakKeyDictionary[Membercore, list[tuple[datetime, LoyaltyRules]]] = WeakKeyDictionary()
+
+
+def loyalty_rules(app: Membercore, at: datetime | None = None) -> LoyaltyRules:
+    """The loyalty rules in force at ``at`` (now when None): orders are evaluated with the
+    program version in force when they were placed. Before the first version, the first."""
+    program = load_program(app)
+    if program is None:
+        return NO_LOYALTY
+    if at is None:
+        return program.loyalty
+    versions = _VERSIONS.setdefault(app, [])
+    if len(versions) < program.version:
+        for event in app.events.get(PROGRAM_ID, gt=len(versions)):
+            recorded: Any = event  # a Program.Defined or Program.Replaced
+            rules = loyalty_of(recorded.document, recorded.originator_version)
+            versions.append((recorded.timestamp, rules))
+    in_force = versions[0][1]
+    for since, rules in versions[: program.version]:
+        if since > at:
+            break
+        in_force = rules
+    return in_force
