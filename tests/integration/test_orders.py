@@ -1,0 +1,301 @@
+"""Orders and refunds on real PostgreSQL: earning, idempotency, back-dating, program versions,
+exact reversal, atomicity, concurrency, batches and the stats projection."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from domain.points_account import PointsAccount
+
+from application.context import CommandContext
+from application.errors import IdempotencyKeyReused
+from application.orders import (
+    OrderLineInput,
+    PlaceOrder,
+    RefundOrder,
+    place_order,
+    place_orders,
+    refund_order,
+)
+from application.privacy import erase_customer
+from application.program import define_program
+from domain.errors import (
+    CustomerErased,
+    CustomerNotFound,
+    DomainError,
+    RefundExceedsOrder,
+)
+from domain.order import Order
+from infrastructure.tenancy import Tenant
+from projections.customer_stats import CustomerStatsProjection
+from projections.engine import catch_up
+from tests.integration.support import events, register, rows, run_at_once
+
+PROGRAM: dict[str, Any] = {
+    "currency": "CNY",
+    "timezone": "Asia/Shanghai",
+    "point_types": [
+        {
+            "code": "points",
+            "earn": [{"per_amount": 100, "points": 1}],
+            "expiry": {"mode": "rolling_days", "days": 365},
+        },
+        {"code": "growth", "redeemable": False, "earn": [{"per_amount": 100, "points": 1}]},
+    ],
+    "benefits": [{"code": "free_shipping", "quota": {"count": 2, "period": "month"}}],
+    "level_groups": [
+        {
+            "code": "consumer",
+            "role": "consumer",
+            "basis": "growth",
+            "window": {"mode": "rolling_days", "days": 365},
+            "assessment": {"mode": "calendar", "period": "year"},
+            "levels": [
+                {"code": "normal", "threshold": 0},
+                {"code": "gold", "threshold": 1000, "benefits": ["free_shipping"]},
+            ],
+        }
+    ],
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def loyal(tenant: Tenant) -> Tenant:
+    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    return tenant
+
+
+def order(customer_id: UUID | None = None, **kw: Any) -> PlaceOrder:
+    fields: dict[str, Any] = {
+        "order_id": f"o-{uuid4().hex[:12]}",
+        "channel": "tmall",
+        "placed_at": now() - timedelta(minutes=1),
+        "amount": 2933,
+        "customer_id": customer_id,
+    }
+    fields.update(kw)
+    return PlaceOrder(**fields)
+
+
+def account(tenant: Tenant, customer_id: UUID, point_type: str = "points") -> PointsAccount:
+    acc: PointsAccount = tenant.app.repository.get(PointsAccount.id_for(customer_id, point_type))
+    return acc
+
+
+def customer(tenant: Tenant) -> UUID:
+    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
+
+
+def test_an_order_earns_points_per_the_rules_into_a_lot_of_the_customer(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    result = place_order(loyal.app, order(cid))
+    assert result.status == 201
+    assert result.body["points"] == [
+        {"point_type": "points", "earned": 29},
+        {"point_type": "growth", "earned": 29},
+    ]
+    assert account(loyal, cid).available(now()) == 29
+
+
+def test_the_same_order_again_is_a_replay_that_writes_nothing(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    cid = customer(loyal)
+    cmd = order(cid)
+    first = place_order(loyal.app, cmd)
+    before = len(events(sql, loyal))
+    again = place_order(loyal.app, cmd)
+    assert again.status == 200
+    assert again.body == first.body
+    assert again.position == first.position
+    assert len(events(sql, loyal)) == before
+    assert account(loyal, cid).available(now()) == 29
+
+
+def test_the_same_order_id_with_another_body_is_refused(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    cmd = order(cid)
+    place_order(loyal.app, cmd)
+    with pytest.raises(IdempotencyKeyReused):
+        place_order(loyal.app, order(cid, order_id=cmd.order_id, amount=1))
+
+
+def test_order_ids_are_per_channel(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    a = place_order(loyal.app, order(cid, order_id="same", channel="tmall"))
+    b = place_order(loyal.app, order(cid, order_id="same", channel="jd"))
+    assert a.status == b.status == 201
+    assert account(loyal, cid).available(now()) == 58
+
+
+def test_an_identity_nobody_holds_registers_the_buyer_and_later_orders_find_them(
+    loyal: Tenant,
+) -> None:
+    who = ("jd_pin", f"pin-{uuid4()}")
+    first = place_order(loyal.app, order(identity=who, channel="jd"))
+    second = place_order(loyal.app, order(identity=who, channel="jd"))
+    cid = UUID(first.body["customer_id"])
+    assert second.body["customer_id"] == str(cid)
+    assert account(loyal, cid).available(now()) == 58
+
+
+def test_an_order_for_an_unknown_customer_is_refused_and_writes_nothing(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    before = len(events(sql, loyal))
+    with pytest.raises(CustomerNotFound):
+        place_order(loyal.app, order(uuid4()))
+    assert len(events(sql, loyal)) == before
+
+
+def test_an_order_for_an_erased_customer_is_refused(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    erase_customer(loyal.app, cid, CommandContext("t"))
+    with pytest.raises(CustomerErased):
+        place_order(loyal.app, order(cid))
+
+
+def test_a_back_dated_order_expires_by_its_own_time(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    long_ago = now() - timedelta(days=800)
+    recent = now() - timedelta(days=10)
+    place_order(loyal.app, order(cid, placed_at=long_ago))
+    place_order(loyal.app, order(cid, placed_at=recent))
+    acc = account(loyal, cid)
+    assert acc.available(now()) == 29  # the lot earned 800 days ago is already past expiry
+
+
+def test_an_order_is_evaluated_with_the_program_version_in_force_when_placed(
+    loyal: Tenant,
+) -> None:
+    cid = customer(loyal)
+    before_change = now()
+    time.sleep(0.01)
+    doubled = {**PROGRAM, "point_types": [dict(PROGRAM["point_types"][0])]}
+    doubled["point_types"][0]["earn"] = [{"per_amount": 100, "points": 2}]
+    doubled["level_groups"] = []
+    define_program(loyal.app, doubled, CommandContext("t"))
+    old = place_order(loyal.app, order(cid, placed_at=before_change, amount=1000))
+    new = place_order(loyal.app, order(cid, amount=1000))
+    assert old.body["points"][0] == {"point_type": "points", "earned": 10}
+    assert new.body["points"] == [{"point_type": "points", "earned": 20}]
+    placed: Order = loyal.app.repository.get(Order.id_for("tmall", old.body["order_id"]))
+    assert placed.program_version == 1
+
+
+def test_partial_refunds_accumulate_and_reverse_all_points_once_refunded_in_full(
+    loyal: Tenant,
+) -> None:
+    cid = customer(loyal)
+    placed = place_order(loyal.app, order(cid, amount=10_000))
+    oid = placed.body["order_id"]
+    r1 = refund_order(loyal.app, "tmall", oid, RefundOrder("r1", amount=3_333))
+    r2 = refund_order(loyal.app, "tmall", oid, RefundOrder("r2", amount=6_667))
+    reversed_ = [
+        p["reversed"] for r in (r1, r2) for p in r.body["points"] if p["point_type"] == "points"
+    ]
+    assert sum(reversed_) == 100
+    assert r2.body["refunded_total"] == 10_000
+    assert account(loyal, cid).available(now()) == 0
+    with pytest.raises(RefundExceedsOrder):
+        refund_order(loyal.app, "tmall", oid, RefundOrder("r3", amount=1))
+
+
+def test_a_refund_by_lines_reverses_what_those_lines_earned(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    lines = [OrderLineInput("a", "sku-a", 1, 6000), OrderLineInput("b", "sku-b", 2, 4000)]
+    placed = place_order(loyal.app, order(cid, amount=10_000, lines=lines))
+    oid = placed.body["order_id"]
+    refund = refund_order(loyal.app, "tmall", oid, RefundOrder("r1", lines={"b": 4000}))
+    points = next(p for p in refund.body["points"] if p["point_type"] == "points")
+    assert points["reversed"] == 40
+    assert account(loyal, cid).available(now()) == 60
+
+
+def test_the_same_refund_again_is_a_replay_and_another_body_is_refused(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    oid = place_order(loyal.app, order(cid, amount=1000)).body["order_id"]
+    first = refund_order(loyal.app, "tmall", oid, RefundOrder("r1", amount=500))
+    again = refund_order(loyal.app, "tmall", oid, RefundOrder("r1", amount=500))
+    assert again.status == 200
+    assert again.body == first.body
+    with pytest.raises(IdempotencyKeyReused):
+        refund_order(loyal.app, "tmall", oid, RefundOrder("r1", amount=400))
+
+
+def test_the_same_order_refunded_in_full_twice_at_once_succeeds_exactly_once(
+    loyal: Tenant,
+) -> None:
+    cid = customer(loyal)
+    for round_ in range(5):
+        oid = place_order(loyal.app, order(cid, amount=5000)).body["order_id"]
+
+        def refund(i: int, oid: str = oid, round_: int = round_) -> str:
+            try:
+                refund_order(loyal.app, "tmall", oid, RefundOrder(f"r{round_}-{i}", amount=5000))
+            except RefundExceedsOrder:
+                return "refused"
+            return "refunded"
+
+        outcomes = run_at_once(4, refund)
+        assert sorted(outcomes) == ["refunded", "refused", "refused", "refused"]
+        placed: Order = loyal.app.repository.get(Order.id_for("tmall", oid))
+        assert placed.refunded_total == 5000
+    assert account(loyal, cid).available(now()) == 0
+
+
+def test_the_same_new_order_placed_at_once_is_placed_once(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    cmd = order(cid, amount=1000)
+    statuses = run_at_once(4, lambda i: place_order(loyal.app, cmd).status)
+    assert sorted(statuses) == [200, 200, 200, 201]
+    assert account(loyal, cid).available(now()) == 10
+
+
+def test_a_batch_places_each_order_on_its_own(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    good = order(cid, amount=1000)
+    unknown = order(uuid4())
+    who = ("jd_pin", f"pin-{uuid4()}")
+    new_a, new_b = order(identity=who), order(identity=who)
+
+    def status_of(e: Exception) -> int:
+        return (
+            404 if isinstance(e, CustomerNotFound) else 409 if isinstance(e, DomainError) else 422
+        )
+
+    items, position = place_orders(loyal.app, [good, unknown, good, new_a, new_b], status_of)
+    assert [i.status for i in items] == [201, 404, 200, 201, 201]
+    assert items[3].body
+    assert items[4].body
+    assert items[3].body["customer_id"] == items[4].body["customer_id"]
+    assert position == loyal.app.recorder.max_notification_id()
+    assert account(loyal, cid).available(now()) == 10
+
+
+def test_stats_count_orders_spend_net_of_refunds_and_distinct_days(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    cid = customer(loyal)
+    day1 = datetime(2026, 1, 5, 3, tzinfo=UTC)  # 11:00 in Shanghai
+    oid = place_order(loyal.app, order(cid, amount=4000, placed_at=day1)).body["order_id"]
+    place_order(loyal.app, order(cid, amount=2000, placed_at=day1 + timedelta(hours=1)))
+    place_order(loyal.app, order(cid, amount=3000, placed_at=day1 + timedelta(days=3)))
+    refund_order(loyal.app, "tmall", oid, RefundOrder("r1", amount=1000))
+    catch_up(loyal, CustomerStatsProjection())
+    (row,) = rows(sql, loyal, "SELECT * FROM {s}.customer_stats WHERE customer_id = %s", cid)
+    assert row["order_count"] == 3
+    assert row["gross_spend"] - row["refunded"] == 8000
+    assert row["refund_count"] == 1
+    assert row["purchase_days"] == 2
+    assert row["first_order_at"] == day1
+    assert row["last_order_at"] == day1 + timedelta(days=3)
