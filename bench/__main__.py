@@ -1,4 +1,4 @@
-"""``python -m bench [register|projector|read ...]``: run the benchmarks and print a summary.
+"""``python -m bench [NAME ...]``: run the benchmarks and print a summary.
 
 Uses a fresh database on ``DATABASE_URL``'s server (dropped afterwards), else an embedded
 PostgreSQL. Knobs for quick runs: ``BENCH_SECONDS`` (default 15) sets each HTTP load's length,
@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from bench import imports, projector, read, register
+from bench import imports, orders, projector, read, register
 from bench.common import LOAD_SECONDS, Check, Env, bench_env
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, Callable[[Env], list[Check]]] = {
     "projector": projector.run,
     "read": read.run,
     "imports": imports.run,
+    "orders": orders.run,
 }
 
 
