@@ -210,16 +210,35 @@ class _Again(Exception):
 def _merge_same_person(
     app: Membercore, decision: SamePerson, ctx: CommandContext, merged: list[str]
 ) -> None:
+    """Merge the customers the identities name into the oldest, one merge per source.
+
+    Under an Idempotency-Key (``ctx.idempotent``: ``ctx.new_id`` is derived from the key) each
+    merge id is ``uuid5(ctx.new_id(), "auto-merge:<source id>:<n>")``, ``n`` the first whose
+    merge stream does not exist yet (an earlier merge of the pair may have been undone): a
+    retried registration records the same merges, and two racing retries the same merge stream,
+    of which the event store lets one be written. Without a key, merge ids are random.
+    """
+    # Local imports: only this function of the module is ours to change.
+    from functools import partial
+    from uuid import uuid5
+
+    def _same(merge_id: UUID) -> UUID:
+        return merge_id
+
     customers = sorted(
         (load_customer(app, c) for c in decision.customer_ids), key=lambda c: c.created_on
     )
     survivor, *sources = customers
     for source in sources:
         reason = f"identity:{decision.reasons[source.id]}"
+        merge_ctx = CommandContext(actor=ctx.actor)
+        if ctx.idempotent:
+            base, n = ctx.new_id(), 0
+            while (merge_id := uuid5(base, f"auto-merge:{source.id}:{n}")) in app.repository:
+                n += 1
+            merge_ctx = CommandContext(actor=ctx.actor, new_id=partial(_same, merge_id))
         try:
-            result = merge_customers(
-                app, survivor.id, source.id, CommandContext(actor=ctx.actor), reason=reason
-            )
+            result = merge_customers(app, survivor.id, source.id, merge_ctx, reason=reason)
         except CannotMerge:
             # A racing registration merged them first: decide again on the merged state.
             if (

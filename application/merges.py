@@ -5,6 +5,12 @@ returns the aggregates it changed (saved in the merge's one transaction) and an 
 aggregate, kept on the ``Merge`` record, from which its ``undo`` reverses exactly that.
 Identity claims are the first participant; points, levels, wallet and commission ledgers plug
 in the same way (docs/identity.md).
+
+The customer's own state moves on the survivor's ``Absorbed`` event (the merge plan): identities,
+fields, roles, the newest consent decision per purpose and channel, and the source's parent agent
+and referrer when the survivor has none. A parent agent that would close a cycle (the source's
+parent sits in the survivor's downline) is not taken; taking one saves the tenant's
+``AgentNetwork`` too, so the merge serialises with concurrent re-parentings.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from application.agent_network import closes_cycle, load_network
 from application.app import Membercore
 from application.context import CommandContext
 from application.program import program_rules
@@ -34,6 +41,7 @@ from domain.merge import (
     plan_merge,
     plan_undo,
     restore,
+    without_parent_agent,
 )
 from domain.values import Identity
 
@@ -181,6 +189,14 @@ def merge_customers(
         plan = plan_merge(survivor, source, rules)
         changed: list[Aggregate] = []
         moves: list[AssetMove] = []
+        parent = plan.parent_agent_id
+        if parent is not None:
+            network = load_network(app, at)  # before the chain is read: see agent_network.py
+            if closes_cycle(app, survivor.id, parent):
+                plan = without_parent_agent(plan)
+            else:
+                network.reparent(survivor.id, parent, at=at)
+                changed.append(network)
         for participant in PARTICIPANTS:
             for aggregate, move in participant.move(app, source, survivor, plan, merge_id, at):
                 changed.append(aggregate)

@@ -73,7 +73,15 @@ def erase_customer(
     app: Membercore, customer_id: UUID, reason: str | None, ctx: CommandContext
 ) -> Changed:
     """Erase the person: release their identities, record ``Erased`` on their stream (and on the
-    records merged into it), and destroy their data keys in the same transaction."""
+    records merged into it), and destroy their data keys in the same transaction.
+
+    The rule for merges (docs/identity.md, erasure): what a merge copied from a source into the
+    survivor's events is sealed with the *source's* key. While the merge stands the survivor holds
+    the source's data, so erasing the survivor destroys the source's key too (the source is
+    erased with it, transitively). After an undo the source is its own person again: erasing it
+    destroys its key, and with it the copies in the former survivor's events; erasing the former
+    survivor leaves the source's copies readable (they are not the survivor's data).
+    """
 
     def attempt(first: bool) -> Changed:
         at = app.clock()

@@ -18,8 +18,10 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
+from domain.benefits import BenefitAccount
 from domain.customer import Customer
 from domain.merge import AssetMove, Merge
+from domain.order import Order
 from domain.staff import StaffActivity
 from domain.values import Identity
 
@@ -170,19 +172,90 @@ def _merge_merged(e: Merge.Merged) -> dict[str, Any]:
 
 
 def _merge_undone_record(e: Merge.Undone) -> dict[str, Any]:
-    # The Undone event names only the merge; who into whom is on the ``merge.merged`` of the
-    # same stream (the feed item's ``stream_id``).
-    return {"merge_id": str(e.originator_id)}
+    # Stored v2 events name who into whom; v1 ones (stored before) read them as null: the
+    # ``merge.merged`` of the same stream (the feed item's ``stream_id``) has them.
+    return {
+        "merge_id": str(e.originator_id),
+        "survivor_id": _id(e.survivor_id),
+        "source_id": _id(e.source_id),
+    }
 
 
 def _alert_raised(e: StaffActivity.AlertRaised) -> dict[str, Any]:
     # The stream is the staff member's activity (``staff_activity_id(staff_id)``, a one-way
-    # uuid5): the event does not carry the staff id itself.
+    # uuid5). Stored v2 events carry the staff id; v1 ones (stored before) read it as null.
     return {
         "staff_activity_id": str(e.originator_id),
+        "staff_id": e.staff_id,
         "kind": e.kind,
         "count": e.count,
         "window_minutes": e.window_minutes,
+    }
+
+
+def _order_placed(e: Order.Placed) -> dict[str, Any]:
+    return {
+        "order_id": e.order_id,
+        "channel": e.channel,
+        "customer_id": str(e.customer_id),
+        "placed_at": e.placed_at.isoformat(),
+        "amount": e.amount,
+        "lines": [
+            {"line_id": p["key"], "amount": p["amount"], "earned": p["earned"]} for p in e.portions
+        ],
+        "store_id": e.store_id,
+        "staff_id": e.staff_id,
+        "agent_id": e.agent_id,
+        "program_version": e.program_version,
+        "points": e.outcome.get("points", []),
+    }
+
+
+def _order_refunded(e: Order.Refunded) -> dict[str, Any]:
+    return {
+        "order_stream_id": str(e.originator_id),
+        "order_id": e.outcome.get("order_id"),
+        "channel": e.outcome.get("channel"),
+        "customer_id": str(e.customer_id),
+        "refund_id": e.refund_id,
+        "amount": e.amount,
+        "lines": [{"line_id": k, "amount": v} for k, v in e.by_portion.items()],
+        "points_reversed": dict(e.reversed),
+    }
+
+
+def _benefit_granted(e: BenefitAccount.Granted) -> dict[str, Any]:
+    return {
+        "customer_id": str(e.customer_id),
+        "grant_id": e.grant_id,
+        "benefit": e.code,
+        "valid_from": e.valid_from.isoformat(),
+        "until": e.until.isoformat() if e.until else None,
+        "reason": e.reason,
+        "actor": e.actor,
+    }
+
+
+def _benefit_grant_revoked(e: BenefitAccount.GrantRevoked) -> dict[str, Any]:
+    return {
+        "customer_id": str(e.customer_id),
+        "grant_id": e.grant_id,
+        "reason": e.reason,
+        "actor": e.actor,
+    }
+
+
+def _benefit_redeemed(e: BenefitAccount.Redeemed) -> dict[str, Any]:
+    return {
+        "customer_id": str(e.customer_id),
+        "redemption_id": e.redemption_id,
+        "benefit": e.code,
+        "source": e.source,
+        "period_key": e.period_key,
+        "at": e.at.isoformat(),
+        "program_version": e.program_version,
+        "note": e.note,
+        "actor": e.actor,
     }
 
 
@@ -215,6 +288,13 @@ PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("merge.merged", 1, Merge.Merged.TOPIC, _merge_merged),
     PublicEventType("merge.undone", 1, Merge.Undone.TOPIC, _merge_undone_record),
     PublicEventType("staff.alert_raised", 1, StaffActivity.AlertRaised.TOPIC, _alert_raised),
+    PublicEventType("benefit.granted", 1, BenefitAccount.Granted.TOPIC, _benefit_granted),
+    PublicEventType(
+        "benefit.grant_revoked", 1, BenefitAccount.GrantRevoked.TOPIC, _benefit_grant_revoked
+    ),
+    PublicEventType("benefit.redeemed", 1, BenefitAccount.Redeemed.TOPIC, _benefit_redeemed),
+    PublicEventType("order.placed", 1, Order.Placed.TOPIC, _order_placed),
+    PublicEventType("order.refunded", 1, Order.Refunded.TOPIC, _order_refunded),
 )
 BY_TOPIC: dict[str, PublicEventType] = {p.topic: p for p in PUBLIC_EVENTS}
 BY_NAME: dict[str, PublicEventType] = {p.name: p for p in PUBLIC_EVENTS}

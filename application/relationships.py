@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
+from application.agent_network import MAX_AGENT_DEPTH, agent_chain, closes_cycle, load_network
 from application.app import Membercore
 from application.context import CommandContext
 from application.customers import Changed, save_changes
@@ -19,7 +20,8 @@ from domain.errors import AgentCycle, FieldProblem, InvalidInput
 from domain.staff import StaffActivity, staff_activity_id
 from domain.values import optional_text, parse_role
 
-MAX_AGENT_DEPTH = 64
+__all__ = ["MAX_AGENT_DEPTH", "agent_chain"]  # kept importable from here
+
 HANDOVER_CHUNK = 200
 
 
@@ -50,31 +52,24 @@ def end_role(
     return app.retrying(attempt)
 
 
-def agent_chain(app: Membercore, start: UUID | None) -> list[UUID]:
-    """``start`` and the agents above it, nearest first (bounded, so a bad chain cannot loop)."""
-    chain: list[UUID] = []
-    current = start
-    while current is not None and len(chain) <= MAX_AGENT_DEPTH:
-        chain.append(current)
-        current = load_customer(app, current).parent_agent_id
-    return chain
-
-
 def set_parent_agent(
     app: Membercore, customer_id: UUID, parent_id: UUID | None, ctx: CommandContext
 ) -> Changed:
     """Place an agent under ``parent_id`` in the downline tree; a cycle is refused (409).
 
-    Both must hold the ``agent`` or ``partner`` role. The chain is read, then the change saved
-    on this agent's stream only: two concurrent re-parentings that together close a cycle are
-    not prevented (known gap; commissions bound the chain walk at ``MAX_AGENT_DEPTH``).
+    Both must hold the ``agent`` or ``partner`` role. Placing under a parent loads the tenant's
+    ``AgentNetwork`` first, then reads the chain, and saves the network with this agent's change:
+    of two concurrent re-parentings one conflicts and retries on the new chain, so together they
+    cannot close a cycle (application/agent_network.py). Detaching (``None``) cannot make a
+    cycle and is not serialised.
     """
 
     def attempt(first: bool) -> Changed:
+        at = app.clock()
+        network = load_network(app, at) if parent_id is not None else None
         customer = load_customer(app, customer_id)
         if parent_id is not None:
-            chain = agent_chain(app, parent_id)
-            if customer_id in chain or len(chain) > MAX_AGENT_DEPTH:
+            if closes_cycle(app, customer_id, parent_id):
                 raise AgentCycle(customer_id, parent_id)
             parent = load_customer(app, parent_id)
             parent.require_active()
@@ -84,9 +79,13 @@ def set_parent_agent(
                 )
         if not ({"agent", "partner"} & set(customer.roles)):
             raise InvalidInput([FieldProblem("customer_id", "holds no agent or partner role")])
-        customer.set_parent_agent(parent_id, actor=ctx.actor, at=app.clock())
+        others: list[Aggregate] = []
+        if customer.set_parent_agent(parent_id, actor=ctx.actor, at=at) and network is not None:
+            assert parent_id is not None
+            network.reparent(customer_id, parent_id, at=at)
+            others.append(network)
         detail = {"parent_id": str(parent_id) if parent_id else None}
-        return save_changes(app, ctx, customer, detail=detail)
+        return save_changes(app, ctx, customer, *others, detail=detail)
 
     return app.retrying(attempt)
 

@@ -45,6 +45,10 @@ class MergeRecord:
     fields: dict[str, Any]
     previous: dict[str, Any]
     roles: tuple[str, ...]
+    consents: tuple[Consent, ...] = ()
+    previous_consents: tuple[Consent, ...] = ()
+    parent_agent_id: UUID | None = None
+    referrer_id: UUID | None = None
 
 
 class Customer(Aggregate):
@@ -52,6 +56,9 @@ class Customer(Aggregate):
 
     Assets (points, levels, wallet, commissions) live in their own aggregates. Events name their
     personal fields in ``PERSONAL``: the event store encrypts those with the customer's key.
+    ``SEALED_WITH`` maps a personal field to the event field naming *another* customer whose key
+    seals it instead (a merge's copies of the source's values): erasing that customer shreds the
+    copy too (docs/adr/0007-crypto-shredding.md, amendment).
     """
 
     TOPIC = "membercore.Customer"
@@ -62,6 +69,7 @@ class Customer(Aggregate):
     class Event(Aggregate.Event):
         TOPIC = "membercore.Customer.Event"
         PERSONAL: ClassVar[tuple[str, ...]] = ()
+        SEALED_WITH: ClassVar[dict[str, str]] = {}
 
     class Registered(Created):
         """A customer became known, holding ``identities``. Version 1."""
@@ -100,12 +108,18 @@ class Customer(Aggregate):
             aggregate.identities = (*aggregate.identities, *self.identities)
 
     class IdentitiesUnlinked(Event):
-        """Identities no longer belong to this customer. v1."""
+        """Identities no longer belong to this customer. v1.
+
+        ``source_id``: the identities came from that customer by a merge not undone (sealed with
+        its key); None: the customer's own.
+        """
 
         TOPIC = "membercore.Customer.IdentitiesUnlinked"
         PERSONAL = ("identities",)
+        SEALED_WITH: ClassVar[dict[str, str]] = {"identities": "source_id"}
         identities: tuple[Identity, ...]
         actor: str
+        source_id: UUID | None = None
 
         def apply(self, aggregate: Customer) -> None:
             gone = set(self.identities)
@@ -205,10 +219,17 @@ class Customer(Aggregate):
         actor: str
 
     class Absorbed(Event):
-        """This customer survived a merge: it took the source's identities, fields and roles."""
+        """This customer survived a merge: it took the source's identities, fields and roles,
+        the source's consent decisions newer than its own, and the source's parent agent and
+        referrer when it had none.
+
+        The source's values (``identities``, ``fields``) are sealed with the source's key, the
+        survivor's own ``previous`` values with the survivor's.
+        """
 
         TOPIC = "membercore.Customer.Absorbed"
         PERSONAL = ("identities", "fields", "previous")
+        SEALED_WITH: ClassVar[dict[str, str]] = {"identities": "source_id", "fields": "source_id"}
         merge_id: UUID
         source_id: UUID
         identities: tuple[Identity, ...]
@@ -216,11 +237,23 @@ class Customer(Aggregate):
         previous: dict[str, Any]
         roles: tuple[str, ...]
         actor: str
+        consents: tuple[Consent, ...] = ()
+        previous_consents: tuple[Consent, ...] = ()
+        parent_agent_id: UUID | None = None
+        referrer_id: UUID | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.identities = (*aggregate.identities, *self.identities)
             aggregate._set_fields(self.fields, self.timestamp)
             aggregate.roles = {**aggregate.roles, **dict.fromkeys(self.roles, self.timestamp)}
+            aggregate.consents = {
+                **aggregate.consents,
+                **{(c.purpose, c.channel): c for c in self.consents},
+            }
+            if self.parent_agent_id is not None:
+                aggregate.parent_agent_id = self.parent_agent_id
+            if self.referrer_id is not None:
+                aggregate.referrer_id = self.referrer_id
             aggregate.absorbed = {
                 **aggregate.absorbed,
                 self.merge_id: MergeRecord(
@@ -229,25 +262,54 @@ class Customer(Aggregate):
                     dict(self.fields),
                     dict(self.previous),
                     self.roles,
+                    self.consents,
+                    self.previous_consents,
+                    self.parent_agent_id,
+                    self.referrer_id,
                 ),
             }
 
     class AbsorptionUndone(Event):
-        """A merge this customer survived was undone: what it took is given back."""
+        """A merge this customer survived was undone: what it took is given back.
+
+        ``identities`` (the source's, sealed with the source's key when ``source_id`` is set) go
+        back; ``fields`` are the survivor's own values restored; ``consents`` its own decisions
+        restored and ``removed_consents`` (purpose, channel) the decisions it drops; the parent
+        agent and referrer the merge gave are dropped when the flags say so.
+        """
 
         TOPIC = "membercore.Customer.AbsorptionUndone"
         PERSONAL = ("identities", "fields")
+        SEALED_WITH: ClassVar[dict[str, str]] = {"identities": "source_id"}
         merge_id: UUID
         identities: tuple[Identity, ...]
         fields: dict[str, Any]
         roles: tuple[str, ...]
         actor: str
+        source_id: UUID | None = None
+        consents: tuple[Consent, ...] = ()
+        removed_consents: tuple[tuple[str, str], ...] = ()
+        parent_agent_given_back: bool = False
+        referrer_given_back: bool = False
 
         def apply(self, aggregate: Customer) -> None:
-            gone = set(self.identities)
+            # The identities given back are the merge's still held (see ``plan_undo``): taken
+            # from the merge record too, so a state decoded while the source's key existed (an
+            # aggregate cached before the source was erased) gives them back all the same.
+            record = aggregate.absorbed.get(self.merge_id)
+            gone = set(self.identities) | set(record.identities if record else ())
             aggregate.identities = tuple(i for i in aggregate.identities if i not in gone)
             aggregate._set_fields(self.fields, self.timestamp)
             aggregate.roles = {r: t for r, t in aggregate.roles.items() if r not in self.roles}
+            removed = {(p, c) for p, c in self.removed_consents}
+            aggregate.consents = {
+                **{k: v for k, v in aggregate.consents.items() if k not in removed},
+                **{(c.purpose, c.channel): c for c in self.consents},
+            }
+            if self.parent_agent_given_back:
+                aggregate.parent_agent_id = None
+            if self.referrer_given_back:
+                aggregate.referrer_id = None
             aggregate.absorbed = {m: r for m, r in aggregate.absorbed.items() if m != self.merge_id}
 
     class MergedInto(Event):
@@ -429,7 +491,19 @@ class Customer(Aggregate):
                 raise IdentityNotHeld(identity.type)
         if len(set(self.identities) - set(gone)) == 0:
             raise LastIdentity()
-        self.trigger_event(self.IdentitiesUnlinked, identities=gone, actor=actor, timestamp=at)
+        # Identities a merge (not undone) brought stay sealed with their source's key.
+        origin = {i: r.source_id for r in self.absorbed.values() for i in r.identities}
+        groups: dict[UUID | None, list[Identity]] = {}
+        for identity in gone:
+            groups.setdefault(origin.get(identity), []).append(identity)
+        for source_id, identities in groups.items():
+            self.trigger_event(
+                self.IdentitiesUnlinked,
+                identities=tuple(identities),
+                actor=actor,
+                source_id=source_id,
+                timestamp=at,
+            )
 
     def change_profile(
         self, changes: Mapping[str, Any], *, channel: str | None, actor: str, at: datetime

@@ -8,17 +8,22 @@ participants; each move they make is listed on the ``Merge`` so its undo can rev
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
-from domain.customer import Customer, MergeRecord
+from domain.agent_network import AgentNetwork
+from domain.customer import Consent, Customer, MergeRecord
 from domain.errors import CannotMerge, MergeNotUndoable
 from domain.program import ProgramRules
 from domain.values import Identity
+
+# A merge may give the survivor a parent agent, recorded on the tenant's agent network too;
+# importing it here also registers its topics wherever merges are known (projections, feed).
+NETWORK = AgentNetwork
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,18 @@ class AssetMove:
 
 @dataclass(frozen=True)
 class MergePlan:
+    """What the survivor takes. ``consents``: the source's decisions newer than the survivor's
+    for the same purpose and channel (``previous_consents``: the survivor's they replace);
+    ``parent_agent_id``/``referrer_id``: the source's, when the survivor has none."""
+
     identities: tuple[Identity, ...]
     fields: dict[str, Any]
     previous: dict[str, Any]
     roles: tuple[str, ...]
+    consents: tuple[Consent, ...] = ()
+    previous_consents: tuple[Consent, ...] = ()
+    parent_agent_id: UUID | None = None
+    referrer_id: UUID | None = None
 
 
 def check_mergeable(survivor: Customer, source: Customer) -> None:
@@ -75,7 +88,35 @@ def plan_merge(survivor: Customer, source: Customer, rules: ProgramRules) -> Mer
     held = set(survivor.identities)
     identities = tuple(i for i in source.identities if i not in held)
     roles = tuple(r for r in source.roles if r not in survivor.roles)
-    return MergePlan(identities, fields, previous, roles)
+    consents: list[Consent] = []
+    previous_consents: list[Consent] = []
+    for key, theirs in sorted(source.consents.items()):
+        own = survivor.consents.get(key)
+        if own is None or theirs.at > own.at:  # the newest decision per purpose and channel
+            consents.append(theirs)
+            if own is not None:
+                previous_consents.append(own)
+    parent = source.parent_agent_id
+    if survivor.parent_agent_id is not None or parent == survivor.id:
+        parent = None
+    referrer = source.referrer_id
+    if survivor.referrer_id is not None or referrer == survivor.id:
+        referrer = None
+    return MergePlan(
+        identities,
+        fields,
+        previous,
+        roles,
+        tuple(consents),
+        tuple(previous_consents),
+        parent,
+        referrer,
+    )
+
+
+def without_parent_agent(plan: MergePlan) -> MergePlan:
+    """The plan without the parent-agent link (the caller found that it would close a cycle)."""
+    return replace(plan, parent_agent_id=None)
 
 
 def absorb(
@@ -96,6 +137,10 @@ def absorb(
         previous=plan.previous,
         roles=plan.roles,
         actor=actor,
+        consents=plan.consents,
+        previous_consents=plan.previous_consents,
+        parent_agent_id=plan.parent_agent_id,
+        referrer_id=plan.referrer_id,
         timestamp=at,
     )
 
@@ -111,11 +156,18 @@ def merge_away(
 @dataclass(frozen=True)
 class UndoPlan:
     """What the survivor gives back. Fields changed again after the merge keep their newer value;
-    identities it unlinked since are not given back."""
+    identities it unlinked since are not given back. Consent decisions, the parent agent and the
+    referrer the merge gave go back only if unchanged since: ``consents`` are the survivor's own
+    decisions restored, ``removed_consents`` the keys it had none for."""
 
     identities: tuple[Identity, ...]
     fields: dict[str, Any]
     roles: tuple[str, ...]
+    source_id: UUID | None = None
+    consents: tuple[Consent, ...] = ()
+    removed_consents: tuple[tuple[str, str], ...] = ()
+    parent_agent_given_back: bool = False
+    referrer_given_back: bool = False
 
 
 def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
@@ -134,7 +186,27 @@ def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
         if current.get(path) == value
     }
     roles = tuple(r for r in record.roles if r in survivor.roles)
-    return UndoPlan(tuple(i for i in record.identities if i in held), restored, roles)
+    before = {(c.purpose, c.channel): c for c in record.previous_consents}
+    consents: list[Consent] = []
+    removed: list[tuple[str, str]] = []
+    for given in record.consents:
+        key = (given.purpose, given.channel)
+        if survivor.consents.get(key) != given:
+            continue  # decided again since the merge: the newer decision stays
+        if key in before:
+            consents.append(before[key])
+        else:
+            removed.append(key)
+    return UndoPlan(
+        tuple(i for i in record.identities if i in held),
+        restored,
+        roles,
+        record.source_id,
+        tuple(consents),
+        tuple(removed),
+        record.parent_agent_id is not None and survivor.parent_agent_id == record.parent_agent_id,
+        record.referrer_id is not None and survivor.referrer_id == record.referrer_id,
+    )
 
 
 def give_back(
@@ -147,6 +219,11 @@ def give_back(
         fields=plan.fields,
         roles=plan.roles,
         actor=actor,
+        source_id=plan.source_id,
+        consents=plan.consents,
+        removed_consents=plan.removed_consents,
+        parent_agent_given_back=plan.parent_agent_given_back,
+        referrer_given_back=plan.referrer_given_back,
         timestamp=at,
     )
 
@@ -187,8 +264,19 @@ class Merge(Aggregate):
         actor: str
 
     class Undone(Event):
+        """v2: names the survivor and the source (v1 events read them as None)."""
+
         TOPIC = "membercore.Merge.Undone"
+        class_version: ClassVar[int] = 2
         actor: str
+        survivor_id: UUID | None = None
+        source_id: UUID | None = None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            # A v1 event did not name them; the merge's ``Merged`` event of the stream does.
+            state.setdefault("survivor_id", None)
+            state.setdefault("source_id", None)
 
         def apply(self, aggregate: Merge) -> None:
             aggregate.undone = True
@@ -233,4 +321,10 @@ class Merge(Aggregate):
     def undo(self, *, actor: str, at: datetime) -> None:
         if self.undone:
             raise MergeNotUndoable(f"merge {self.id} was already undone")
-        self.trigger_event(self.Undone, actor=actor, timestamp=at)
+        self.trigger_event(
+            self.Undone,
+            actor=actor,
+            survivor_id=self.survivor_id,
+            source_id=self.source_id,
+            timestamp=at,
+        )

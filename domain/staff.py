@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, ClassVar
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -43,12 +44,22 @@ class StaffActivity(Aggregate):
             aggregate.removals = (*kept, (self.timestamp, self.count))
 
     class AlertRaised(Event):
-        """``count`` removals within ``window_minutes``: someone should look (v1)."""
+        """``count`` removals within ``window_minutes``: someone should look.
+
+        v2 names the staff member (``staff_id``); v1 events read it as None (the stream's
+        ``Started`` event has it).
+        """
 
         TOPIC = "membercore.StaffActivity.AlertRaised"
+        class_version: ClassVar[int] = 2
         kind: str
         count: int
         window_minutes: int
+        staff_id: str | None = None
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.setdefault("staff_id", None)
 
         def apply(self, aggregate: StaffActivity) -> None:
             aggregate.alerted_at = self.timestamp
@@ -80,6 +91,7 @@ class StaffActivity(Aggregate):
                 kind="owner_removals_burst",
                 count=recent,
                 window_minutes=window_minutes,
+                staff_id=self.staff_id,
                 timestamp=at,
             )
             return True

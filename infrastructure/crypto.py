@@ -3,6 +3,10 @@
 * Each customer has a random 256-bit key in ``customer_keys``. Events name their personal fields
   (``PERSONAL``); the mapper seals those with AES-256-GCM under the key of the event's stream,
   bound to (stream id, version) so a ciphertext cannot be replayed into another event.
+* A field named in the event class's ``SEALED_WITH`` (field -> event field holding a customer id)
+  is sealed under *that* customer's key instead, in ``sealed_for`` (customer id -> blob), bound to
+  (stream id, version, that customer id): a merge's copy of the source's values in the survivor's
+  stream is shredded when the source is erased.
 * Erasure destroys the key in the erasure event's own transaction. From then on every replay,
   projection rebuild, feed read and export sees the personal fields as erased (empty), while
   every other field, and so every balance, replays exactly as before.
@@ -42,6 +46,7 @@ KEYS_TABLE = "customer_keys"
 SECRETS_TABLE = "secrets"
 IDENTITY_SECRET = "identity_hmac"  # noqa: S105 - the name of a row, not a secret
 SEALED = "sealed"
+SEALED_FOR = "sealed_for"
 
 _json = msgspec.json.Encoder()
 
@@ -156,8 +161,14 @@ class KeyRing:
                 self._cache.pop(customer_id, None)
 
 
-def _aad(originator_id: UUID, version: int) -> bytes:
-    return originator_id.bytes + version.to_bytes(8, "big")
+def _aad(originator_id: UUID, version: int, owner: UUID | None = None) -> bytes:
+    bound = originator_id.bytes + version.to_bytes(8, "big")
+    return bound if owner is None else bound + owner.bytes
+
+
+def _seal(key: bytes, plain: dict[str, Any], aad: bytes) -> str:
+    nonce = os.urandom(12)
+    return base64.b64encode(nonce + AESGCM(key).encrypt(nonce, _json.encode(plain), aad)).decode()
 
 
 def erased_value(field: str) -> Any:
@@ -178,11 +189,17 @@ class SealingMapper(MsgspecMapper):
 
     def prepare(self, stored_events: Iterable[StoredEvent]) -> None:
         """Load, in one round trip, the keys that decoding ``stored_events`` will need."""
-        ids = {
-            _uuid(e.originator_id)
-            for e in stored_events
-            if getattr(self._decoder(e.topic)[0], "PERSONAL", ())
-        }
+        ids: set[UUID] = set()
+        for e in stored_events:
+            cls = self._decoder(e.topic)[0]
+            if getattr(cls, "PERSONAL", ()):
+                ids.add(_uuid(e.originator_id))
+            if getattr(cls, "SEALED_WITH", None):
+                try:
+                    owners = msgspec.json.decode(e.state).get(SEALED_FOR) or {}
+                except msgspec.MsgspecError:
+                    continue
+                ids.update(_uuid(o) for o in owners)
         if ids:
             self.keys.load(ids)
 
@@ -195,16 +212,28 @@ class SealingMapper(MsgspecMapper):
         version = getattr(cls, "class_version", 1)
         if version > 1:
             data["class_version"] = version
-        plain = {f: data.pop(f) for f in personal}
-        key = self.keys.key(domain_event.originator_id, create=True)
-        if key is not None:  # an erased customer's new events carry no personal data
-            nonce = os.urandom(12)
-            sealed = AESGCM(key).encrypt(
-                nonce,
-                _json.encode(plain),
-                _aad(domain_event.originator_id, domain_event.originator_version),
-            )
-            data[SEALED] = base64.b64encode(nonce + sealed).decode()
+        stream_id = domain_event.originator_id
+        version = domain_event.originator_version
+        sealed_with: dict[str, str] = getattr(cls, "SEALED_WITH", {})
+        plain: dict[str, Any] = {}
+        others: dict[UUID, dict[str, Any]] = {}
+        for f in personal:
+            value = data.pop(f)
+            owner = getattr(domain_event, sealed_with[f], None) if f in sealed_with else None
+            if owner is None or owner == stream_id:
+                plain[f] = value
+            else:
+                others.setdefault(owner, {})[f] = value
+        key = self.keys.key(stream_id, create=True)
+        if key is not None and plain:  # an erased customer's new events carry no personal data
+            data[SEALED] = _seal(key, plain, _aad(stream_id, version))
+        sealed_for: dict[str, str] = {}
+        for owner, values in others.items():
+            owner_key = self.keys.key(owner, create=True)
+            if owner_key is not None:  # erased: the copy is not kept at all
+                sealed_for[str(owner)] = _seal(owner_key, values, _aad(stream_id, version, owner))
+        if sealed_for:
+            data[SEALED_FOR] = sealed_for
         return StoredEvent(
             originator_id=domain_event.originator_id,
             originator_version=domain_event.originator_version,
@@ -220,11 +249,14 @@ class SealingMapper(MsgspecMapper):
         try:
             data: dict[str, Any] = msgspec.json.decode(stored_event.state)
             sealed = data.pop(SEALED, None)
+            sealed_for: dict[str, str] = data.pop(SEALED_FOR, None) or {}
             originator_id = _uuid(stored_event.originator_id)
-            if sealed is not None or not any(f in data for f in personal):
-                data.update(
-                    self._open(originator_id, stored_event.originator_version, sealed, personal)
-                )
+            if sealed is not None or sealed_for or not any(f in data for f in personal):
+                version = stored_event.originator_version
+                opened = self._open(originator_id, version, sealed)
+                for owner, blob in sealed_for.items():
+                    opened.update(self._open(originator_id, version, blob, _uuid(owner)))
+                data.update({f: opened[f] if f in opened else erased_value(f) for f in personal})
             from_version = data.pop("class_version", 1)
             while from_version < getattr(cls, "class_version", 1):
                 getattr(cls, f"upcast_v{from_version}_v{from_version + 1}")(data)
@@ -238,14 +270,17 @@ class SealingMapper(MsgspecMapper):
             ) from e
 
     def _open(
-        self, originator_id: UUID, version: int, sealed: str | None, personal: tuple[str, ...]
+        self, originator_id: UUID, version: int, sealed: str | None, owner: UUID | None = None
     ) -> dict[str, Any]:
-        key = self.keys.key(originator_id) if sealed is not None else None
-        if key is None or sealed is None:
-            return {f: erased_value(f) for f in personal}
+        """The fields in ``sealed`` (under the stream's key, or ``owner``'s); none if erased."""
+        if sealed is None:
+            return {}
+        key = self.keys.key(originator_id if owner is None else owner)
+        if key is None:
+            return {}
         raw = base64.b64decode(sealed)
         plain: dict[str, Any] = msgspec.json.decode(
-            AESGCM(key).decrypt(raw[:12], raw[12:], _aad(originator_id, version))
+            AESGCM(key).decrypt(raw[:12], raw[12:], _aad(originator_id, version, owner))
         )
         return plain
 

@@ -16,6 +16,13 @@ customer in its own table, ``customer_history_state (customer_id, fields)``.
 Erasure empties the ``changes`` of every row of the customer (kind, actor, time stay) and drops
 its state: no personal value remains, and a rebuild after the erasure (when the personal fields
 decode as empty) ends in the same rows.
+
+A merge leaves the source's values in the survivor's rows from its ``absorbed`` row on (the
+identities and fields taken, and "before" values of changes made meanwhile), up to its
+``absorption_undone`` row if it is undone. The source's state remembers that span (``#absorbed``:
+``[survivor, merge id, from, to or null]``; the survivor's ``#merge:<id>`` names the source for
+undo events that do not); erasing the source empties the survivor's rows in the span too. Keys
+starting with ``#`` are never field paths.
 """
 
 from __future__ import annotations
@@ -108,6 +115,25 @@ def _registered(state: State, e: Customer.Registered) -> list[Change]:
     return changes
 
 
+def _consent_changes(
+    state: State, e: Customer.Absorbed | Customer.AbsorptionUndone, changes: list[Change]
+) -> None:
+    if isinstance(e, Customer.AbsorptionUndone):
+        for purpose, channel in e.removed_consents:
+            _set(state, f"consents.{purpose}.{channel}", None, changes)
+        if e.parent_agent_given_back:
+            _set(state, "parent_agent_id", None, changes)
+        if e.referrer_given_back:
+            _set(state, "referrer_id", None, changes)
+    else:
+        if e.parent_agent_id is not None:
+            _set(state, "parent_agent_id", e.parent_agent_id, changes)
+        if e.referrer_id is not None:
+            _set(state, "referrer_id", e.referrer_id, changes)
+    for c in e.consents:
+        _set(state, f"consents.{c.purpose}.{c.channel}", c.granted, changes)
+
+
 def _changes(state: State, e: Any) -> list[Change]:
     """What ``e`` changed, before and after; updates ``state``."""
     changes: list[Change] = []
@@ -139,11 +165,13 @@ def _changes(state: State, e: Any) -> list[Change]:
             changes.append(_change("identities", None, _identities(e.identities)))
         _set_fields(state, e.fields, changes)
         changes += [_change("roles", None, role) for role in e.roles]
+        _consent_changes(state, e, changes)
     elif isinstance(e, Customer.AbsorptionUndone):
         if e.identities:
             changes.append(_change("identities", _identities(e.identities), None))
         _set_fields(state, e.fields, changes)
         changes += [_change("roles", role, None) for role in e.roles]
+        _consent_changes(state, e, changes)
     elif isinstance(e, Customer.MergedInto):
         _set(state, "merged_into", e.survivor_id, changes)
     elif isinstance(e, Customer.MergeUndone):
@@ -199,6 +227,7 @@ class CustomerHistoryProjection(Projection):
         states = _load_states(curs, state_table, events)
         touched: set[UUID] = set()
         erased: set[UUID] = set()
+        spans: list[tuple[UUID, int, int]] = []  # survivors' rows holding an erased source's data
         rows: list[_Row] = []
         for p in events:
             e, cid = p.event, p.event.originator_id
@@ -206,11 +235,22 @@ class CustomerHistoryProjection(Projection):
                 for row in rows:
                     if row.customer_id == cid:
                         row.changes = []
+                for survivor, _, start, end in states.get(cid, {}).get("#absorbed", []):
+                    stop = end if end is not None else 1 << 62
+                    spans.append((UUID(survivor), start, stop))
+                    for row in rows:
+                        if str(row.customer_id) == survivor and start <= row.position <= stop:
+                            row.changes = []
                 rows.append(_Row(p, []))
                 states[cid] = {}
                 erased.add(cid)
             else:
-                rows.append(_Row(p, _changes(states.setdefault(cid, {}), e)))
+                state = states.setdefault(cid, {})
+                rows.append(_Row(p, _changes(state, e)))
+                if isinstance(e, Customer.Absorbed | Customer.AbsorptionUndone):
+                    source = self._track_merge(curs, state_table, states, cid, e, p.position)
+                    if source is not None:
+                        touched.add(source)
             touched.add(cid)
 
         if erased:
@@ -221,6 +261,14 @@ class CustomerHistoryProjection(Projection):
                     " AND changes::text <> '[]'"
                 ).format(history),
                 (list(erased),),
+            )
+        for survivor, start, end in spans:
+            curs.execute(
+                SQL(
+                    "UPDATE {} SET changes = '[]' WHERE customer_id = %s"
+                    " AND position BETWEEN %s AND %s AND changes::text <> '[]'"
+                ).format(history),
+                (survivor, start, end),
             )
         if rows:
             curs.execute(
@@ -241,12 +289,49 @@ class CustomerHistoryProjection(Projection):
             )
         _write_states(curs, state_table, {c: states[c] for c in touched})
 
+    @staticmethod
+    def _track_merge(
+        curs: Cursor[DictRow],
+        table: Composed,
+        states: dict[UUID, State],
+        survivor: UUID,
+        e: Customer.Absorbed | Customer.AbsorptionUndone,
+        position: int,
+    ) -> UUID | None:
+        """Remember where the survivor's rows hold the source's data (see the module doc)."""
+        marker = f"#merge:{e.merge_id}"
+        if isinstance(e, Customer.Absorbed):
+            states[survivor][marker] = str(e.source_id)
+            source = e.source_id
+        else:
+            named = states[survivor].pop(marker, None)
+            source = e.source_id or (UUID(named) if named else None)
+            if source is None:
+                return None
+        if source not in states:
+            states.update(_load_states_of(curs, table, [source]))
+        state = states.setdefault(source, {})
+        merge_id = str(e.merge_id)
+        spans = [s for s in state.get("#absorbed", []) if s[1] != merge_id]
+        if isinstance(e, Customer.Absorbed):
+            spans.append([str(survivor), merge_id, position, None])
+        else:
+            start = next((s[2] for s in state.get("#absorbed", []) if s[1] == merge_id), position)
+            spans.append([str(survivor), merge_id, start, position])
+        state["#absorbed"] = spans
+        return source
+
 
 def _load_states(
     curs: Cursor[DictRow], table: Composed, events: Sequence[Positioned]
 ) -> dict[UUID, State]:
     created = {p.event.originator_id for p in events if isinstance(p.event, Customer.Registered)}
-    wanted = list({p.event.originator_id for p in events} - created)
+    return _load_states_of(curs, table, list({p.event.originator_id for p in events} - created))
+
+
+def _load_states_of(
+    curs: Cursor[DictRow], table: Composed, wanted: list[UUID]
+) -> dict[UUID, State]:
     states: dict[UUID, State] = {}
     if wanted:
         curs.execute(

@@ -41,6 +41,7 @@ EMPTY_STATS: dict[str, Any] = {
     "last_order_at": None,
     "avg_order_value": 0,
     "refund_count": 0,
+    "purchase_days": 0,
 }
 
 # Field paths a ProfileChanged, an Absorbed or an AbsorptionUndone may set (besides
@@ -88,8 +89,8 @@ def blank_profile(customer_id: UUID, at: str) -> Doc:
         "store_id": None,
         "consents": [],
         "tags": [],
-        "points": [],
-        "levels": [],
+        "points": {},
+        "levels": {},
         "wallet": None,
         "stats": dict(EMPTY_STATS),
         "rfm": None,
@@ -201,14 +202,46 @@ def _consent(doc: Doc, e: Customer.ConsentGiven | Customer.ConsentWithdrawn) -> 
         "source": e.source,
         "at": e.timestamp.isoformat(),
     }
+    _put_consent(doc, entry)
+
+
+def _put_consent(doc: Doc, entry: Doc) -> None:
     consents = list(doc["consents"])
     for n, c in enumerate(consents):
-        if c["purpose"] == e.purpose and c["channel"] == e.channel:
+        if c["purpose"] == entry["purpose"] and c["channel"] == entry["channel"]:
             consents[n] = entry
             break
     else:
         consents.append(entry)
     doc["consents"] = consents
+
+
+def _merged_consents(doc: Doc, e: Customer.Absorbed | Customer.AbsorptionUndone) -> None:
+    """A merge's consent decisions (taken, or given back) and its agent/referrer links."""
+    if isinstance(e, Customer.AbsorptionUndone):
+        gone = {(p, c) for p, c in e.removed_consents}
+        doc["consents"] = [c for c in doc["consents"] if (c["purpose"], c["channel"]) not in gone]
+        if e.parent_agent_given_back:
+            doc["parent_agent_id"] = None
+        if e.referrer_given_back:
+            doc["referrer_id"] = None
+    else:
+        if e.parent_agent_id is not None:
+            doc["parent_agent_id"] = str(e.parent_agent_id)
+        if e.referrer_id is not None:
+            doc["referrer_id"] = str(e.referrer_id)
+    for c in e.consents:
+        _put_consent(
+            doc,
+            {
+                "purpose": c.purpose,
+                "channel": c.channel,
+                "granted": c.granted,
+                "policy_version": c.policy_version,
+                "source": c.source,
+                "at": c.at.isoformat(),
+            },
+        )
 
 
 def _erase(doc: Doc, e: Customer.Erased) -> Doc:
@@ -244,10 +277,12 @@ def _apply(doc: Doc, e: Any) -> Doc:
         _add_identities(doc, e.identities)
         _set_fields(doc, e.fields)
         _add_roles(doc, e.roles, at)
+        _merged_consents(doc, e)
     elif isinstance(e, Customer.AbsorptionUndone):
         _remove_identities(doc, e.identities)
         _set_fields(doc, e.fields)
         _remove_roles(doc, e.roles)
+        _merged_consents(doc, e)
     elif isinstance(e, Customer.MergedInto):
         doc["merged_into"] = str(e.survivor_id)
         doc["merge_id"] = str(e.merge_id)

@@ -96,8 +96,8 @@ def test_a_registration_makes_the_full_document_and_its_identity_rows(
             "store_id": "S1",
             "consents": [],
             "tags": [],
-            "points": [],
-            "levels": [],
+            "points": {},
+            "levels": {},
             "wallet": None,
             "stats": {
                 "order_count": 0,
@@ -106,6 +106,7 @@ def test_a_registration_makes_the_full_document_and_its_identity_rows(
                 "last_order_at": None,
                 "avg_order_value": 0,
                 "refund_count": 0,
+                "purchase_days": 0,
             },
             "rfm": None,
             "clv": None,

@@ -24,6 +24,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import domain
+from domain.agent_network import AgentNetwork
 from domain.customer import Customer, IdentityClaim
 from domain.merge import (
     AssetMove,
@@ -208,7 +209,17 @@ SAMPLES: dict[type[Any], Callable[[], Any]] = {
             StaffActivity.AlertRaised,
         )
     },
+    **{
+        cls: (lambda c=cls: _agent_network_event(c))
+        for cls in (AgentNetwork.Started, AgentNetwork.Reparented)
+    },
 }
+
+
+def _agent_network_event(cls: type[Any]) -> Any:
+    network = AgentNetwork.start(at=AT)
+    network.reparent(uuid4(), uuid4(), at=AT + timedelta(seconds=1))
+    return next(e for e in network.collect_events() if type(e) is cls)
 
 
 def _domain_event_classes() -> set[type[Any]]:
@@ -529,6 +540,9 @@ def test_once_the_key_is_destroyed_personal_fields_read_empty_and_the_rest_is_ke
     stored = mapper.to_stored_event(event)
 
     keys.forget(event.originator_id)
+    for owner_field in getattr(cls, "SEALED_WITH", {}).values():  # a merge's source copies
+        if getattr(event, owner_field) is not None:
+            keys.forget(getattr(event, owner_field))
     decoded = mapper.to_domain_event(stored)
 
     plain, after = msgspec.to_builtins(event), msgspec.to_builtins(decoded)
