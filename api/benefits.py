@@ -1,0 +1,283 @@
+"""Benefits (权益) of a customer: what they hold, direct grants and revocations, redemptions (核销).
+
+Commands go through ``run_command``: idempotent by the client id in the body (``redemption_id``,
+``grant_id``) or the ``Idempotency-Key`` header (revocations), in a scope naming the customer.
+Reads come from the event store itself (always current): ``min_position`` is accepted and met.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from msgspec import Meta, Struct
+
+from api.auth import principal_of, tenant_of
+from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
+from api.errors import not_found
+from api.schemas import ClientId, Page, Strict, problem_responses
+from application.app import Membercore
+from application.benefits import (
+    BenefitResult,
+    benefits_of,
+    grant_benefit,
+    parse_instant,
+    redeem_benefit,
+    redemption_history,
+    revoke_grant,
+)
+from application.context import CommandContext
+from application.permissions import Permission
+from domain.benefits import GrantNotFound
+
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
+Reason = Annotated[str, Meta(min_length=1, max_length=500)]
+Note = Annotated[str, Meta(max_length=500)]
+Instant = Annotated[str, Meta(min_length=10, max_length=64)]
+COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
+
+
+class RedeemBody(Strict):
+    redemption_id: ClientId
+    note: Note | None = None
+
+
+class GrantBody(Strict):
+    grant_id: ClientId
+    code: Annotated[str, Meta(min_length=1, max_length=128)]
+    reason: Reason
+    # RFC 3339 with an offset, or a bare date (the start of that day in the tenant's zone).
+    until: Instant | None = None
+
+
+class RevokeBody(Strict):
+    reason: Reason
+
+
+class QuotaOut(Struct):
+    count: int
+    period: str
+    used: int
+    remaining: int
+    period_key: str
+    resets_at: str | None
+
+
+class BenefitOut(Struct):
+    code: str
+    name: str
+    enabled: bool
+    sources: list[str]
+    valid_until: str | None
+    quota: QuotaOut | None
+
+
+class BenefitList(Struct):
+    customer_id: str
+    at: str
+    benefits: list[BenefitOut]
+
+
+class BenefitRedeemed(Struct):
+    customer_id: str
+    redemption_id: str
+    benefit: str
+    source: str
+    redeemed_at: str
+    program_version: int
+    note: str | None
+    quota: int | None
+    period: str | None
+    used: int | None
+    remaining: int | None
+    position: int
+    period_key: str | None = None
+    resets_at: str | None = None
+
+
+class BenefitGrant(Struct):
+    customer_id: str
+    grant_id: str
+    benefit: str
+    valid_from: str
+    until: str | None
+    reason: str
+    revoked_at: str | None
+    position: int
+
+
+def _customer_id(raw: str) -> UUID:
+    cid = parse_uuid(raw)
+    if cid is None:
+        raise not_found("customer_not_found", f"customer {raw} does not exist")
+    return cid
+
+
+def _run(
+    request: Request[Any, Any, Any],
+    scope: str,
+    client_id: str | None,
+    body: Any,
+    handler: Any,
+) -> Response[Any]:
+    tenant = tenant_of(request)
+
+    def run(ctx: CommandContext) -> Any:  # a BenefitResult (frozen: not the settable Protocol)
+        app: Membercore = tenant.app
+        try:
+            result: BenefitResult = handler(app, ctx)
+        except GrantNotFound as e:
+            # Not in the shared status table: answered here as the 404 it is.
+            raise not_found(e.code, e.detail) from None
+        return result
+
+    return run_command(
+        tenant, principal_of(request), scope=scope, client_id=client_id, request=body, handler=run
+    )
+
+
+class BenefitController(Controller):
+    path = "/v1/customers/{customer_id:str}/benefits"
+    tags = ["benefits"]
+
+    @get(
+        "/",
+        operation_id="ListBenefits",
+        opt={"permission": Permission.LOYALTY_READ},
+        responses=problem_responses(400, 401, 403, 404, 409),
+        summary="The benefits the customer holds now (or ?at=), with sources and quota left",
+    )
+    async def list_benefits(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        at: Annotated[
+            Instant | None, Parameter(description="a time (RFC 3339) or date; default now")
+        ] = None,
+        min_position: Annotated[int | None, Parameter(ge=0)] = None,
+    ) -> BenefitList:
+        cid = _customer_id(customer_id)
+        app = tenant_of(request).app
+
+        def read() -> BenefitList:
+            when = parse_instant(app, at, field="at") if at is not None else app.clock()
+            held = benefits_of(app, cid, when)
+            return BenefitList(
+                customer_id=str(cid),
+                at=when.isoformat(),
+                benefits=msgspec.convert([b.to_dict() for b in held], list[BenefitOut]),
+            )
+
+        return await asyncio.to_thread(read)
+
+    @get(
+        "/redemptions",
+        operation_id="ListBenefitRedemptions",
+        opt={"permission": Permission.LOYALTY_READ},
+        responses=problem_responses(400, 401, 403, 404, 409),
+        summary="Every redemption of the customer's benefits, oldest first (paged)",
+    )
+    async def redemptions(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: FromQuery[str | None] = None,
+        benefit: Annotated[str | None, Parameter(max_length=128)] = None,
+        min_position: Annotated[int | None, Parameter(ge=0)] = None,
+    ) -> Page:
+        cid = _customer_id(customer_id)
+        after = position_cursor(cursor)
+        app = tenant_of(request).app
+        items, next_cursor = await asyncio.to_thread(
+            lambda: redemption_history(app, cid, after=after, limit=limit, code=benefit)
+        )
+        return Page(items=items, next_cursor=next_cursor)
+
+    @post(
+        "/{code:str}/redemptions",
+        operation_id="RedeemBenefit",
+        opt={"permission": Permission.BENEFITS_REDEEM},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Use a benefit once (核销); idempotent by redemption_id",
+    )
+    def redeem(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        code: FromPath[str],
+        data: JSONBody[RedeemBody],
+    ) -> Response[BenefitRedeemed]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"RedeemBenefit:{cid}",
+            data.redemption_id,
+            {"code": code, **msgspec.structs.asdict(data)},
+            lambda app, ctx: redeem_benefit(
+                app, cid, code, redemption_id=data.redemption_id, note=data.note, ctx=ctx
+            ),
+        )
+
+    @post(
+        "/grants",
+        operation_id="GrantBenefit",
+        opt={"permission": Permission.BENEFITS_GRANT},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Grant a benefit directly (until: default the benefit's validity_days)",
+    )
+    def grant(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[GrantBody],
+    ) -> Response[BenefitGrant]:
+        cid = _customer_id(customer_id)
+
+        def handle(app: Membercore, ctx: CommandContext) -> BenefitResult:
+            until = parse_instant(app, data.until, field="until") if data.until else None
+            return grant_benefit(
+                app,
+                cid,
+                grant_id=data.grant_id,
+                code=data.code,
+                until=until,
+                reason=data.reason,
+                ctx=ctx,
+            )
+
+        return _run(request, f"GrantBenefit:{cid}", data.grant_id, data, handle)
+
+    @post(
+        "/grants/{grant_id:str}/revoke",
+        operation_id="RevokeBenefitGrant",
+        opt={"permission": Permission.BENEFITS_GRANT},
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="End a direct grant now",
+    )
+    def revoke(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        grant_id: FromPath[str],
+        data: JSONBody[RevokeBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[BenefitGrant]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"RevokeBenefitGrant:{cid}:{grant_id}",
+            idempotency_header(idempotency_key),
+            data,
+            lambda app, ctx: revoke_grant(app, cid, grant_id, reason=data.reason, ctx=ctx),
+        )
