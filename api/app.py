@@ -25,12 +25,16 @@ from redis.asyncio import Redis
 
 from api.auth import authorize
 from api.behaviors import BehaviorController
+from api.benefits import BenefitController
 from api.customer_commands import CustomerCommandController
 from api.customers import CustomerController
 from api.errors import handle_exception
 from api.events import EventFeedController
 from api.imports import ImportController
+from api.levels import LevelController, LevelJobController
 from api.merges import MergeController
+from api.orders import OrderController
+from api.points import PointsController, PointsJobsController
 from api.program import ProgramController
 from api.schemas import Health, ProjectionHealth
 from api.staff import StaffController
@@ -161,10 +165,16 @@ def create_app(
             CustomerController,
             CustomerCommandController,
             MergeController,
+            LevelController,
+            LevelJobController,
+            OrderController,
+            PointsController,
+            PointsJobsController,
             ProgramController,
             StaffController,
             EventFeedController,
             BehaviorController,
+            BenefitController,
             ImportController,
             health,
         ],

@@ -27,9 +27,7 @@ from application.program import program_rules
 from domain.errors import InvalidInput
 from domain.values import fold_text
 from projections import queries
-from projections.customer_profile import CustomerProfileProjection
 
-PROFILE = CustomerProfileProjection.name
 MinPosition = Annotated[
     int | None,
     Parameter(ge=0, description="wait until the read model has applied this position"),
@@ -94,7 +92,7 @@ class CustomerController(CustomerRootCommands, Controller):
         cid = parse_uuid(customer_id)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
-            await queries.wait_for(conn, schema, PROFILE, min_position)
+            await queries.wait_for_profile(conn, schema, min_position)
             doc = await queries.profile_doc(conn, schema, cid) if cid else None
         if doc is None:
             raise not_found("customer_not_found", f"customer {customer_id} does not exist")
@@ -148,7 +146,7 @@ class CustomerController(CustomerRootCommands, Controller):
             key = _lookup_key(column, raw)
         schema = tenant.schema
         async with request.app.state.read_pool.connection() as conn:
-            await queries.wait_for(conn, schema, PROFILE, min_position)
+            await queries.wait_for_profile(conn, schema, min_position)
             rows = await queries.profile_docs_by(
                 conn, schema, column=column, key=key, after=after, limit=limit
             )

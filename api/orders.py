@@ -12,7 +12,7 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
@@ -243,7 +243,11 @@ class OrderController(Controller):
         summary="Refund part of an order by amount or by lines; reverses what that part earned",
     )
     def refund(
-        self, request: Request[Any, Any, Any], channel: str, order_id: str, data: JSONBody[RefundIn]
+        self,
+        request: Request[Any, Any, Any],
+        channel: FromPath[str],
+        order_id: FromPath[str],
+        data: JSONBody[RefundIn],
     ) -> Response[OrderRefunded]:
         if not CLIENT_ID.match(order_id) or not CLIENT_ID.match(channel):
             raise bad_request("invalid_parameter", "channel and order_id must be client ids")

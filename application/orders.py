@@ -263,6 +263,10 @@ def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
             continue
         pt = rules.point_types[code]
         account = _account(app, customer.id, code, at)
+        if lot_id in account.lots:
+            # The same order committed by a racing request after this one looked for it: the
+            # retry finds the order and answers its replay.
+            raise IntegrityError(f"order {cmd.order_id!r} placed concurrently")
         account.earn(
             lot_id,
             total,
@@ -318,7 +322,9 @@ def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
         at=at,
     )
     return _Decision(
-        aggregates=[order, *buyer.new, *accounts, *levels.aggregates],
+        # The order last: its event then carries the save's last position, which a replay
+        # (answered from the order) reports again.
+        aggregates=[*buyer.new, *accounts, *levels.aggregates, order],
         new_customers=[customer.id] if buyer.new else [],
         result=OrderResult(201, outcome, 0),
     )
@@ -533,7 +539,7 @@ def refund_order(app: Membercore, channel: str, order_id: str, cmd: RefundOrder)
             "commissions": [],
         }
         order.refund(plan, fingerprint=print_, outcome=outcome, at=at)
-        recordings = app.save(order, *accounts, *levels.aggregates)
+        recordings = app.save(*accounts, *levels.aggregates, order)
         return OrderResult(201, outcome, recordings[-1].notification.id)
 
     return app.retrying(attempt)

@@ -20,8 +20,10 @@ from uuid import UUID
 
 from domain.benefits import BenefitAccount
 from domain.customer import Customer
+from domain.level_membership import LevelMembership
 from domain.merge import AssetMove, Merge
 from domain.order import Order
+from domain.points_account import PointsAccount
 from domain.staff import StaffActivity
 from domain.values import Identity
 
@@ -259,6 +261,45 @@ def _benefit_redeemed(e: BenefitAccount.Redeemed) -> dict[str, Any]:
     }
 
 
+# -- points (one account per customer per point type) -----------------------------------------
+
+
+def _points(e: Any) -> dict[str, Any]:
+    """``customer_id``, ``point_type``, ``account_id`` and the event's other fields, plain;
+    lot takes as ``[{"lot_id", "amount"}]``."""
+    skip = {"originator_id", "originator_version", "timestamp", "customer_id", "point_type"}
+    data: dict[str, Any] = {
+        "customer_id": str(e.customer_id),
+        "point_type": e.point_type,
+        "account_id": str(e.originator_id),
+    }
+    for name in e.__dataclass_fields__:
+        if name in skip:
+            continue
+        value = getattr(e, name)
+        if name == "lots":
+            value = [{"lot_id": lot_id, "amount": n} for lot_id, n in value]
+        data[name] = plain(value)
+    return data
+
+
+_LEVEL_INTERNAL = frozenset(
+    {"originator_id", "originator_version", "originator_topic", "timestamp", "customer_id"}
+    | {"group", "check_at"}
+)
+
+
+def _level(e: Any) -> dict[str, Any]:
+    """A level event: the membership (stream), customer and group, then the event's own fields."""
+    fields = {k: plain(v) for k, v in vars(e).items() if k not in _LEVEL_INTERNAL}
+    return {
+        "membership_id": str(e.originator_id),
+        "customer_id": str(e.customer_id),
+        "group": e.group,
+        **fields,
+    }
+
+
 PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("customer.registered", 1, Customer.Registered.TOPIC, _registered),
     PublicEventType(
@@ -295,6 +336,20 @@ PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("benefit.redeemed", 1, BenefitAccount.Redeemed.TOPIC, _benefit_redeemed),
     PublicEventType("order.placed", 1, Order.Placed.TOPIC, _order_placed),
     PublicEventType("order.refunded", 1, Order.Refunded.TOPIC, _order_refunded),
+    PublicEventType("points.earned", 1, PointsAccount.Earned.TOPIC, _points),
+    PublicEventType("points.redeemed", 1, PointsAccount.Redeemed.TOPIC, _points),
+    PublicEventType("points.held", 1, PointsAccount.Held.TOPIC, _points),
+    PublicEventType("points.hold_captured", 1, PointsAccount.HoldCaptured.TOPIC, _points),
+    PublicEventType("points.hold_released", 1, PointsAccount.HoldReleased.TOPIC, _points),
+    PublicEventType("points.expired", 1, PointsAccount.Expired.TOPIC, _points),
+    PublicEventType("points.reversed", 1, PointsAccount.Reversed.TOPIC, _points),
+    PublicEventType("points.adjusted", 1, PointsAccount.Adjusted.TOPIC, _points),
+    PublicEventType("level.joined", 1, LevelMembership.Opened.TOPIC, _level),
+    PublicEventType("level.upgraded", 1, LevelMembership.Upgraded.TOPIC, _level),
+    PublicEventType("level.downgraded", 1, LevelMembership.Downgraded.TOPIC, _level),
+    PublicEventType("level.override_set", 1, LevelMembership.OverrideSet.TOPIC, _level),
+    PublicEventType("level.override_ended", 1, LevelMembership.OverrideEnded.TOPIC, _level),
+    PublicEventType("level.downgrade_warned", 1, LevelMembership.DowngradeWarned.TOPIC, _level),
 )
 BY_TOPIC: dict[str, PublicEventType] = {p.topic: p for p in PUBLIC_EVENTS}
 BY_NAME: dict[str, PublicEventType] = {p.name: p for p in PUBLIC_EVENTS}

@@ -302,3 +302,24 @@ class BenefitQuotaExhausted(DomainError):
 
     def problem_fields(self) -> dict[str, Any]:
         return {"quota": self.quota, "period": self.period}
+
+
+class LevelNotFound(DomainError):
+    """A level code the level group does not have (an override naming it is a bad request)."""
+
+    code = "level_not_found"
+
+    def __init__(self, group: str, level: str) -> None:
+        self.group, self.level = group, level
+        super().__init__(f"the level group {group!r} has no level {level!r}")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"group": self.group, "level": self.level}
+
+
+class OverrideNotFound(DomainError):
+    code = "level_override_not_found"
+
+    def __init__(self, group: str, override_id: str) -> None:
+        self.group, self.override_id = group, override_id
+        super().__init__(f"no override {override_id!r} on the level group {group!r}")

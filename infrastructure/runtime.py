@@ -14,6 +14,7 @@ from infrastructure.behaviors import install_behaviors
 from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
+from projections.points_balance.job import DEFAULT_EVERY_SECONDS
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
 
@@ -48,6 +49,8 @@ class Runtime:
                 threads=self.settings.projection_threads,
                 batch_size=self.settings.projection_batch,
                 sweep_seconds=self.settings.projection_poll_seconds,
+                # The points expiry job runs on a schedule wherever the projection worker runs.
+                expiry_every_seconds=DEFAULT_EVERY_SECONDS,
             )
             self.worker.start()
         return self.worker

@@ -14,6 +14,9 @@ from psycopg import AsyncConnection, Cursor
 from psycopg.sql import SQL, Identifier
 
 from infrastructure.tenancy import TRACKING_TABLE
+from projections.customer_stats import profile_stats_sql
+from projections.level_membership import profile_levels_sql
+from projections.points_balance import profile_points_sql
 
 MAX_WAIT_SECONDS = 5.0
 _NIL = UUID(int=0)
@@ -40,10 +43,24 @@ def _tracked_sql(schema: str) -> bytes:
     )
 
 
+def profile_expression(schema: str) -> str:
+    """The profile document of row ``p`` with the parts other projections own laid over it
+    (stats, points, levels), in one statement: one round trip per profile read."""
+    return (
+        "(p.doc::jsonb || jsonb_build_object("
+        f"'stats', COALESCE({profile_stats_sql(schema)}, p.doc::jsonb->'stats'),"
+        f"'points', COALESCE({profile_points_sql(schema)}, jsonb_build_object()),"
+        f"'levels', COALESCE({profile_levels_sql(schema)}, jsonb_build_object())))"
+    )
+
+
 @lru_cache(maxsize=4096)
 def _profile_sql(schema: str) -> bytes:
     return (
-        SQL("SELECT doc::text FROM {}.customer_profile WHERE customer_id = %s")
+        SQL(
+            "SELECT " + profile_expression(schema) + "::text FROM {}.customer_profile p"
+            " WHERE p.customer_id = %s"
+        )
         .format(Identifier(schema))
         .as_bytes(None)
     )
@@ -75,6 +92,15 @@ async def wait_for(
         delay = min(delay * 2, 0.05)
 
 
+# The projections a profile document is drawn from: a read with ``min_position`` waits for each.
+PROFILE_PARTS = ("customer_profile", "customer_stats", "points_balance", "level_membership")
+
+
+async def wait_for_profile(conn: AsyncConnection[Any], schema: str, position: int | None) -> None:
+    for projection in PROFILE_PARTS:
+        await wait_for(conn, schema, projection, position)
+
+
 async def profile_doc(conn: AsyncConnection[Any], schema: str, customer_id: UUID) -> str | None:
     cur = await conn.execute(_profile_sql(schema), (customer_id,))
     row = await cur.fetchone()
@@ -95,7 +121,8 @@ async def profile_docs_by(
     s = Identifier(schema)
     if column == "identity":
         query = SQL(
-            "SELECT p.customer_id, p.doc::text FROM {0}.customer_identity i"
+            "SELECT p.customer_id, " + profile_expression(schema) + "::text"
+            " FROM {0}.customer_identity i"
             " JOIN {0}.customer_profile p USING (customer_id)"
             " WHERE i.type = %s AND i.value = %s AND p.customer_id > %s"
             " ORDER BY p.customer_id LIMIT %s"
@@ -103,8 +130,9 @@ async def profile_docs_by(
         params: tuple[Any, ...] = (*key, after or _NIL, limit)
     else:
         query = SQL(
-            "SELECT customer_id, doc::text FROM {}.customer_profile"
-            " WHERE {} = %s AND customer_id > %s ORDER BY customer_id LIMIT %s"
+            "SELECT p.customer_id, " + profile_expression(schema) + "::text"
+            " FROM {}.customer_profile p"
+            " WHERE p.{} = %s AND p.customer_id > %s ORDER BY p.customer_id LIMIT %s"
         ).format(s, Identifier(column))
         params = (*key, after or _NIL, limit)
     cur = await conn.execute(query, params)

@@ -20,6 +20,7 @@ import structlog
 from infrastructure.eventstore import EVENTS_CHANNEL
 from infrastructure.tenancy import Tenants
 from projections.engine import Projection, catch_up
+from projections.points_balance.job import ExpiryScheduler
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,7 @@ class ProjectionWorker:
         threads: int = 2,
         batch_size: int = 2000,
         sweep_seconds: float = 2.0,
+        expiry_every_seconds: float | None = None,
     ) -> None:
         self.url = url
         self.tenants = tenants
@@ -52,6 +54,12 @@ class ProjectionWorker:
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         self.restarts = 0
+        # The points expiry job on a schedule (None: not in this worker).
+        self.expiry = (
+            ExpiryScheduler(tenants, every_seconds=expiry_every_seconds)
+            if expiry_every_seconds is not None
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -62,10 +70,14 @@ class ProjectionWorker:
             thread = threading.Thread(target=target, name=f"projection-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.expiry is not None:
+            self.expiry.start()
         log.info("projection_worker_started", threads=self.threads)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
+        if self.expiry is not None:
+            self.expiry.stop(timeout)
         with self._cv:
             self._cv.notify_all()
         for thread in self._threads:

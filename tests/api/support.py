@@ -9,6 +9,8 @@ import httpx
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up
+from projections.queries import PROFILE_PARTS
+from projections.registry import BY_NAME
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
@@ -35,8 +37,13 @@ def assert_problem(
 
 
 def project(tenant: Tenant) -> int:
-    """Apply every committed event to the customer profile read model; returns events applied."""
-    return catch_up(tenant, CustomerProfileProjection())
+    """Apply every committed event to the read models a profile is drawn from (the profile,
+    stats, points, levels); returns the events the profile projection applied."""
+    applied = catch_up(tenant, CustomerProfileProjection())
+    for name in PROFILE_PARTS:
+        if name != CustomerProfileProjection.name:
+            catch_up(tenant, BY_NAME[name])
+    return applied
 
 
 def head(tenant: Tenant) -> int:

@@ -159,7 +159,7 @@ def test_an_order_for_an_unknown_customer_is_refused_and_writes_nothing(
 
 def test_an_order_for_an_erased_customer_is_refused(loyal: Tenant) -> None:
     cid = customer(loyal)
-    erase_customer(loyal.app, cid, CommandContext("t"))
+    erase_customer(loyal.app, cid, None, CommandContext("t"))
     with pytest.raises(CustomerErased):
         place_order(loyal.app, order(cid))
 
@@ -185,7 +185,7 @@ def test_an_order_is_evaluated_with_the_program_version_in_force_when_placed(
     doubled["level_groups"] = []
     define_program(loyal.app, doubled, CommandContext("t"))
     old = place_order(loyal.app, order(cid, placed_at=before_change, amount=1000))
-    new = place_order(loyal.app, order(cid, amount=1000))
+    new = place_order(loyal.app, order(cid, amount=1000, placed_at=now()))
     assert old.body["points"][0] == {"point_type": "points", "earned": 10}
     assert new.body["points"] == [{"point_type": "points", "earned": 20}]
     placed: Order = loyal.app.repository.get(Order.id_for("tmall", old.body["order_id"]))

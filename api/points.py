@@ -1,0 +1,427 @@
+"""Points over HTTP: balances, the ledger, redemptions, adjustments, holds, the expiry job.
+
+Commands run through ``api.commands.run_command``: the body's client id (``redemption_id``,
+``adjustment_id``, ``hold_id``) is the idempotency key, scoped by the route, the customer and the
+point type; capture and release take an optional ``Idempotency-Key`` header.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
+from uuid import UUID
+from zoneinfo import ZoneInfo
+
+from litestar import Controller, Request, Response, get, post
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from msgspec import Meta, Struct
+
+from api.auth import principal_of, tenant_of
+from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
+from api.errors import bad_request, not_found
+from api.schemas import ClientId, Page, Strict, problem_responses
+from application.permissions import Permission
+from application.points import (
+    MAX_POINTS,
+    ExpiryRun,
+    adjust_points,
+    capture_hold,
+    hold_points,
+    points_balances,
+    points_entries,
+    redeem_points,
+    release_hold,
+)
+from application.program import loyalty_rules
+from domain.expiry import local_midnight
+from projections.points_balance.job import run_expiry
+
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
+PositivePoints = Annotated[int, Meta(ge=1, le=MAX_POINTS)]
+# Signed; 0 is refused by the command (400 invalid_input on ``amount``).
+SignedPoints = Annotated[int, Meta(ge=-MAX_POINTS, le=MAX_POINTS)]
+Reason = Annotated[str, Meta(min_length=1, max_length=256)]
+COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
+
+
+# -- wire schemas -----------------------------------------------------------------------------
+
+
+class RedemptionIn(Strict):
+    redemption_id: ClientId
+    amount: PositivePoints
+    reason: Reason | None = None
+
+
+class AdjustmentIn(Strict):
+    adjustment_id: ClientId
+    amount: SignedPoints
+    reason: Reason
+
+
+class HoldIn(Strict):
+    hold_id: ClientId
+    amount: PositivePoints
+
+
+class ExpirePointsIn(Strict):
+    # RFC 3339 with an offset, or a bare date (the start of that day in the tenant's zone).
+    as_of: Annotated[str, Meta(min_length=10, max_length=64)]
+
+
+class LotTaken(Struct):
+    lot_id: str
+    amount: int
+
+
+class PointsRedeemed(Struct):
+    customer_id: str
+    point_type: str
+    redemption_id: str
+    amount: int
+    lots: list[LotTaken]
+    available: int
+    position: int
+
+
+class PointsAdjusted(Struct, omit_defaults=True):
+    customer_id: str
+    point_type: str
+    adjustment_id: str
+    amount: int
+    available: int
+    position: int
+    lot_id: str | None = None
+    expires_at: str | None = None
+    lots: list[LotTaken] | None = None
+
+
+class PointsHold(Struct):
+    customer_id: str
+    point_type: str
+    hold_id: str
+    amount: int
+    status: str
+    lots: list[LotTaken]
+    available: int
+    position: int
+
+
+class ExpiringOut(Struct):
+    on: date
+    amount: int
+
+
+class BalanceOut(Struct):
+    point_type: str
+    available: int
+    pending: int
+    held: int
+    expiring: list[ExpiringOut]
+
+
+class BalancesOut(Struct):
+    balances: list[BalanceOut]
+
+
+class PointsExpired(Struct):
+    as_of: str
+    accounts_checked: int
+    accounts_expired: int
+    lots_expired: int
+    points_expired: int
+    position: int
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _customer_id(raw: str) -> UUID:
+    cid = parse_uuid(raw)
+    if cid is None:
+        raise not_found("customer_not_found", f"customer {raw} does not exist")
+    return cid
+
+
+def _run(
+    request: Request[Any, Any, Any],
+    scope: str,
+    client_id: str | None,
+    body: Any,
+    handler: Any,
+) -> Response[Any]:
+    tenant = tenant_of(request)
+    return run_command(
+        tenant,
+        principal_of(request),
+        scope=scope,
+        client_id=client_id,
+        request=body,
+        handler=lambda ctx: handler(tenant.app, ctx),
+    )
+
+
+@dataclass(frozen=True)
+class _JobResult:
+    run: ExpiryRun
+    completed: bool = False
+    status: int = 200
+
+    @property
+    def position(self) -> int:
+        return self.run.position
+
+    def body(self) -> dict[str, Any]:
+        return self.run.body()
+
+
+def parse_as_of(raw: str, tz: ZoneInfo) -> datetime:
+    """RFC 3339 with an offset, or a bare date meaning the local start of that day."""
+    try:
+        if len(raw) == 10:
+            return local_midnight(date.fromisoformat(raw), tz)
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise bad_request(
+            "invalid_value",
+            "as_of must be an RFC 3339 time with an offset, or a date YYYY-MM-DD",
+            field="as_of",
+        )
+    return value.astimezone(UTC)
+
+
+# -- routes -----------------------------------------------------------------------------------
+
+
+class PointsController(Controller):
+    path = "/v1/customers/{customer_id:str}/points"
+    tags = ["points"]
+
+    @get(
+        "/",
+        operation_id="PointsBalances",
+        opt={"permission": Permission.LOYALTY_READ},
+        sync_to_thread=True,
+        responses=problem_responses(401, 403, 404),
+        summary="Available, pending and held points and upcoming expiries per point type",
+    )
+    def balances(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> BalancesOut:
+        app = tenant_of(request).app
+        found = points_balances(app, _customer_id(customer_id), app.clock())
+        return BalancesOut(
+            balances=[
+                BalanceOut(
+                    b.point_type,
+                    b.available,
+                    b.pending,
+                    b.held,
+                    [ExpiringOut(e.on, e.amount) for e in b.expiring],
+                )
+                for b in found
+            ]
+        )
+
+    @get(
+        "/{point_type:str}/entries",
+        operation_id="PointsEntries",
+        opt={"permission": Permission.LOYALTY_READ},
+        sync_to_thread=True,
+        responses=problem_responses(400, 401, 403, 404),
+        summary="The ledger of one point type: earns, redemptions, holds, expiries, reversals",
+    )
+    def entries(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        cursor: FromQuery[str | None] = None,
+    ) -> Page:
+        page = points_entries(
+            tenant_of(request).app,
+            _customer_id(customer_id),
+            point_type,
+            after=position_cursor(cursor),
+            limit=limit,
+        )
+        next_cursor = str(page.next_cursor) if page.next_cursor is not None else None
+        return Page(items=page.items, next_cursor=next_cursor)
+
+    @post(
+        "/{point_type:str}/redemptions",
+        operation_id="RedeemPoints",
+        opt={"permission": Permission.POINTS_REDEEM},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Spend points (soonest-expiring lots first); 409 insufficient_points",
+    )
+    def redeem(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        data: JSONBody[RedemptionIn],
+    ) -> Response[PointsRedeemed]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"RedeemPoints:{cid}:{point_type}",
+            data.redemption_id,
+            data,
+            lambda app, ctx: redeem_points(
+                app,
+                cid,
+                point_type,
+                redemption_id=data.redemption_id,
+                amount=data.amount,
+                reason=data.reason,
+                ctx=ctx,
+            ),
+        )
+
+    @post(
+        "/{point_type:str}/adjustments",
+        operation_id="AdjustPoints",
+        opt={"permission": Permission.POINTS_ADJUST},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="A signed manual correction with a reason (the key's id is the actor)",
+    )
+    def adjust(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        data: JSONBody[AdjustmentIn],
+    ) -> Response[PointsAdjusted]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"AdjustPoints:{cid}:{point_type}",
+            data.adjustment_id,
+            data,
+            lambda app, ctx: adjust_points(
+                app,
+                cid,
+                point_type,
+                adjustment_id=data.adjustment_id,
+                amount=data.amount,
+                reason=data.reason,
+                ctx=ctx,
+            ),
+        )
+
+    @post(
+        "/{point_type:str}/holds",
+        operation_id="HoldPoints",
+        opt={"permission": Permission.POINTS_REDEEM},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Set points aside (they count against available) until capture or release",
+    )
+    def hold(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        data: JSONBody[HoldIn],
+    ) -> Response[PointsHold]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"HoldPoints:{cid}:{point_type}",
+            data.hold_id,
+            data,
+            lambda app, ctx: hold_points(
+                app, cid, point_type, hold_id=data.hold_id, amount=data.amount, ctx=ctx
+            ),
+        )
+
+    @post(
+        "/{point_type:str}/holds/{hold_id:str}/capture",
+        operation_id="CaptureHold",
+        opt={"permission": Permission.POINTS_REDEEM},
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Spend a hold (once); 409 hold_already_resolved",
+    )
+    def capture(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        hold_id: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PointsHold]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"CaptureHold:{cid}:{point_type}:{hold_id}",
+            idempotency_header(idempotency_key),
+            {"hold_id": hold_id},
+            lambda app, ctx: capture_hold(app, cid, point_type, hold_id, ctx),
+        )
+
+    @post(
+        "/{point_type:str}/holds/{hold_id:str}/release",
+        operation_id="ReleaseHold",
+        opt={"permission": Permission.POINTS_REDEEM},
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Give a hold back to its lots (once); 409 hold_already_resolved",
+    )
+    def release(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        hold_id: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PointsHold]:
+        cid = _customer_id(customer_id)
+        return _run(
+            request,
+            f"ReleaseHold:{cid}:{point_type}:{hold_id}",
+            idempotency_header(idempotency_key),
+            {"hold_id": hold_id},
+            lambda app, ctx: release_hold(app, cid, point_type, hold_id, ctx),
+        )
+
+
+class PointsJobsController(Controller):
+    path = "/v1/jobs"
+    tags = ["jobs"]
+
+    @post(
+        "/expire-points",
+        operation_id="ExpirePoints",
+        opt={"permission": Permission.JOBS_RUN},
+        sync_to_thread=True,
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 409, 422, 503),
+        summary="Expire every lot due by as_of (not in the future); a second run changes nothing",
+    )
+    def expire_points(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[ExpirePointsIn],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[PointsExpired]:
+        tenant = tenant_of(request)
+        tz = ZoneInfo(loyalty_rules(tenant.app).timezone)
+        as_of = parse_as_of(data.as_of, tz)
+        return _run(
+            request,
+            "ExpirePoints",
+            idempotency_header(idempotency_key),
+            data,
+            lambda app, ctx: _JobResult(run_expiry(tenant, as_of)),
+        )

@@ -1,0 +1,697 @@
+"""The points ledger of one customer for one point type: lots, holds, debt.
+
+Every earn is a *lot* with its own ``expires_at`` (``domain.expiry``) and ``active_at`` (pending
+until then). Consuming commands take lots in the type's burn order and record exactly which lots
+they took and how much of each:
+
+* ``soonest_expiry`` (default): soonest ``expires_at`` first (never-expiring lots last), ties by
+  earliest ``earned_at``, then ``lot_id``;
+* ``oldest_first``: earliest ``earned_at`` first, then ``lot_id``.
+
+Per lot, at every version: ``earned = redeemed + expired + reversed + adjusted + remaining +
+held`` (``adjusted``: taken by a negative adjustment; ``reversed``: taken by a refund, including
+debt repaid from the lot). ``available(t)`` counts active (not pending), unexpired, free
+remaining points minus outstanding debt: it goes below zero only through debt, which only a
+refund under the ``negative`` policy creates.
+
+Time is passed in (``at`` is when a command is recorded); every command first expires what is
+due by its ``at``, so a point is never both consumed and expired. A lot expires at the instant
+``expires_at`` (valid while ``t < expires_at``). Lots that are fully consumed leave the state;
+running totals stay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID, uuid5
+
+from eventsourcing.domain import Aggregate
+
+from domain.errors import (
+    FieldProblem,
+    HoldAlreadyResolved,
+    HoldNotFound,
+    InsufficientPoints,
+    InvalidInput,
+)
+from domain.loyalty import BURN_ORDERS, REFUND_POLICIES
+
+POINTS_NAMESPACE = UUID("3b0c6f0e-2a55-5d8e-a3c1-7e4f9d2b8a61")
+TOTAL_KEYS = (
+    "earned",
+    "adjusted_in",
+    "redeemed",
+    "adjusted_out",
+    "expired",
+    "reversed",
+    "debt_incurred",
+    "debt_repaid",
+    "shortfall",
+)
+
+LotTakes = tuple[tuple[str, int], ...]
+"""``((lot_id, points), ...)``: what a command took from (or gave back to) each lot."""
+
+
+@dataclass(frozen=True)
+class Lot:
+    """One earn. ``remaining`` is free (not held); the other counters say where the rest went."""
+
+    lot_id: str
+    earned: int
+    earned_at: datetime
+    active_at: datetime
+    expires_at: datetime | None
+    remaining: int
+    held: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    reversed: int = 0
+    adjusted: int = 0
+
+    def active(self, at: datetime) -> bool:
+        return self.active_at <= at
+
+    def expired_by(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
+
+    @property
+    def open(self) -> bool:
+        return self.remaining > 0 or self.held > 0
+
+
+@dataclass(frozen=True)
+class Hold:
+    hold_id: str
+    points: int
+    lots: LotTakes
+    held_at: datetime
+
+
+@dataclass(frozen=True)
+class Reversal:
+    """What a reversal of ``points`` earned by one lot did: taken from that lot, taken from the
+    account's other available lots, left as debt (``negative`` policy), written off as
+    shortfall (``clamp`` policy). The four always add up to the points reversed."""
+
+    taken_from_lot: int
+    taken_elsewhere: int
+    debt: int
+    shortfall: int
+
+
+def burn_key(lot: Lot, burn_order: str) -> tuple[Any, ...]:
+    if burn_order == "oldest_first":
+        return (lot.earned_at, lot.lot_id)
+    expires = lot.expires_at
+    return (expires is None, expires or lot.earned_at, lot.earned_at, lot.lot_id)
+
+
+def _takes(pairs: Iterable[tuple[str, int]]) -> LotTakes:
+    return tuple((lot_id, n) for lot_id, n in pairs if n > 0)
+
+
+def _positive(points: int, field: str) -> None:
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise InvalidInput([FieldProblem(field, "must be a positive integer")])
+
+
+def _burn_order(burn_order: str) -> None:
+    if burn_order not in BURN_ORDERS:
+        raise InvalidInput([FieldProblem("burn_order", f"must be one of {BURN_ORDERS}")])
+
+
+class PointsAccount(Aggregate):
+    """One customer's ledger of one point type. Its id is ``id_for(customer_id, point_type)``."""
+
+    TOPIC: ClassVar[str] = "membercore.PointsAccount"
+
+    class Created(Aggregate.Created):
+        TOPIC = "membercore.PointsAccount.Created"
+
+    class Event(Aggregate.Event):
+        """Every event after the opening names the account's customer and point type, so the
+        feed and the projections need no lookup."""
+
+        TOPIC = "membercore.PointsAccount.Event"
+        customer_id: UUID
+        point_type: str
+
+    class Opened(Created):
+        """The account of ``customer_id`` for ``point_type`` was opened. v1."""
+
+        TOPIC = "membercore.PointsAccount.Opened"
+        customer_id: UUID
+        point_type: str
+
+    class Earned(Event):
+        """A lot was earned. ``earned_at``: the event (order) time; the event's timestamp: when
+        it was recorded. ``repaid``: outstanding debt paid off from this lot at once (counted as
+        reversed on the lot). v1."""
+
+        TOPIC = "membercore.PointsAccount.Earned"
+        lot_id: str
+        points: int
+        earned_at: datetime
+        active_at: datetime
+        expires_at: datetime | None
+        source: dict[str, str]
+        program_version: int
+        repaid: int
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            aggregate._add_lot(
+                self.lot_id,
+                self.points,
+                self.earned_at,
+                self.active_at,
+                self.expires_at,
+                self.repaid,
+            )
+            aggregate._count("earned", self.points)
+
+    class Redeemed(Event):
+        """Points were spent, taken from ``lots`` in ``burn_order``. v1."""
+
+        TOPIC = "membercore.PointsAccount.Redeemed"
+        redemption_id: str
+        points: int
+        reason: str | None
+        lots: LotTakes
+        burn_order: str
+        actor: str
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            aggregate._consume(self.lots, "redeemed")
+            aggregate._count("redeemed", self.points)
+
+    class Held(Event):
+        """Points were set aside from ``lots`` for a later capture or release. v1."""
+
+        TOPIC = "membercore.PointsAccount.Held"
+        hold_id: str
+        points: int
+        lots: LotTakes
+        burn_order: str
+        actor: str
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            for lot_id, n in self.lots:
+                lot = aggregate.lots[lot_id]
+                aggregate.lots[lot_id] = replace(
+                    lot, remaining=lot.remaining - n, held=lot.held + n
+                )
+            aggregate.holds[self.hold_id] = Hold(
+                self.hold_id, self.points, self.lots, self.timestamp
+            )
+
+    class HoldCaptured(Event):
+        """A hold was spent: its points count as redeemed from the lots it held. v1."""
+
+        TOPIC = "membercore.PointsAccount.HoldCaptured"
+        hold_id: str
+        points: int
+        lots: LotTakes
+        actor: str
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            for lot_id, n in self.lots:
+                lot = aggregate.lots[lot_id]
+                aggregate._put(replace(lot, held=lot.held - n, redeemed=lot.redeemed + n))
+            aggregate._resolve(self.hold_id, "captured")
+            aggregate._count("redeemed", self.points)
+
+    class HoldReleased(Event):
+        """A hold was given back to the same lots (their original expiry). v1."""
+
+        TOPIC = "membercore.PointsAccount.HoldReleased"
+        hold_id: str
+        points: int
+        lots: LotTakes
+        actor: str
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            for lot_id, n in self.lots:
+                lot = aggregate.lots[lot_id]
+                aggregate._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
+            aggregate._resolve(self.hold_id, "released")
+
+    class Expired(Event):
+        """Lots reached their ``expires_at`` (at or before ``as_of``): what they still had
+        free expired. v1."""
+
+        TOPIC = "membercore.PointsAccount.Expired"
+        as_of: datetime
+        points: int
+        lots: LotTakes
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            aggregate._consume(self.lots, "expired")
+            aggregate._count("expired", self.points)
+
+    class Reversed(Event):
+        """Points earned by lot ``lot_id`` were reversed (a refund): ``taken_from_lot`` from it,
+        ``lots`` from the other lots, ``debt`` left owing (``negative`` policy), ``shortfall``
+        written off (``clamp`` policy). v1."""
+
+        TOPIC = "membercore.PointsAccount.Reversed"
+        reversal_id: str
+        lot_id: str
+        points: int
+        policy: str
+        taken_from_lot: int
+        lots: LotTakes
+        debt: int
+        shortfall: int
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            taken = ((self.lot_id, self.taken_from_lot), *self.lots)
+            aggregate._consume(_takes(taken), "reversed")
+            aggregate.debt += self.debt
+            aggregate._count("reversed", self.points - self.debt - self.shortfall)
+            aggregate._count("debt_incurred", self.debt)
+            aggregate._count("shortfall", self.shortfall)
+
+    class Adjusted(Event):
+        """A manual correction by ``actor`` for ``reason``. Positive ``amount``: a new lot
+        ``lot_id`` (which first repays debt, ``repaid``); negative: taken from ``lots`` like a
+        redemption. v1."""
+
+        TOPIC = "membercore.PointsAccount.Adjusted"
+        adjustment_id: str
+        amount: int
+        reason: str
+        actor: str
+        lot_id: str | None
+        active_at: datetime | None
+        expires_at: datetime | None
+        lots: LotTakes
+        repaid: int
+        program_version: int
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            if self.amount > 0:
+                assert self.lot_id is not None
+                aggregate._add_lot(
+                    self.lot_id,
+                    self.amount,
+                    self.timestamp,
+                    self.active_at or self.timestamp,
+                    self.expires_at,
+                    self.repaid,
+                )
+                aggregate._count("adjusted_in", self.amount)
+            else:
+                aggregate._consume(self.lots, "adjusted")
+                aggregate._count("adjusted_out", -self.amount)
+
+    def __init__(self, customer_id: UUID, point_type: str) -> None:
+        self.customer_id = customer_id
+        self.point_type = point_type
+        self.lots: dict[str, Lot] = {}
+        self.holds: dict[str, Hold] = {}
+        self.resolved_holds: dict[str, str] = {}
+        self.debt = 0
+        self.totals: dict[str, int] = dict.fromkeys(TOTAL_KEYS, 0)
+
+    # -- identity -------------------------------------------------------------------------------
+
+    @staticmethod
+    def id_for(customer_id: UUID, point_type: str) -> UUID:
+        return uuid5(POINTS_NAMESPACE, f"{customer_id}\n{point_type}")
+
+    @classmethod
+    def open(cls, customer_id: UUID, point_type: str, *, at: datetime) -> PointsAccount:
+        return cls._create(
+            cls.Opened,
+            id=cls.id_for(customer_id, point_type),
+            timestamp=at,
+            customer_id=customer_id,
+            point_type=point_type,
+        )
+
+    def _trigger(self, event_class: type[Any], **kwargs: Any) -> None:
+        self.trigger_event(
+            event_class, customer_id=self.customer_id, point_type=self.point_type, **kwargs
+        )
+
+    # -- state helpers (used by apply; no rules here) -------------------------------------------
+
+    def _put(self, lot: Lot) -> None:
+        if lot.open:
+            self.lots[lot.lot_id] = lot
+        else:
+            self.lots.pop(lot.lot_id, None)  # consumed lots leave the state; totals stay
+
+    def _count(self, key: str, n: int) -> None:
+        if n:
+            self.totals[key] = self.totals.get(key, 0) + n
+
+    def _add_lot(
+        self,
+        lot_id: str,
+        points: int,
+        earned_at: datetime,
+        active_at: datetime,
+        expires_at: datetime | None,
+        repaid: int,
+    ) -> None:
+        self.debt -= repaid
+        self._count("debt_repaid", repaid)
+        self._put(
+            Lot(
+                lot_id,
+                points,
+                earned_at,
+                active_at,
+                expires_at,
+                remaining=points - repaid,
+                reversed=repaid,
+            )
+        )
+
+    def _consume(self, takes: LotTakes, counter: str) -> None:
+        for lot_id, n in takes:
+            lot = self.lots[lot_id]
+            self._put(
+                replace(lot, remaining=lot.remaining - n, **{counter: getattr(lot, counter) + n})
+            )
+
+    def _resolve(self, hold_id: str, resolution: str) -> None:
+        self.holds.pop(hold_id, None)
+        self.resolved_holds[hold_id] = resolution
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def available(self, at: datetime) -> int:
+        """Active (not pending), unexpired, unheld remaining points minus outstanding debt."""
+        free = sum(
+            lot.remaining for lot in self.lots.values() if lot.active(at) and not lot.expired_by(at)
+        )
+        return free - self.debt
+
+    def pending(self, at: datetime) -> int:
+        """Points of lots not active yet at ``at`` (and not expired by then)."""
+        return sum(
+            lot.remaining
+            for lot in self.lots.values()
+            if not lot.active(at) and not lot.expired_by(at)
+        )
+
+    @property
+    def held(self) -> int:
+        return sum(h.points for h in self.holds.values())
+
+    def expiring(self, at: datetime) -> list[tuple[datetime, int]]:
+        """``(expires_at, points)`` of what will expire after ``at`` if nothing else takes it:
+        free remaining of unexpired lots with an expiry, pending ones included, soonest first."""
+        return sorted(
+            (lot.expires_at, lot.remaining)
+            for lot in self.lots.values()
+            if lot.expires_at is not None and lot.expires_at > at and lot.remaining > 0
+        )
+
+    def due(self, as_of: datetime) -> LotTakes:
+        """What expiring everything due by ``as_of`` would take from each lot."""
+        due = [lot for lot in self.lots.values() if lot.expired_by(as_of) and lot.remaining > 0]
+        due.sort(key=lambda lot: burn_key(lot, "soonest_expiry"))
+        return _takes((lot.lot_id, lot.remaining) for lot in due)
+
+    def _plan(
+        self, points: int, at: datetime, burn_order: str, exclude: str | None = None
+    ) -> LotTakes:
+        """Up to ``points`` from the active, unexpired lots with free points, in burn order."""
+        lots = sorted(
+            (
+                lot
+                for lot in self.lots.values()
+                if lot.remaining > 0
+                and lot.active(at)
+                and not lot.expired_by(at)
+                and lot.lot_id != exclude
+            ),
+            key=lambda lot: burn_key(lot, burn_order),
+        )
+        takes: list[tuple[str, int]] = []
+        left = points
+        for lot in lots:
+            if left <= 0:
+                break
+            n = min(left, lot.remaining)
+            takes.append((lot.lot_id, n))
+            left -= n
+        return tuple(takes)
+
+    def _require(self, points: int, at: datetime) -> None:
+        available = self.available(at)
+        if points > available:
+            raise InsufficientPoints(self.point_type, available, points)
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def expire(self, as_of: datetime, *, at: datetime) -> int:
+        """Expire what every lot due by ``as_of`` still has free; returns the points expired
+        (0, and no event, when nothing is due: running it again changes nothing)."""
+        takes = self.due(as_of)
+        if not takes:
+            return 0
+        points = sum(n for _, n in takes)
+        self._trigger(self.Expired, timestamp=at, as_of=as_of, points=points, lots=takes)
+        return points
+
+    def earn(
+        self,
+        lot_id: str,
+        points: int,
+        *,
+        earned_at: datetime,
+        at: datetime,
+        expires_at: datetime | None,
+        active_at: datetime,
+        source: Mapping[str, str],
+        program_version: int,
+    ) -> None:
+        """Record a new lot. A lot already past expiry at ``at`` (a back-dated order) expires
+        at once; otherwise it first repays outstanding debt."""
+        _positive(points, "points")
+        if not lot_id:
+            raise InvalidInput([FieldProblem("lot_id", "must not be empty")])
+        if lot_id in self.lots:
+            raise InvalidInput([FieldProblem("lot_id", f"lot {lot_id!r} already exists")])
+        self.expire(at, at=at)
+        expired_now = expires_at is not None and expires_at <= at
+        repaid = 0 if expired_now else min(self.debt, points)
+        self._trigger(
+            self.Earned,
+            timestamp=at,
+            lot_id=lot_id,
+            points=points,
+            earned_at=earned_at,
+            active_at=active_at,
+            expires_at=expires_at,
+            source=dict(source),
+            program_version=program_version,
+            repaid=repaid,
+        )
+        if expired_now:
+            self.expire(at, at=at)
+
+    def redeem(
+        self,
+        redemption_id: str,
+        points: int,
+        *,
+        at: datetime,
+        burn_order: str = "soonest_expiry",
+        reason: str | None = None,
+        actor: str = "",
+    ) -> LotTakes:
+        """Spend ``points`` from the lots in ``burn_order``; returns the lots taken."""
+        _positive(points, "amount")
+        _burn_order(burn_order)
+        self._require(points, at)  # expiry-aware: a rejected command triggers nothing
+        self.expire(at, at=at)
+        takes = self._plan(points, at, burn_order)
+        self._trigger(
+            self.Redeemed,
+            timestamp=at,
+            redemption_id=redemption_id,
+            points=points,
+            reason=reason,
+            lots=takes,
+            burn_order=burn_order,
+            actor=actor,
+        )
+        return takes
+
+    def hold(
+        self,
+        hold_id: str,
+        points: int,
+        *,
+        at: datetime,
+        burn_order: str = "soonest_expiry",
+        actor: str = "",
+    ) -> LotTakes:
+        """Set ``points`` aside from the lots (in burn order): they count against available
+        until the hold is captured or released."""
+        _positive(points, "amount")
+        _burn_order(burn_order)
+        if hold_id in self.resolved_holds:
+            raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
+        if hold_id in self.holds:
+            raise InvalidInput([FieldProblem("hold_id", f"hold {hold_id!r} already exists")])
+        self._require(points, at)  # expiry-aware: a rejected command triggers nothing
+        self.expire(at, at=at)
+        takes = self._plan(points, at, burn_order)
+        self._trigger(
+            self.Held,
+            timestamp=at,
+            hold_id=hold_id,
+            points=points,
+            lots=takes,
+            burn_order=burn_order,
+            actor=actor,
+        )
+        return takes
+
+    def _open_hold(self, hold_id: str) -> Hold:
+        if hold_id in self.resolved_holds:
+            raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
+        hold = self.holds.get(hold_id)
+        if hold is None:
+            raise HoldNotFound(hold_id)
+        return hold
+
+    def capture(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
+        """Spend a hold (at most once): its points count as redeemed from the lots held."""
+        hold = self._open_hold(hold_id)
+        self.expire(at, at=at)
+        self._trigger(
+            self.HoldCaptured,
+            timestamp=at,
+            hold_id=hold_id,
+            points=hold.points,
+            lots=hold.lots,
+            actor=actor,
+        )
+        return hold
+
+    def release(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
+        """Give a hold back (at most once) to the same lots with their original expiry; what
+        returns to a lot already past its expiry expires at once."""
+        hold = self._open_hold(hold_id)
+        self.expire(at, at=at)
+        self._trigger(
+            self.HoldReleased,
+            timestamp=at,
+            hold_id=hold_id,
+            points=hold.points,
+            lots=hold.lots,
+            actor=actor,
+        )
+        self.expire(at, at=at)
+        return hold
+
+    def reverse(
+        self,
+        lot_id: str,
+        points: int,
+        *,
+        reversal_id: str,
+        policy: str,
+        burn_order: str,
+        at: datetime,
+    ) -> Reversal:
+        """Reverse ``points`` earned by lot ``lot_id`` (a refund).
+
+        Taken from that lot first (what it still has free, pending included); the rest was
+        spent already: taken from the other available lots in burn order, and whatever is still
+        missing becomes debt (``negative``: available goes below zero, later earns repay it) or
+        shortfall (``clamp``: written off, recorded).
+        """
+        _positive(points, "points")
+        _burn_order(burn_order)
+        if policy not in REFUND_POLICIES:
+            raise InvalidInput([FieldProblem("policy", f"must be one of {REFUND_POLICIES}")])
+        self.expire(at, at=at)
+        lot = self.lots.get(lot_id)
+        from_lot = min(points, lot.remaining) if lot is not None else 0
+        elsewhere = self._plan(points - from_lot, at, burn_order, exclude=lot_id)
+        taken_elsewhere = sum(n for _, n in elsewhere)
+        missing = points - from_lot - taken_elsewhere
+        reversal = Reversal(
+            taken_from_lot=from_lot,
+            taken_elsewhere=taken_elsewhere,
+            debt=missing if policy == "negative" else 0,
+            shortfall=missing if policy == "clamp" else 0,
+        )
+        self._trigger(
+            self.Reversed,
+            timestamp=at,
+            reversal_id=reversal_id,
+            lot_id=lot_id,
+            points=points,
+            policy=policy,
+            taken_from_lot=from_lot,
+            lots=elsewhere,
+            debt=reversal.debt,
+            shortfall=reversal.shortfall,
+        )
+        return reversal
+
+    def adjust(
+        self,
+        adjustment_id: str,
+        amount: int,
+        *,
+        reason: str,
+        actor: str,
+        at: datetime,
+        expires_at: datetime | None,
+        burn_order: str = "soonest_expiry",
+        program_version: int = 0,
+    ) -> LotTakes:
+        """A manual correction, with a reason and an actor. Positive: a new lot
+        ``adjustment:<id>`` active at once, expiring at ``expires_at`` (the type's expiry from
+        ``at``), repaying debt first. Negative: taken from the lots like a redemption."""
+        problems = []
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount == 0:
+            problems.append(FieldProblem("amount", "must be a non-zero integer"))
+        if not reason or not reason.strip():
+            problems.append(FieldProblem("reason", "a reason is required"))
+        if not actor:
+            problems.append(FieldProblem("actor", "an actor is required"))
+        if problems:
+            raise InvalidInput(problems)
+        _burn_order(burn_order)
+        lot_id: str | None = None
+        if amount > 0:
+            lot_id = f"adjustment:{adjustment_id}"
+            if lot_id in self.lots:
+                raise InvalidInput([FieldProblem("adjustment_id", "already used")])
+            if expires_at is not None and expires_at <= at:
+                raise InvalidInput([FieldProblem("expires_at", "must be after the adjustment")])
+        else:
+            self._require(-amount, at)
+        self.expire(at, at=at)
+        takes: LotTakes = () if amount > 0 else self._plan(-amount, at, burn_order)
+        repaid = min(self.debt, amount) if amount > 0 else 0
+        self._trigger(
+            self.Adjusted,
+            timestamp=at,
+            adjustment_id=adjustment_id,
+            amount=amount,
+            reason=reason,
+            actor=actor,
+            lot_id=lot_id,
+            active_at=at if amount > 0 else None,
+            expires_at=expires_at if amount > 0 else None,
+            lots=takes,
+            repaid=repaid,
+            program_version=program_version,
+        )
+        return takes

@@ -1,0 +1,267 @@
+"""PointsBalanceProjection: each points account's debt and held points, and its open lots.
+
+``points_balance (account_id, customer_id, point_type, debt, held)``: one row per account.
+``points_lots (account_id, lot_id, earned, remaining, held, earned_at, active_at, expires_at)``:
+the lots still holding free (``remaining``) or held points; a lot leaves the table when both are
+0, as it leaves the aggregate. The partial index on ``expires_at`` (``remaining > 0``) is the
+expiry job's due index: ``due_accounts`` lists the accounts with something due by ``as_of``.
+The accounts themselves stay the authority: the job expires what the aggregate says is due.
+
+Available now (the profile's ``points``): the active (``active_at <= now()``), unexpired
+(``expires_at > now()`` or none) free remaining of the lots, minus the account's debt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+from uuid import UUID
+
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from domain.points_account import LotTakes, PointsAccount
+from projections.engine import Positioned, Projection
+
+BALANCE = "points_balance"
+LOTS = "points_lots"
+A = PointsAccount
+
+
+@dataclass
+class _NewLot:
+    account_id: UUID
+    lot_id: str
+    earned: int
+    remaining: int
+    earned_at: datetime
+    active_at: datetime
+    expires_at: datetime | None
+    held: int = 0
+
+
+class _Batch:
+    """The net effect of a batch of events, folded in memory before one round of SQL."""
+
+    def __init__(self) -> None:
+        self.opened: dict[UUID, tuple[UUID, str]] = {}
+        self.new_lots: dict[tuple[UUID, str], _NewLot] = {}
+        self.lot_deltas: dict[tuple[UUID, str], list[int]] = {}
+        self.account_deltas: dict[UUID, list[int]] = {}
+
+    def lot(self, account: UUID, lot_id: str, remaining: int, held: int = 0) -> None:
+        new = self.new_lots.get((account, lot_id))
+        if new is not None:
+            new.remaining += remaining
+            new.held += held
+            return
+        delta = self.lot_deltas.setdefault((account, lot_id), [0, 0])
+        delta[0] += remaining
+        delta[1] += held
+
+    def takes(self, account: UUID, takes: LotTakes, *, to_held: bool = False) -> None:
+        for lot_id, n in takes:
+            self.lot(account, lot_id, -n, n if to_held else 0)
+
+    def account(self, account: UUID, debt: int = 0, held: int = 0) -> None:
+        delta = self.account_deltas.setdefault(account, [0, 0])
+        delta[0] += debt
+        delta[1] += held
+
+    def add_lot(self, account: UUID, e: Any, points: int, repaid: int, at: datetime) -> None:
+        lot_id = e.lot_id
+        self.new_lots[(account, lot_id)] = _NewLot(
+            account, lot_id, points, points - repaid, at, e.active_at or at, e.expires_at
+        )
+        self.account(account, debt=-repaid)
+
+    def apply(self, e: Any) -> None:
+        acc: UUID = e.originator_id
+        if isinstance(e, A.Opened):
+            self.opened[acc] = (e.customer_id, e.point_type)
+        elif isinstance(e, A.Earned):
+            self.add_lot(acc, e, e.points, e.repaid, e.earned_at)
+        elif isinstance(e, A.Redeemed | A.Expired):
+            self.takes(acc, e.lots)
+        elif isinstance(e, A.Held):
+            self.takes(acc, e.lots, to_held=True)
+            self.account(acc, held=e.points)
+        elif isinstance(e, A.HoldCaptured):
+            for lot_id, n in e.lots:
+                self.lot(acc, lot_id, 0, -n)
+            self.account(acc, held=-e.points)
+        elif isinstance(e, A.HoldReleased):
+            for lot_id, n in e.lots:
+                self.lot(acc, lot_id, n, -n)
+            self.account(acc, held=-e.points)
+        elif isinstance(e, A.Reversed):
+            self.takes(acc, ((e.lot_id, e.taken_from_lot), *e.lots))
+            self.account(acc, debt=e.debt)
+        elif isinstance(e, A.Adjusted):
+            if e.amount > 0:
+                self.add_lot(acc, e, e.amount, e.repaid, e.timestamp)
+            else:
+                self.takes(acc, e.lots)
+
+
+class PointsBalanceProjection(Projection):
+    name: ClassVar[str] = "points_balance"
+    tables: ClassVar[tuple[str, ...]] = (BALANCE, LOTS)
+    topics: ClassVar[frozenset[str]] = frozenset(
+        {
+            A.Opened.TOPIC,
+            A.Earned.TOPIC,
+            A.Redeemed.TOPIC,
+            A.Held.TOPIC,
+            A.HoldCaptured.TOPIC,
+            A.HoldReleased.TOPIC,
+            A.Expired.TOPIC,
+            A.Reversed.TOPIC,
+            A.Adjusted.TOPIC,
+        }
+    )
+
+    def create_tables(self, curs: Cursor[DictRow], schema: str, suffix: str = "") -> None:
+        s = Identifier(schema)
+        balance, lots = Identifier(BALANCE + suffix), Identifier(LOTS + suffix)
+        curs.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                " account_id uuid PRIMARY KEY, customer_id uuid NOT NULL,"
+                " point_type text NOT NULL, debt bigint NOT NULL DEFAULT 0,"
+                " held bigint NOT NULL DEFAULT 0)"
+            ).format(s, balance)
+        )
+        curs.execute(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (customer_id)").format(
+                Identifier(f"{BALANCE}{suffix}_customer"), s, balance
+            )
+        )
+        curs.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                " account_id uuid NOT NULL, lot_id text NOT NULL, earned bigint NOT NULL,"
+                " remaining bigint NOT NULL, held bigint NOT NULL,"
+                " earned_at timestamptz NOT NULL, active_at timestamptz NOT NULL,"
+                " expires_at timestamptz, PRIMARY KEY (account_id, lot_id))"
+            ).format(s, lots)
+        )
+        curs.execute(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (expires_at) WHERE remaining > 0").format(
+                Identifier(f"{LOTS}{suffix}_due"), s, lots
+            )
+        )
+
+    def apply(
+        self, curs: Cursor[DictRow], schema: str, events: Sequence[Positioned], suffix: str = ""
+    ) -> None:
+        batch = _Batch()
+        for p in events:
+            batch.apply(p.event)
+        s = Identifier(schema)
+        balance = SQL("{}.{}").format(s, Identifier(BALANCE + suffix))
+        lots = SQL("{}.{}").format(s, Identifier(LOTS + suffix))
+        if batch.opened:
+            ids = list(batch.opened)
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, customer_id, point_type)"
+                    " SELECT * FROM unnest(%b::uuid[], %b::uuid[], %b::text[])"
+                    " ON CONFLICT (account_id) DO NOTHING"
+                ).format(balance),
+                (ids, [batch.opened[a][0] for a in ids], [batch.opened[a][1] for a in ids]),
+            )
+        new = [n for n in batch.new_lots.values() if n.remaining > 0 or n.held > 0]
+        if new:
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, lot_id, earned, remaining, held, earned_at,"
+                    " active_at, expires_at)"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
+                    " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
+                    # Only a concurrent catch-up of the same batch conflicts, and its tracking
+                    # compare-and-set rolls it back: it must not fail before getting there.
+                    " ON CONFLICT (account_id, lot_id) DO NOTHING"
+                ).format(lots),
+                (
+                    [n.account_id for n in new],
+                    [n.lot_id for n in new],
+                    [n.earned for n in new],
+                    [n.remaining for n in new],
+                    [n.held for n in new],
+                    [n.earned_at for n in new],
+                    [n.active_at for n in new],
+                    [n.expires_at for n in new],
+                ),
+            )
+        deltas = [(k, d) for k, d in batch.lot_deltas.items() if d[0] or d[1]]
+        if deltas:
+            params = (
+                [k[0] for k, _ in deltas],
+                [k[1] for k, _ in deltas],
+                [d[0] for _, d in deltas],
+                [d[1] for _, d in deltas],
+            )
+            curs.execute(
+                SQL(
+                    "UPDATE {} l SET remaining = l.remaining + d.remaining,"
+                    " held = l.held + d.held"
+                    " FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[])"
+                    " AS d(account_id, lot_id, remaining, held)"
+                    " WHERE l.account_id = d.account_id AND l.lot_id = d.lot_id"
+                ).format(lots),
+                params,
+            )
+            # Consumed lots leave the table (a second statement: a data-modifying CTE's
+            # DELETE would not see the rows its UPDATE changed).
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} l USING unnest(%b::uuid[], %b::text[]) AS d(account_id, lot_id)"
+                    " WHERE l.account_id = d.account_id AND l.lot_id = d.lot_id"
+                    " AND l.remaining = 0 AND l.held = 0"
+                ).format(lots),
+                params[:2],
+            )
+        accounts = [(a, d) for a, d in batch.account_deltas.items() if d[0] or d[1]]
+        if accounts:
+            curs.execute(
+                SQL(
+                    "UPDATE {} b SET debt = b.debt + d.debt, held = b.held + d.held"
+                    " FROM unnest(%b::uuid[], %b::bigint[], %b::bigint[]) AS d(account_id,"
+                    " debt, held) WHERE b.account_id = d.account_id"
+                ).format(balance),
+                (
+                    [a for a, _ in accounts],
+                    [d[0] for _, d in accounts],
+                    [d[1] for _, d in accounts],
+                ),
+            )
+
+
+def due_accounts(curs: Cursor[Any], schema: str, as_of: datetime) -> list[UUID]:
+    """Accounts holding lots with free points whose expiry is at or before ``as_of``."""
+    curs.execute(
+        SQL(
+            "SELECT DISTINCT account_id FROM {}.{} WHERE remaining > 0 AND expires_at <= %s"
+            " ORDER BY account_id"
+        ).format(Identifier(schema), Identifier(LOTS)),
+        (as_of,),
+    )
+    return [row["account_id"] if isinstance(row, dict) else row[0] for row in curs.fetchall()]
+
+
+def profile_points_sql(schema: str) -> str:
+    """A jsonb scalar subquery: ``{"<point type>": available now, ...}`` for the outer
+    ``p.customer_id`` (NULL when the customer has no points account)."""
+    balance = f'"{schema}"."{BALANCE}"'
+    lots = f'"{schema}"."{LOTS}"'
+    return (
+        "(SELECT jsonb_object_agg(b.point_type,"
+        f" (SELECT COALESCE(SUM(l.remaining), 0) FROM {lots} l"
+        " WHERE l.account_id = b.account_id AND l.active_at <= now()"
+        " AND (l.expires_at IS NULL OR l.expires_at > now())) - b.debt)"
+        f" FROM {balance} b WHERE b.customer_id = p.customer_id)"
+    )

@@ -1,0 +1,343 @@
+"""The points ledger on real PostgreSQL: redemptions racing the expiry job, the job run twice
+and concurrently, the ``points_balance`` projection (due index, profile SQL, rebuild) and the
+scheduled job inside the projection worker."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import psycopg
+import pytest
+from psycopg.sql import SQL, Identifier
+
+from application.context import CommandContext
+from application.points import load_account, points_balances, redeem_points
+from application.program import define_program
+from domain.errors import InsufficientPoints, InvalidInput
+from domain.points_account import PointsAccount
+from infrastructure.runtime import Runtime
+from infrastructure.tenancy import Tenant
+from projections.engine import build_fresh, catch_up
+from projections.points_balance import BALANCE, LOTS, PointsBalanceProjection, profile_points_sql
+from projections.points_balance.job import ExpiryScheduler, run_expiry
+from projections.worker import ProjectionWorker
+from tests.integration.support import dump, register, run_at_once, wait_until
+
+PROGRAM: dict[str, Any] = {
+    "currency": "CNY",
+    "timezone": "Asia/Shanghai",
+    "point_types": [
+        {"code": "points", "expiry": {"mode": "rolling_days", "days": 365}},
+        {"code": "growth", "redeemable": False},
+    ],
+}
+PROJECTION = PointsBalanceProjection()
+
+
+@pytest.fixture
+def loyal(tenant: Tenant) -> Tenant:
+    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    return tenant
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def customer(tenant: Tenant) -> UUID:
+    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
+
+
+def earn(
+    tenant: Tenant,
+    customer_id: UUID,
+    lot_id: str,
+    points: int,
+    *,
+    at: datetime,
+    expires_at: datetime | None,
+    point_type: str = "points",
+) -> None:
+    """Earn a lot the way an order would (orders come from another module)."""
+
+    def attempt(first: bool) -> None:
+        account = load_account(tenant.app, customer_id, point_type) or PointsAccount.open(
+            customer_id, point_type, at=at
+        )
+        account.earn(
+            lot_id,
+            points,
+            earned_at=at,
+            at=at,
+            expires_at=expires_at,
+            active_at=at,
+            source={"kind": "test"},
+            program_version=1,
+        )
+        tenant.app.save(account)
+
+    tenant.app.retrying(attempt)
+
+
+def account_events(tenant: Tenant, customer_id: UUID, point_type: str = "points") -> list[Any]:
+    return list(tenant.app.events.get(PointsAccount.id_for(customer_id, point_type)))
+
+
+def per_lot(events: list[Any]) -> dict[str, Counter[str]]:
+    """Per-lot counters recomputed from the stored events."""
+    lots: dict[str, Counter[str]] = {}
+    for e in events:
+        if isinstance(e, PointsAccount.Earned):
+            lots[e.lot_id] = Counter(earned=e.points, remaining=e.points)
+        elif isinstance(e, PointsAccount.Redeemed | PointsAccount.Expired):
+            kind = "redeemed" if isinstance(e, PointsAccount.Redeemed) else "expired"
+            for lot_id, n in e.lots:
+                lots[lot_id]["remaining"] -= n
+                lots[lot_id][kind] += n
+    return lots
+
+
+# -- B3: a redemption racing the expiry job -----------------------------------------------------
+
+
+def test_redemptions_racing_the_expiry_job_never_consume_a_lot_twice(loyal: Tenant) -> None:
+    rounds = 8
+    contested = 0
+    for r in range(rounds):
+        cid = customer(loyal)
+        start = now()
+        boundary = start + timedelta(milliseconds=60)
+        for n in range(4):
+            earn(loyal, cid, f"soon-{n}", 60, at=start, expires_at=boundary)
+        earn(loyal, cid, "late", 40, at=start, expires_at=start + timedelta(days=30))
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def work(
+            i: int,
+            cid: UUID = cid,
+            boundary: datetime = boundary,
+            r: int = r,
+            outcomes: list[str] = outcomes,
+            lock: threading.Lock = lock,
+        ) -> None:
+            deadline = boundary + timedelta(milliseconds=60)
+            k = 0
+            while now() < deadline:
+                k += 1
+                if i < 2:
+                    run_expiry(loyal, now())
+                    continue
+                try:
+                    redeem_points(
+                        loyal.app,
+                        cid,
+                        "points",
+                        redemption_id=f"r{r}-{i}-{k}",
+                        amount=10,
+                        reason=None,
+                        ctx=CommandContext("t"),
+                    )
+                    with lock:
+                        outcomes.append("ok")
+                except InsufficientPoints:
+                    with lock:
+                        outcomes.append("insufficient")
+
+        run_at_once(5, work)
+        run_expiry(loyal, now())
+
+        events = account_events(loyal, cid)
+        lots = per_lot(events)
+        expired_lots = Counter(
+            lot_id for e in events if isinstance(e, PointsAccount.Expired) for lot_id, _ in e.lots
+        )
+        assert all(count == 1 for count in expired_lots.values()), expired_lots
+        for lot_id, c in lots.items():
+            assert c["earned"] == c["redeemed"] + c["expired"] + c["remaining"], lot_id
+            assert c["remaining"] >= 0
+        for n in range(4):  # every point of the expiring lots was either spent or expired
+            assert lots[f"soon-{n}"]["remaining"] == 0
+        for e in events:
+            if isinstance(e, PointsAccount.Redeemed):
+                for lot_id, _ in e.lots:
+                    assert lot_id == "late" or e.timestamp < boundary
+        assert outcomes.count("ok") * 10 == sum(c["redeemed"] for c in lots.values())
+        soon = [lots[f"soon-{n}"] for n in range(4)]
+        if sum(c["redeemed"] for c in soon) and sum(c["expired"] for c in soon):
+            contested += 1  # the same lots were both spent from and expired
+    assert contested >= 1
+
+
+# -- E4: the job twice and concurrently -------------------------------------------------------
+
+
+def test_the_expiry_job_run_concurrently_and_again_writes_one_expired_event_per_lot(
+    loyal: Tenant,
+) -> None:
+    past = now() - timedelta(days=40)
+    customers = [customer(loyal) for _ in range(6)]
+    for cid in customers:
+        earn(loyal, cid, "a", 10, at=past, expires_at=past + timedelta(days=10))
+        earn(loyal, cid, "b", 20, at=past, expires_at=past + timedelta(days=20))
+        earn(loyal, cid, "keep", 5, at=past, expires_at=now() + timedelta(days=20))
+    as_of = now()
+
+    runs = run_at_once(4, lambda i: run_expiry(loyal, as_of))
+    again = run_expiry(loyal, as_of)
+
+    assert sum(run.points for run in runs) == 6 * 30
+    assert sum(run.lots for run in runs) == 6 * 2
+    assert (again.points, again.lots, again.expired_accounts) == (0, 0, 0)
+    for cid in customers:
+        expired = [e for e in account_events(loyal, cid) if isinstance(e, PointsAccount.Expired)]
+        assert len(expired) == 1
+        assert sorted(expired[0].lots) == [("a", 10), ("b", 20)]
+        balance = points_balances(loyal.app, cid, as_of)[0]
+        assert balance.available == 5
+
+
+def test_the_expiry_job_refuses_an_as_of_in_the_future(loyal: Tenant) -> None:
+    with pytest.raises(InvalidInput) as e:
+        run_expiry(loyal, now() + timedelta(hours=1))
+    assert e.value.problems[0].field == "as_of"
+
+
+def test_the_expiry_job_finds_lots_earned_since_the_projection_last_ran(loyal: Tenant) -> None:
+    cid = customer(loyal)
+    past = now() - timedelta(days=3)
+    earn(loyal, cid, "a", 7, at=past, expires_at=past + timedelta(days=1))
+
+    run = run_expiry(loyal, now())  # catches the due index up first
+
+    assert (run.accounts, run.points) == (1, 7)
+
+
+# -- the projection -----------------------------------------------------------------------------
+
+
+def _rows(sql: psycopg.Connection[Any], tenant: Tenant, table: str) -> list[dict[str, Any]]:
+    return sql.execute(
+        SQL("SELECT * FROM {}.{} ORDER BY 1, 2").format(
+            Identifier(tenant.schema), Identifier(table)
+        )
+    ).fetchall()
+
+
+def test_points_lots_hold_exactly_the_open_lots_of_the_accounts(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    cid = customer(loyal)
+    t = now() - timedelta(days=1)
+    earn(loyal, cid, "a", 10, at=t, expires_at=t + timedelta(days=100))
+    earn(loyal, cid, "b", 20, at=t, expires_at=t + timedelta(days=200))
+    earn(loyal, cid, "c", 30, at=t, expires_at=None)
+    ctx = CommandContext("t")
+    redeem_points(loyal.app, cid, "points", redemption_id="r1", amount=15, reason=None, ctx=ctx)
+    catch_up(loyal, PROJECTION)
+
+    account = load_account(loyal.app, cid, "points")
+    assert account is not None
+    lots = {r["lot_id"]: (r["remaining"], r["held"]) for r in _rows(sql, loyal, LOTS)}
+    assert lots == {lot.lot_id: (lot.remaining, lot.held) for lot in account.lots.values()}
+    assert lots == {"b": (15, 0), "c": (30, 0)}
+    (balance,) = _rows(sql, loyal, BALANCE)
+    assert (balance["customer_id"], balance["point_type"], balance["debt"]) == (cid, "points", 0)
+
+
+def test_profile_points_sql_gives_available_points_per_type_now(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    cid = customer(loyal)
+    t = now() - timedelta(days=1)
+    earn(loyal, cid, "a", 120, at=t, expires_at=t + timedelta(days=100))
+    earn(loyal, cid, "old", 50, at=t - timedelta(days=9), expires_at=t)  # expired, not yet run
+    earn(loyal, cid, "g", 40, at=t, expires_at=None, point_type="growth")
+    catch_up(loyal, PROJECTION)
+
+    row = sql.execute(
+        f"SELECT {profile_points_sql(loyal.schema)} AS points"
+        " FROM (SELECT %s::uuid AS customer_id) p",
+        (cid,),
+    ).fetchone()
+    nobody = sql.execute(
+        f"SELECT {profile_points_sql(loyal.schema)} AS points"
+        " FROM (SELECT %s::uuid AS customer_id) p",
+        (uuid4(),),
+    ).fetchone()
+
+    assert row is not None
+    assert row["points"] == {"points": 120, "growth": 40}
+    assert nobody is not None
+    assert nobody["points"] is None
+
+
+def test_rebuilding_points_balance_from_scratch_equals_the_live_tables(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    ctx = CommandContext("t")
+    past = now() - timedelta(days=30)
+    for k in range(3):
+        cid = customer(loyal)
+        earn(loyal, cid, "a", 50 + k, at=past, expires_at=past + timedelta(days=5))
+        earn(loyal, cid, "b", 70, at=past, expires_at=None)
+        catch_up(loyal, PROJECTION)  # the live tables see the history in several batches
+        redeem_points(
+            loyal.app, cid, "points", redemption_id=f"r{k}", amount=30, reason=None, ctx=ctx
+        )
+    run_expiry(loyal, now())
+    catch_up(loyal, PROJECTION)
+
+    build_fresh(loyal, PROJECTION)
+
+    assert dump(sql, loyal, [f"{t}_rebuild" for t in PROJECTION.tables]) == dump(
+        sql, loyal, list(PROJECTION.tables)
+    )
+
+
+# -- the schedule -------------------------------------------------------------------------------
+
+
+def test_the_expiry_scheduler_expires_due_lots_on_its_own_and_stops(
+    loyal: Tenant, runtime: Runtime
+) -> None:
+    cid = customer(loyal)
+    past = now() - timedelta(days=3)
+    earn(loyal, cid, "a", 9, at=past, expires_at=past + timedelta(days=1))
+    scheduler = ExpiryScheduler(runtime.tenants, every_seconds=0.05)
+
+    scheduler.start()
+    try:
+        wait_until(
+            lambda: any(isinstance(e, PointsAccount.Expired) for e in account_events(loyal, cid)),
+            what="the scheduled expiry",
+        )
+        wait_until(lambda: scheduler.rounds >= 2, what="a second round")
+    finally:
+        scheduler.stop()
+
+    assert not scheduler.running
+    expired = [e for e in account_events(loyal, cid) if isinstance(e, PointsAccount.Expired)]
+    assert len(expired) == 1
+
+
+def test_the_projection_worker_runs_the_expiry_schedule_and_stops_it(
+    runtime: Runtime, database_url: str
+) -> None:
+    worker = ProjectionWorker(
+        database_url, runtime.tenants, [PROJECTION], threads=1, expiry_every_seconds=3600
+    )
+    assert worker.expiry is not None
+
+    worker.start()
+    try:
+        wait_until(lambda: worker.expiry is not None and worker.expiry.rounds >= 1)
+        assert worker.expiry.running
+    finally:
+        worker.stop()
+
+    assert not worker.expiry.running

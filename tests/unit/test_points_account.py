@@ -1,0 +1,424 @@
+"""The points account: burn order, holds, expiry, reversal policies and debt, adjustments, and
+replay (popo application and the msgspec mapper) equal to the live aggregate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.application import Application
+
+from domain.errors import HoldAlreadyResolved, HoldNotFound, InsufficientPoints, InvalidInput
+from domain.points_account import PointsAccount
+from infrastructure.eventstore import MsgspecMapper
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+def new_account() -> PointsAccount:
+    return PointsAccount.open(uuid4(), "points", at=T0)
+
+
+def earn(
+    account: PointsAccount,
+    lot_id: str,
+    points: int,
+    *,
+    earned: datetime = T0,
+    expires: datetime | None = None,
+    active: datetime | None = None,
+    at: datetime | None = None,
+) -> None:
+    account.earn(
+        lot_id,
+        points,
+        earned_at=earned,
+        at=at or earned,
+        expires_at=expires,
+        active_at=active or earned,
+        source={"kind": "test"},
+        program_version=3,
+    )
+
+
+def lot_identity_holds(account: PointsAccount) -> bool:
+    return all(
+        lot.earned
+        == lot.redeemed + lot.expired + lot.reversed + lot.adjusted + lot.remaining + lot.held
+        for lot in account.lots.values()
+    )
+
+
+def test_account_id_is_deterministic_per_customer_and_point_type() -> None:
+    customer = uuid4()
+    assert PointsAccount.id_for(customer, "points") == PointsAccount.id_for(customer, "points")
+    assert PointsAccount.id_for(customer, "points") != PointsAccount.id_for(customer, "growth")
+    assert PointsAccount.open(customer, "growth", at=T0).id == PointsAccount.id_for(
+        customer, "growth"
+    )
+
+
+def test_redemption_takes_soonest_expiry_first_then_earliest_earned_then_lot_id() -> None:
+    account = new_account()
+    earn(account, "c-never", 10, earned=T0)
+    earn(account, "b-late", 10, earned=T0, expires=T0 + 30 * DAY)
+    earn(account, "z-soon-old", 10, earned=T0 - 5 * DAY, expires=T0 + 10 * DAY, at=T0)
+    earn(account, "a-soon-new", 10, earned=T0, expires=T0 + 10 * DAY)
+    earn(account, "y-soon-new", 10, earned=T0, expires=T0 + 10 * DAY)
+
+    taken = account.redeem("r", 45, at=T0 + DAY)
+
+    assert taken == (
+        ("z-soon-old", 10),
+        ("a-soon-new", 10),
+        ("y-soon-new", 10),
+        ("b-late", 10),
+        ("c-never", 5),
+    )
+    assert account.available(T0 + DAY) == 5
+
+
+def test_oldest_first_burn_order_takes_the_earliest_earned_lot_whatever_its_expiry() -> None:
+    account = new_account()
+    earn(account, "old", 10, earned=T0 - 9 * DAY, expires=T0 + 90 * DAY, at=T0)
+    earn(account, "new", 10, earned=T0, expires=T0 + 2 * DAY)
+
+    assert account.redeem("r", 12, at=T0, burn_order="oldest_first") == (
+        ("old", 10),
+        ("new", 2),
+    )
+
+
+def test_redeeming_more_than_available_is_refused_and_records_nothing() -> None:
+    account = new_account()
+    earn(account, "l1", 10)
+    account.collect_events()
+
+    with pytest.raises(InsufficientPoints) as e:
+        account.redeem("r", 11, at=T0)
+
+    assert (e.value.available, e.value.requested) == (10, 11)
+    assert account.collect_events() == []
+
+
+def test_pending_points_are_not_available_until_their_activation() -> None:
+    account = new_account()
+    earn(account, "l1", 50, active=T0 + 7 * DAY)
+
+    assert account.available(T0 + DAY) == 0
+    assert account.pending(T0 + DAY) == 50
+    with pytest.raises(InsufficientPoints):
+        account.redeem("r", 1, at=T0 + DAY)
+    assert account.available(T0 + 7 * DAY) == 50
+    assert account.pending(T0 + 7 * DAY) == 0
+
+
+def test_fully_consumed_lots_leave_the_state_and_totals_remain() -> None:
+    account = new_account()
+    earn(account, "l1", 10)
+    earn(account, "l2", 10)
+
+    account.redeem("r", 15, at=T0)
+
+    assert set(account.lots) == {"l2"}
+    assert account.totals["earned"] == 20
+    assert account.totals["redeemed"] == 15
+
+
+def test_holds_count_against_available_and_the_sixth_hold_of_1000_on_5000_is_refused() -> None:
+    account = new_account()
+    earn(account, "l1", 5000)
+    for n in range(5):
+        account.hold(f"h{n}", 1000, at=T0)
+    assert account.available(T0) == 0
+    assert account.held == 5000
+
+    with pytest.raises(InsufficientPoints):
+        account.hold("h5", 1000, at=T0)
+
+
+def test_capture_spends_the_hold_and_a_second_capture_or_release_is_refused() -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    account.hold("h", 40, at=T0)
+
+    account.capture("h", at=T0 + DAY)
+
+    assert account.held == 0
+    assert account.available(T0 + DAY) == 60
+    assert account.totals["redeemed"] == 40
+    with pytest.raises(HoldAlreadyResolved):
+        account.capture("h", at=T0 + DAY)
+    with pytest.raises(HoldAlreadyResolved):
+        account.release("h", at=T0 + DAY)
+
+
+def test_release_returns_points_to_the_same_lots_and_is_refused_the_second_time() -> None:
+    account = new_account()
+    earn(account, "soon", 30, expires=T0 + 10 * DAY)
+    earn(account, "late", 30, expires=T0 + 90 * DAY)
+    held = account.hold("h", 40, at=T0)
+    assert held == (("soon", 30), ("late", 10))
+
+    account.release("h", at=T0 + DAY)
+
+    assert account.lots["soon"].remaining == 30
+    assert account.lots["late"].remaining == 30
+    assert account.available(T0 + DAY) == 60
+    with pytest.raises(HoldAlreadyResolved):
+        account.release("h", at=T0 + DAY)
+
+
+def test_an_unknown_hold_cannot_be_captured() -> None:
+    with pytest.raises(HoldNotFound):
+        new_account().capture("nope", at=T0)
+
+
+def test_held_points_do_not_expire_while_held_and_expire_at_once_when_released_late() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 10 * DAY)
+    account.hold("h", 60, at=T0)
+
+    assert account.expire(T0 + 20 * DAY, at=T0 + 20 * DAY) == 40
+    assert account.held == 60
+    account.release("h", at=T0 + 20 * DAY)
+
+    assert account.totals["expired"] == 100
+    assert account.available(T0 + 20 * DAY) == 0
+    assert account.lots == {}
+
+
+def test_expire_is_idempotent_one_expired_event_per_lot() -> None:
+    account = new_account()
+    earn(account, "l1", 10, expires=T0 + DAY)
+    earn(account, "l2", 20, expires=T0 + 2 * DAY)
+    account.collect_events()
+
+    assert account.expire(T0 + 3 * DAY, at=T0 + 3 * DAY) == 30
+    assert account.expire(T0 + 3 * DAY, at=T0 + 3 * DAY) == 0
+
+    (expired,) = account.collect_events()
+    assert isinstance(expired, PointsAccount.Expired)
+    assert expired.lots == (("l1", 10), ("l2", 20))
+
+
+def test_every_command_first_expires_what_is_due_so_no_point_is_redeemed_after_expiry() -> None:
+    account = new_account()
+    earn(account, "l1", 10, expires=T0 + DAY)
+    earn(account, "l2", 10, expires=T0 + 9 * DAY)
+    account.collect_events()
+
+    account.redeem("r", 5, at=T0 + DAY)
+
+    expired, redeemed = account.collect_events()
+    assert isinstance(expired, PointsAccount.Expired)
+    assert expired.lots == (("l1", 10),)
+    assert isinstance(redeemed, PointsAccount.Redeemed)
+    assert redeemed.lots == (("l2", 5),)
+
+
+def test_a_back_dated_earn_already_past_expiry_expires_in_the_same_command() -> None:
+    account = new_account()
+    account.collect_events()
+    earn(account, "old", 25, earned=T0 - 400 * DAY, expires=T0 - 35 * DAY, at=T0)
+
+    earned, expired = account.collect_events()
+    assert isinstance(earned, PointsAccount.Earned)
+    assert earned.earned_at == T0 - 400 * DAY
+    assert earned.timestamp == T0
+    assert isinstance(expired, PointsAccount.Expired)
+    assert account.available(T0) == 0
+    assert account.totals["expired"] == 25
+
+
+def test_reversal_takes_the_lot_first_and_the_rest_from_other_lots() -> None:
+    account = new_account()
+    earn(account, "order-1", 100, expires=T0 + 9 * DAY)
+    earn(account, "order-2", 100, expires=T0 + 99 * DAY)
+    account.redeem("r", 70, at=T0)  # takes 70 of order-1
+
+    reversal = account.reverse(
+        "order-1", 100, reversal_id="x", policy="negative", burn_order="soonest_expiry", at=T0
+    )
+
+    assert (reversal.taken_from_lot, reversal.taken_elsewhere, reversal.debt) == (30, 70, 0)
+    assert account.available(T0) == 30
+    assert lot_identity_holds(account)
+
+
+def test_negative_policy_leaves_debt_and_available_goes_below_zero() -> None:
+    account = new_account()
+    earn(account, "order-1", 100)
+    account.redeem("r", 80, at=T0)
+
+    reversal = account.reverse(
+        "order-1", 100, reversal_id="x", policy="negative", burn_order="soonest_expiry", at=T0
+    )
+
+    assert (reversal.taken_from_lot, reversal.taken_elsewhere) == (20, 0)
+    assert (reversal.debt, reversal.shortfall) == (80, 0)
+    assert account.debt == 80
+    assert account.available(T0) == -80
+    with pytest.raises(InsufficientPoints):
+        account.redeem("r2", 1, at=T0)
+
+
+def test_clamp_policy_records_the_shortfall_and_never_goes_below_zero() -> None:
+    account = new_account()
+    earn(account, "order-1", 100)
+    account.redeem("r", 80, at=T0)
+
+    reversal = account.reverse(
+        "order-1", 100, reversal_id="x", policy="clamp", burn_order="soonest_expiry", at=T0
+    )
+
+    assert (reversal.debt, reversal.shortfall) == (0, 80)
+    assert account.available(T0) == 0
+    assert account.totals["shortfall"] == 80
+    (event,) = [e for e in account.collect_events() if isinstance(e, PointsAccount.Reversed)]
+    assert event.shortfall == 80
+
+
+def test_debt_is_repaid_from_later_earns_first() -> None:
+    account = new_account()
+    earn(account, "order-1", 100)
+    account.redeem("r", 100, at=T0)
+    account.reverse(
+        "order-1", 100, reversal_id="x", policy="negative", burn_order="soonest_expiry", at=T0
+    )
+    assert account.debt == 100
+
+    earn(account, "order-2", 60, at=T0 + DAY, earned=T0 + DAY)
+    assert account.debt == 40
+    assert account.available(T0 + DAY) == -40
+    earn(account, "order-3", 70, at=T0 + DAY, earned=T0 + DAY)
+
+    assert account.debt == 0
+    assert account.available(T0 + DAY) == 30
+    assert account.lots["order-3"].reversed == 40
+    assert account.totals["debt_repaid"] == 100
+    assert lot_identity_holds(account)
+
+
+def test_reversal_of_a_pending_lot_takes_its_pending_points() -> None:
+    account = new_account()
+    earn(account, "order-1", 50, active=T0 + 7 * DAY)
+
+    reversal = account.reverse(
+        "order-1", 50, reversal_id="x", policy="clamp", burn_order="soonest_expiry", at=T0
+    )
+
+    assert reversal.taken_from_lot == 50
+    assert account.pending(T0) == 0
+
+
+def test_positive_adjustment_adds_a_lot_and_negative_consumes_like_a_redemption() -> None:
+    account = new_account()
+    earn(account, "l1", 10, expires=T0 + 5 * DAY)
+
+    account.adjust("a1", 20, reason="goodwill", actor="key-1", at=T0, expires_at=T0 + 50 * DAY)
+    taken = account.adjust("a2", -15, reason="fraud", actor="key-1", at=T0, expires_at=None)
+
+    assert taken == (("l1", 10), ("adjustment:a1", 5))
+    assert account.available(T0) == 15
+    assert account.lots["adjustment:a1"].adjusted == 5
+    assert (account.totals["adjusted_in"], account.totals["adjusted_out"]) == (20, 15)
+
+
+def test_an_adjustment_needs_a_reason_an_actor_and_a_non_zero_amount() -> None:
+    account = new_account()
+    with pytest.raises(InvalidInput) as e:
+        account.adjust("a", 0, reason=" ", actor="", at=T0, expires_at=None)
+    assert {p.field for p in e.value.problems} == {"amount", "reason", "actor"}
+
+
+def test_a_negative_adjustment_beyond_available_is_refused() -> None:
+    account = new_account()
+    earn(account, "l1", 10)
+    with pytest.raises(InsufficientPoints):
+        account.adjust("a", -11, reason="fix", actor="k", at=T0, expires_at=None)
+
+
+# -- replay equals live -----------------------------------------------------------------------
+
+
+def _busy_account() -> PointsAccount:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 10 * DAY)
+    earn(account, "l2", 50, expires=T0 + 40 * DAY, active=T0 + 3 * DAY)
+    earn(account, "l3", 70)
+    account.redeem("r1", 30, at=T0 + DAY, reason="gift")
+    account.hold("h1", 20, at=T0 + DAY)
+    account.hold("h2", 10, at=T0 + DAY)
+    account.capture("h1", at=T0 + 2 * DAY)
+    account.reverse(
+        "l3", 80, reversal_id="rf", policy="negative", burn_order="soonest_expiry", at=T0 + 2 * DAY
+    )
+    account.adjust("a1", 5, reason="sorry", actor="k", at=T0 + 2 * DAY, expires_at=None)
+    account.adjust("a2", -5, reason="oops", actor="k", at=T0 + 4 * DAY, expires_at=None)
+    account.release("h2", at=T0 + 11 * DAY)
+    account.expire(T0 + 50 * DAY, at=T0 + 50 * DAY)
+    return account
+
+
+def _state(account: PointsAccount) -> dict[str, Any]:
+    return {k: v for k, v in vars(account).items() if k != "_pending_events"}
+
+
+def test_replay_through_a_popo_application_equals_the_live_account() -> None:
+    app: Application[Any] = Application()
+    account = _busy_account()
+    kinds = {type(e) for e in account.pending_events}
+    assert kinds == {
+        PointsAccount.Opened,
+        PointsAccount.Earned,
+        PointsAccount.Redeemed,
+        PointsAccount.Held,
+        PointsAccount.HoldCaptured,
+        PointsAccount.HoldReleased,
+        PointsAccount.Reversed,
+        PointsAccount.Adjusted,
+        PointsAccount.Expired,
+    }
+    app.save(account)
+
+    replayed: PointsAccount = app.repository.get(account.id)
+
+    assert _state(replayed) == _state(account)
+
+
+def test_every_points_event_round_trips_through_the_msgspec_mapper() -> None:
+    mapper = MsgspecMapper()
+    account = _busy_account()
+    events = account.collect_events()
+
+    decoded = [mapper.to_domain_event(mapper.to_stored_event(e)) for e in events]
+
+    assert decoded == events
+    assert [mapper.to_stored_event(e).topic for e in events] == [type(e).TOPIC for e in events]
+    replayed = None
+    for event in decoded:
+        replayed = event.mutate(replayed)
+    assert replayed is not None
+    assert _state(replayed) == _state(account)
+
+
+def test_every_points_event_but_the_opening_has_a_plain_public_payload() -> None:
+    import msgspec
+
+    from application.public_events import BY_TOPIC
+
+    account = _busy_account()
+    for event in account.collect_events():
+        if isinstance(event, PointsAccount.Opened):
+            assert event.TOPIC not in BY_TOPIC
+            continue
+        public = BY_TOPIC[type(event).TOPIC]
+        data = public.to_data(event)
+        assert public.name.startswith("points.")
+        assert data["customer_id"] == str(account.customer_id)
+        assert data["point_type"] == "points"
+        assert msgspec.json.decode(msgspec.json.encode(data)) == data
