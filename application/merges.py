@@ -126,6 +126,14 @@ class IdentityClaims:
 PARTICIPANTS: list[MergeParticipant] = [IdentityClaims()]
 
 
+def participants() -> list[MergeParticipant]:
+    """Every participant: identity claims, then the loyalty assets."""
+    # The asset modules import this one (load_customer): resolved on first use, not at import.
+    from application.merge_assets import ASSET_PARTICIPANTS
+
+    return [*PARTICIPANTS, *ASSET_PARTICIPANTS]
+
+
 def _claim(app: Membercore, identity: Identity) -> IdentityClaim | None:
     try:
         claim: IdentityClaim = app.repository.get(app.claim_id(identity))
@@ -197,7 +205,7 @@ def merge_customers(
             else:
                 network.reparent(survivor.id, parent, at=at)
                 changed.append(network)
-        for participant in PARTICIPANTS:
+        for participant in participants():
             for aggregate, move in participant.move(app, source, survivor, plan, merge_id, at):
                 changed.append(aggregate)
                 moves.append(move)
@@ -246,7 +254,7 @@ def undo_merge(app: Membercore, merge_id: UUID, ctx: CommandContext) -> MergeRes
         source = load_customer(app, merge.source_id)
         undo_plan = plan_undo(survivor, merge_id)
         changed: list[Aggregate] = []
-        for participant in PARTICIPANTS:
+        for participant in participants():
             mine = [m for m in merge.moves if m.kind.startswith(participant.kind)]
             changed.extend(participant.undo(app, merge, mine, undo_plan, at))
         give_back(survivor, merge_id, undo_plan, actor=ctx.actor, at=at)

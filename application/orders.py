@@ -18,8 +18,6 @@ from uuid import UUID, uuid5
 from zoneinfo import ZoneInfo
 
 import msgspec
-from domain.expiry import active_at, expires_at
-from domain.points_account import PointsAccount
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
@@ -42,8 +40,10 @@ from domain.errors import (
     InvalidInput,
     OrderNotFound,
 )
+from domain.expiry import active_at, expires_at
 from domain.loyalty import LoyaltyRules
 from domain.order import Order
+from domain.points_account import PointsAccount
 from domain.values import Identity
 
 DEFAULT_ROLES = ("consumer",)
@@ -148,10 +148,11 @@ def _request_of(cmd: PlaceOrder, identity_key: str | None) -> dict[str, Any]:
 # -- the customer the order belongs to ---------------------------------------------------------
 
 
-def _follow_merges(app: Membercore, customer: Customer) -> Customer:
-    """Orders for a merged-away id go to the customer it was merged into."""
+def _follow_merges(app: Membercore, customer: Customer, *, erased_ok: bool = False) -> Customer:
+    """Orders for a merged-away id go to the customer it was merged into. An erased customer
+    places no orders, but its past orders can still be refunded (money facts stay)."""
     for _ in range(MAX_MERGE_HOPS):
-        if customer.erased:
+        if customer.erased and not erased_ok:
             raise CustomerErased(customer.id)
         if customer.merged_into is None:
             return customer
@@ -492,11 +493,13 @@ def refund_order(app: Membercore, channel: str, order_id: str, cmd: RefundOrder)
             return OrderResult(200, dict(outcome), app.last_position_of(order.id))
         plan = order.plan_refund(cmd.refund_id, amount=cmd.amount, lines=cmd.lines)
         rules = loyalty_rules(app, order.placed_at)
+        # The buyer may since have been merged into another customer: their lots moved there.
+        customer = _follow_merges(app, load_customer(app, order.customer_id), erased_ok=True)
         lot_id = f"order:{channel}:{order_id}"
         accounts: list[Aggregate] = []
         reversals: list[dict[str, Any]] = []
         for code, points in plan.reversed.items():
-            account = _account(app, order.customer_id, code, at)
+            account = _account(app, customer.id, code, at)
             pt = rules.point_types.get(code)
             reversal = account.reverse(
                 lot_id,
@@ -515,10 +518,9 @@ def refund_order(app: Membercore, channel: str, order_id: str, cmd: RefundOrder)
                     "shortfall": reversal.shortfall,
                 }
             )
-        customer = load_customer(app, order.customer_id)
         levels = qualify(
             app,
-            order.customer_id,
+            customer.id,
             tuple(customer.roles),
             rules,
             {"spend": -plan.amount, **{c: -n for c, n in plan.reversed.items()}},

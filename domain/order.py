@@ -42,9 +42,10 @@ class Order(Aggregate):
         TOPIC = "membercore.Order.Event"
 
     class Placed(Created):
-        """An order was placed (``placed_at``: when, per the channel; the event's timestamp:
-        when it was recorded; ``placed_on``: its date in the tenant's time zone). ``portions``: [{key, amount, sku?, category?, earned: {type:
-        points}}]. ``outcome``: the response body, for replays. v1."""
+        """An order was placed. ``placed_at``: when, per the channel (``placed_on``: its date
+        in the tenant's time zone); the event's timestamp: when it was recorded. ``portions``:
+        [{key, amount, sku?, category?, earned: {type: points}}]. ``outcome``: the response
+        body, for replays. v1."""
 
         TOPIC = "membercore.Order.Placed"
         channel: str

@@ -8,11 +8,12 @@ they took and how much of each:
   earliest ``earned_at``, then ``lot_id``;
 * ``oldest_first``: earliest ``earned_at`` first, then ``lot_id``.
 
-Per lot, at every version: ``earned = redeemed + expired + reversed + adjusted + remaining +
-held`` (``adjusted``: taken by a negative adjustment; ``reversed``: taken by a refund, including
-debt repaid from the lot). ``available(t)`` counts active (not pending), unexpired, free
-remaining points minus outstanding debt: it goes below zero only through debt, which only a
-refund under the ``negative`` policy creates.
+Per lot, at every version: ``earned = redeemed + expired + reversed + adjusted + transferred +
+remaining + held`` (``adjusted``: taken by a negative adjustment; ``reversed``: taken by a
+refund, including debt repaid from the lot; ``transferred``: moved to another customer's account
+by a merge or its undo, where it arrives as a lot with the same dates). ``available(t)``
+counts active (not pending), unexpired, free remaining points minus outstanding debt: it goes
+below zero only through debt, which only a refund under the ``negative`` policy creates.
 
 Time is passed in (``at`` is when a command is recorded); every command first expires what is
 due by its ``at``, so a point is never both consumed and expired. A lot expires at the instant
@@ -50,6 +51,8 @@ TOTAL_KEYS = (
     "debt_incurred",
     "debt_repaid",
     "shortfall",
+    "transferred_in",
+    "transferred_out",
 )
 
 LotTakes = tuple[tuple[str, int], ...]
@@ -71,6 +74,7 @@ class Lot:
     expired: int = 0
     reversed: int = 0
     adjusted: int = 0
+    transferred: int = 0
 
     def active(self, at: datetime) -> bool:
         return self.active_at <= at
@@ -308,6 +312,49 @@ class PointsAccount(Aggregate):
                 aggregate._consume(self.lots, "adjusted")
                 aggregate._count("adjusted_out", -self.amount)
 
+    class TransferredOut(Event):
+        """A merge (or its undo) moved what ``lots`` still had free, and ``debt``, to the
+        account ``to_account``. v1."""
+
+        TOPIC = "membercore.PointsAccount.TransferredOut"
+        transfer_id: str
+        to_account: UUID
+        lots: LotTakes
+        debt: int
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            aggregate._consume(self.lots, "transferred")
+            aggregate.debt -= self.debt
+            aggregate._count("transferred_out", sum(n for _, n in self.lots))
+
+    class TransferredIn(Event):
+        """Lots moved here from ``from_account`` by a merge (or its undo), with their original
+        dates: ``lots`` are ``{lot_id, source_lot_id, points, earned_at, active_at,
+        expires_at}``; ``debt`` came along. v1."""
+
+        TOPIC = "membercore.PointsAccount.TransferredIn"
+        transfer_id: str
+        from_account: UUID
+        lots: list[dict[str, Any]]
+        debt: int
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            for lot in self.lots:
+                aggregate._put(
+                    Lot(
+                        lot["lot_id"],
+                        lot["points"],
+                        datetime.fromisoformat(lot["earned_at"]),
+                        datetime.fromisoformat(lot["active_at"]),
+                        datetime.fromisoformat(lot["expires_at"]) if lot["expires_at"] else None,
+                        remaining=lot["points"],
+                    )
+                )
+            aggregate.debt += self.debt
+            aggregate.arrived[self.transfer_id] = tuple(lot["lot_id"] for lot in self.lots)
+            aggregate.arrived_debt[self.transfer_id] = self.debt
+            aggregate._count("transferred_in", sum(lot["points"] for lot in self.lots))
+
     def __init__(self, customer_id: UUID, point_type: str) -> None:
         self.customer_id = customer_id
         self.point_type = point_type
@@ -316,6 +363,9 @@ class PointsAccount(Aggregate):
         self.resolved_holds: dict[str, str] = {}
         self.debt = 0
         self.totals: dict[str, int] = dict.fromkeys(TOTAL_KEYS, 0)
+        # Lot ids each transfer brought in (an undo sends back what is left of them).
+        self.arrived: dict[str, tuple[str, ...]] = {}
+        self.arrived_debt: dict[str, int] = {}
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -695,3 +745,59 @@ class PointsAccount(Aggregate):
             program_version=program_version,
         )
         return takes
+
+    # -- transfers (merges) ---------------------------------------------------------------------
+
+    def transfer_out(
+        self,
+        transfer_id: str,
+        to: PointsAccount,
+        *,
+        at: datetime,
+        lot_ids: Iterable[str] | None = None,
+        debt: int | None = None,
+    ) -> int:
+        """Move the free points of ``lot_ids`` (default: every lot) and ``debt`` (default: all
+        of it) to ``to``, which receives them as lots with the same dates. Expired lots are
+        expired first; held points stay (a hold is resolved where it was made). Returns the
+        points moved; nothing to move records nothing."""
+        self.expire(at, at=at)
+        wanted = set(self.lots) if lot_ids is None else set(lot_ids) & set(self.lots)
+        moving = sorted(
+            (self.lots[i] for i in wanted if self.lots[i].remaining > 0),
+            key=lambda lot: burn_key(lot, "soonest_expiry"),
+        )
+        owed = self.debt if debt is None else min(debt, self.debt)
+        if not moving and not owed:
+            return 0
+        taken = set(to.lots) | {lot_id for ids in to.arrived.values() for lot_id in ids}
+        arriving = []
+        for lot in moving:
+            lot_id = lot.lot_id if lot.lot_id not in taken else f"{lot.lot_id}@{transfer_id}"
+            arriving.append(
+                {
+                    "lot_id": lot_id,
+                    "source_lot_id": lot.lot_id,
+                    "points": lot.remaining,
+                    "earned_at": lot.earned_at.isoformat(),
+                    "active_at": lot.active_at.isoformat(),
+                    "expires_at": lot.expires_at.isoformat() if lot.expires_at else None,
+                }
+            )
+        self._trigger(
+            self.TransferredOut,
+            timestamp=at,
+            transfer_id=transfer_id,
+            to_account=to.id,
+            lots=_takes((lot.lot_id, lot.remaining) for lot in moving),
+            debt=owed,
+        )
+        to._trigger(
+            to.TransferredIn,
+            timestamp=at,
+            transfer_id=transfer_id,
+            from_account=self.id,
+            lots=arriving,
+            debt=owed,
+        )
+        return sum(lot.remaining for lot in moving)

@@ -10,7 +10,6 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from domain.points_account import PointsAccount
 
 from application.context import CommandContext
 from application.errors import IdempotencyKeyReused
@@ -31,6 +30,7 @@ from domain.errors import (
     RefundExceedsOrder,
 )
 from domain.order import Order
+from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
 from projections.customer_stats import CustomerStatsProjection
 from projections.engine import catch_up

@@ -1,0 +1,174 @@
+"""Merge participants for the loyalty assets: points accounts and level memberships.
+
+Points: every account of the source (one per point type of the program) sends what its lots
+still have free, and its debt, to the survivor's account of the same type, as lots with their
+original dates (``PointsAccount.TransferredOut``/``TransferredIn``, transfer id
+``merge:<merge_id>``). Undo sends back what is still left of exactly those lots, and of that
+debt; what the survivor spent of them meanwhile stays spent. Held points stay where the hold was
+made. Points the survivor earns after the merge stay with the survivor (the orders name it).
+
+Levels: the source's qualifying entries count again on the survivor's membership of each group
+(entry ids ``merge:<merge_id>:<n>``), effective at their original times, so the survivor may
+upgrade at once. Undo counts them back out (``unmerge:<merge_id>:<n>``), which re-runs the
+assessment like a refund.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+
+from application.app import Membercore
+from application.levels import load_membership, zone
+from application.program import loyalty_rules
+from domain.customer import Customer
+from domain.level_membership import LevelMembership
+from domain.merge import AssetMove, Merge, MergePlan, UndoPlan
+from domain.points_account import PointsAccount
+
+
+def _account(app: Membercore, account_id: UUID) -> PointsAccount | None:
+    try:
+        account: PointsAccount = app.repository.get(account_id)
+    except AggregateNotFoundError:
+        return None
+    return account
+
+
+def _account_of(app: Membercore, customer_id: UUID, point_type: str, at: datetime) -> PointsAccount:
+    account = _account(app, PointsAccount.id_for(customer_id, point_type))
+    return account or PointsAccount.open(customer_id, point_type, at=at)
+
+
+class PointsAccounts:
+    kind = "points_account"
+    arrived_kind = "points_account_in"
+
+    def move(
+        self,
+        app: Membercore,
+        source: Customer,
+        survivor: Customer,
+        plan: MergePlan,
+        merge_id: UUID,
+        at: datetime,
+    ) -> list[tuple[Aggregate, AssetMove]]:
+        out: list[tuple[Aggregate, AssetMove]] = []
+        for point_type in loyalty_rules(app).point_types:
+            giving = _account(app, PointsAccount.id_for(source.id, point_type))
+            if giving is None:
+                continue
+            taking = _account_of(app, survivor.id, point_type, at)
+            if giving.transfer_out(f"merge:{merge_id}", taking, at=at) or giving.pending_events:
+                out.append((giving, AssetMove(self.kind, giving.id)))
+            if taking.pending_events:
+                out.append((taking, AssetMove(self.arrived_kind, taking.id)))
+        return out
+
+    def undo(
+        self,
+        app: Membercore,
+        merge: Merge,
+        moves: Sequence[AssetMove],
+        undo_plan: UndoPlan,
+        at: datetime,
+    ) -> list[Aggregate]:
+        transfer = f"merge:{merge.id}"
+        out: list[Aggregate] = []
+        for move in moves:
+            if move.kind != self.kind:
+                continue
+            giving_back = _account(app, move.aggregate_id)
+            if giving_back is None:
+                continue
+            holder = _account(app, PointsAccount.id_for(merge.survivor_id, giving_back.point_type))
+            if holder is None or transfer not in holder.arrived:
+                continue
+            holder.transfer_out(
+                f"unmerge:{merge.id}",
+                giving_back,
+                at=at,
+                lot_ids=holder.arrived[transfer],
+                debt=holder.arrived_debt.get(transfer, 0),
+            )
+            if holder.pending_events:
+                out.extend((holder, giving_back))
+        return out
+
+
+def _entries(membership: LevelMembership) -> list[tuple[datetime, int]]:
+    return [(t, v) for t, v in membership.entries if v]
+
+
+class LevelMemberships:
+    kind = "level_membership"
+
+    def move(
+        self,
+        app: Membercore,
+        source: Customer,
+        survivor: Customer,
+        plan: MergePlan,
+        merge_id: UUID,
+        at: datetime,
+    ) -> list[tuple[Aggregate, AssetMove]]:
+        rules = loyalty_rules(app)
+        tz = zone(rules)
+        out: list[tuple[Aggregate, AssetMove]] = []
+        for group in rules.level_groups.values():
+            giving = load_membership(app, source.id, group.code)
+            if giving is None or not _entries(giving):
+                continue
+            taking = load_membership(app, survivor.id, group.code) or LevelMembership.open(
+                survivor.id, group, at=at, program_version=rules.version
+            )
+            for n, (effective_at, value) in enumerate(_entries(giving)):
+                taking.qualify(
+                    group,
+                    tz,
+                    entry_id=f"merge:{merge_id}:{n}",
+                    value=value,
+                    effective_at=effective_at,
+                    at=at,
+                    program_version=rules.version,
+                )
+            out.append((taking, AssetMove(self.kind, taking.id)))
+        return out
+
+    def undo(
+        self,
+        app: Membercore,
+        merge: Merge,
+        moves: Sequence[AssetMove],
+        undo_plan: UndoPlan,
+        at: datetime,
+    ) -> list[Aggregate]:
+        rules = loyalty_rules(app)
+        tz = zone(rules)
+        out: list[Aggregate] = []
+        for move in moves:
+            holder: LevelMembership = app.repository.get(move.aggregate_id)
+            group = rules.level_groups.get(holder.group)
+            giving = load_membership(app, merge.source_id, holder.group)
+            if group is None or giving is None:
+                continue
+            for n, (effective_at, value) in enumerate(_entries(giving)):
+                holder.qualify(
+                    group,
+                    tz,
+                    entry_id=f"unmerge:{merge.id}:{n}",
+                    value=-value,
+                    effective_at=effective_at,
+                    at=at,
+                    program_version=rules.version,
+                )
+            if holder.pending_events:
+                out.append(holder)
+        return out
+
+
+ASSET_PARTICIPANTS = (PointsAccounts(), LevelMemberships())

@@ -1,0 +1,229 @@
+"""Merges move points lots (with their original expiry) and level qualification, and undo gives
+back exactly that; a merge racing orders loses nothing (real PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from application.context import CommandContext
+from application.levels import current_levels
+from application.merges import merge_customers, undo_merge
+from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
+from application.points import redeem_points
+from application.program import define_program
+from domain.points_account import PointsAccount
+from infrastructure.tenancy import Tenant
+from tests.integration.support import register, run_at_once
+
+PROGRAM: dict[str, Any] = {
+    "currency": "CNY",
+    "timezone": "Asia/Shanghai",
+    "point_types": [
+        {
+            "code": "points",
+            "earn": [{"per_amount": 100, "points": 1}],
+            "expiry": {"mode": "rolling_days", "days": 365},
+        }
+    ],
+    "level_groups": [
+        {
+            "code": "consumer",
+            "basis": "spend",
+            "window": {"mode": "rolling_days", "days": 365},
+            "assessment": {"mode": "calendar", "period": "year"},
+            "levels": [{"code": "normal", "threshold": 0}, {"code": "gold", "threshold": 10_000}],
+        }
+    ],
+}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.fixture
+def loyal(tenant: Tenant) -> Tenant:
+    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    return tenant
+
+
+def customer(tenant: Tenant) -> UUID:
+    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
+
+
+def buy(tenant: Tenant, customer_id: UUID, amount: int, *, days_ago: int = 0) -> str:
+    order_id = f"o-{uuid4().hex[:12]}"
+    place_order(
+        tenant.app,
+        PlaceOrder(
+            order_id=order_id,
+            channel="pos",
+            placed_at=now() - timedelta(days=days_ago, minutes=1),
+            amount=amount,
+            customer_id=customer_id,
+        ),
+    )
+    return order_id
+
+
+def account(tenant: Tenant, customer_id: UUID) -> PointsAccount | None:
+    try:
+        acc: PointsAccount = tenant.app.repository.get(PointsAccount.id_for(customer_id, "points"))
+    except Exception:
+        return None
+    return acc
+
+
+def balance(tenant: Tenant, customer_id: UUID) -> int:
+    acc = account(tenant, customer_id)
+    return 0 if acc is None else acc.available(now())
+
+
+def expiries(tenant: Tenant, customer_id: UUID) -> list[tuple[datetime | None, int]]:
+    acc = account(tenant, customer_id)
+    if acc is None:
+        return []
+    return sorted((lot.expires_at, lot.remaining) for lot in acc.lots.values())
+
+
+def level(tenant: Tenant, customer_id: UUID) -> str:
+    """The consumer level; a customer with no membership yet is at the ladder's first level."""
+    return current_levels(tenant.app, customer_id, now()).get("consumer", "normal")
+
+
+def redeem(tenant: Tenant, customer_id: UUID, amount: int) -> None:
+    redeem_points(
+        tenant.app,
+        customer_id,
+        "points",
+        redemption_id=f"r-{uuid4()}",
+        amount=amount,
+        reason=None,
+        ctx=CommandContext("t"),
+    )
+
+
+def merge(tenant: Tenant, survivor: UUID, source: UUID) -> UUID:
+    return merge_customers(tenant.app, survivor, source, CommandContext("t")).merge_id
+
+
+def test_a_merge_moves_the_sources_points_with_their_original_expiry(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 1000)
+    buy(loyal, source, 2000, days_ago=100)
+    source_lots = expiries(loyal, source)
+    merge(loyal, survivor, source)
+    assert balance(loyal, source) == 0
+    assert balance(loyal, survivor) == 30
+    assert set(source_lots) <= set(expiries(loyal, survivor))
+
+
+def test_undo_gives_back_what_is_left_of_the_moved_lots(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 1000)
+    buy(loyal, source, 2000)
+    before = (expiries(loyal, survivor), expiries(loyal, source))
+    merge_id = merge(loyal, survivor, source)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert (expiries(loyal, survivor), expiries(loyal, source)) == before
+
+
+def test_points_the_survivor_spent_from_moved_lots_stay_spent_after_undo(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, source, 2000, days_ago=10)  # 20 points, expiring before the survivor's
+    buy(loyal, survivor, 1000)
+    merge_id = merge(loyal, survivor, source)
+    redeem(loyal, survivor, 15)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert balance(loyal, source) == 5
+    assert balance(loyal, survivor) == 10
+
+
+def test_a_refund_after_the_merge_reverses_on_the_survivor(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    order_id = buy(loyal, source, 2000)
+    merge(loyal, survivor, source)
+    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=2000))
+    assert balance(loyal, survivor) == 0
+
+
+def test_level_qualification_moves_and_goes_back_on_undo(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 6000)
+    buy(loyal, source, 5000)
+    assert current_levels(loyal.app, survivor, now())["consumer"] == "normal"
+    merge_id = merge(loyal, survivor, source)
+    assert current_levels(loyal.app, survivor, now())["consumer"] == "gold"
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert current_levels(loyal.app, survivor, now())["consumer"] == "normal"
+
+
+@settings(
+    max_examples=8,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    survivor_orders=st.lists(st.integers(0, 50_000), max_size=3),
+    source_orders=st.lists(st.integers(0, 50_000), max_size=3),
+    spent=st.integers(0, 100),
+)
+def test_merge_then_undo_restores_every_balance_exactly(
+    loyal: Tenant, survivor_orders: list[int], source_orders: list[int], spent: int
+) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    for n, amount in enumerate(survivor_orders):
+        buy(loyal, survivor, amount, days_ago=n)
+    for n, amount in enumerate(source_orders):
+        buy(loyal, source, amount, days_ago=n * 7)
+    spend = min(spent, balance(loyal, source))
+    if spend:
+        redeem(loyal, source, spend)
+    before = (expiries(loyal, survivor), expiries(loyal, source))
+    level_before = level(loyal, survivor)
+    total = balance(loyal, survivor) + balance(loyal, source)
+    merge_id = merge(loyal, survivor, source)
+    assert balance(loyal, survivor) == total
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert (expiries(loyal, survivor), expiries(loyal, source)) == before
+    assert level(loyal, survivor) == level_before
+
+
+def test_merging_is_associative_in_its_effect_on_balances(loyal: Tenant) -> None:
+    def three() -> tuple[UUID, UUID, UUID]:
+        a, b, c = customer(loyal), customer(loyal), customer(loyal)
+        buy(loyal, a, 1100)
+        buy(loyal, b, 2200, days_ago=3)
+        buy(loyal, c, 3300, days_ago=9)
+        return a, b, c
+
+    a, b, c = three()
+    merge(loyal, b, c)
+    merge(loyal, a, b)
+    x, y, z = three()
+    merge(loyal, x, y)
+    merge(loyal, x, z)
+    assert balance(loyal, a) == balance(loyal, x) == 66
+    assert [e for _, e in expiries(loyal, a)] == [e for _, e in expiries(loyal, x)]
+
+
+def test_a_merge_racing_orders_loses_no_points(loyal: Tenant) -> None:
+    for _ in range(3):
+        survivor, source = customer(loyal), customer(loyal)
+        buy(loyal, source, 1000)
+
+        def work(i: int, survivor: UUID = survivor, source: UUID = source) -> None:
+            if i == 0:
+                merge(loyal, survivor, source)
+            else:
+                buy(loyal, source, 1000)  # orders for the source id follow it to the survivor
+
+        run_at_once(4, work)
+        assert balance(loyal, survivor) + balance(loyal, source) == 40
+        assert balance(loyal, source) == 0
