@@ -33,7 +33,9 @@ def both(*effects: Any) -> SideEffect | None:
     return run
 
 
-MAX_ATTEMPTS = 6
+# Enough for a handful of writers racing on one stream on a busy 2-core machine (~1 s of
+# back-off in all); past it the client gets 409 concurrency_conflict and may retry.
+MAX_ATTEMPTS = 10
 
 
 def utc_now() -> datetime:
@@ -83,5 +85,5 @@ class Membercore(Application[UUID]):
             except (OperationalError, InterfaceError) as e:
                 if n >= 2:
                     raise ServiceUnavailable(f"database unavailable: {e}") from e
-            time.sleep(random.uniform(0, 0.002 * (2**n)))  # noqa: S311 - jitter, not a secret
+            time.sleep(random.uniform(0, min(0.2, 0.002 * (2**n))))  # noqa: S311 - jitter, not a secret
         raise ConcurrencyConflict(attempts)

@@ -1,7 +1,8 @@
 """Merge participants for the loyalty assets: points accounts and level memberships.
 
-Points: every account of the source (one per point type of the program) sends what its lots
-still have free, and its debt, to the survivor's account of the same type, as lots with their
+Points: every account of the source (one per point type of the program; opened if need be, and
+closed while merged) sends what its lots still have free, and its debt, to the survivor's account
+of the same type, as lots with their
 original dates (``PointsAccount.TransferredOut``/``TransferredIn``, transfer id
 ``merge:<merge_id>``). Undo sends back what is still left of exactly those lots, and of that
 debt; what the survivor spent of them meanwhile stays spent. Held points stay where the hold was
@@ -59,12 +60,13 @@ class PointsAccounts:
     ) -> list[tuple[Aggregate, AssetMove]]:
         out: list[tuple[Aggregate, AssetMove]] = []
         for point_type in loyalty_rules(app).point_types:
-            giving = _account(app, PointsAccount.id_for(source.id, point_type))
-            if giving is None:
-                continue
+            # Every account of the source is written (opened if need be) and closed, so an
+            # order for the source racing the merge conflicts with it instead of earning on a
+            # merged-away account; its retry follows the merge.
+            giving = _account_of(app, source.id, point_type, at)
             taking = _account_of(app, survivor.id, point_type, at)
-            if giving.transfer_out(f"merge:{merge_id}", taking, at=at) or giving.pending_events:
-                out.append((giving, AssetMove(self.kind, giving.id)))
+            giving.transfer_out(f"merge:{merge_id}", taking, at=at, closes=True)
+            out.append((giving, AssetMove(self.kind, giving.id)))
             if taking.pending_events:
                 out.append((taking, AssetMove(self.arrived_kind, taking.id)))
         return out
@@ -85,18 +87,16 @@ class PointsAccounts:
             giving_back = _account(app, move.aggregate_id)
             if giving_back is None:
                 continue
-            holder = _account(app, PointsAccount.id_for(merge.survivor_id, giving_back.point_type))
-            if holder is None or transfer not in holder.arrived:
-                continue
+            holder = _account_of(app, merge.survivor_id, giving_back.point_type, at)
             holder.transfer_out(
                 f"unmerge:{merge.id}",
                 giving_back,
                 at=at,
-                lot_ids=holder.arrived[transfer],
+                lot_ids=holder.arrived.get(transfer, ()),
                 debt=holder.arrived_debt.get(transfer, 0),
+                reopens=True,
             )
-            if holder.pending_events:
-                out.extend((holder, giving_back))
+            out.extend((holder, giving_back))
         return out
 
 

@@ -268,6 +268,9 @@ def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
             # The same order committed by a racing request after this one looked for it: the
             # retry finds the order and answers its replay.
             raise IntegrityError(f"order {cmd.order_id!r} placed concurrently")
+        if account.closed:
+            # The buyer was merged away after this attempt loaded them: the retry follows.
+            raise IntegrityError(f"customer {customer.id} merged concurrently")
         account.earn(
             lot_id,
             total,

@@ -321,8 +321,11 @@ class PointsAccount(Aggregate):
         to_account: UUID
         lots: LotTakes
         debt: int
+        # The account's customer was merged away: it takes no more points until an undo.
+        closes: bool = False
 
         def apply(self, aggregate: PointsAccount) -> None:
+            aggregate.closed = aggregate.closed or self.closes
             aggregate._consume(self.lots, "transferred")
             aggregate.debt -= self.debt
             aggregate._count("transferred_out", sum(n for _, n in self.lots))
@@ -337,6 +340,8 @@ class PointsAccount(Aggregate):
         from_account: UUID
         lots: list[dict[str, Any]]
         debt: int
+        # An undo gave the customer back: the account takes points again.
+        reopens: bool = False
 
         def apply(self, aggregate: PointsAccount) -> None:
             for lot in self.lots:
@@ -351,6 +356,7 @@ class PointsAccount(Aggregate):
                     )
                 )
             aggregate.debt += self.debt
+            aggregate.closed = aggregate.closed and not self.reopens
             aggregate.arrived[self.transfer_id] = tuple(lot["lot_id"] for lot in self.lots)
             aggregate.arrived_debt[self.transfer_id] = self.debt
             aggregate._count("transferred_in", sum(lot["points"] for lot in self.lots))
@@ -366,6 +372,8 @@ class PointsAccount(Aggregate):
         # Lot ids each transfer brought in (an undo sends back what is left of them).
         self.arrived: dict[str, tuple[str, ...]] = {}
         self.arrived_debt: dict[str, int] = {}
+        # Closed while its customer is merged into another (orders follow the merge).
+        self.closed = False
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -756,11 +764,14 @@ class PointsAccount(Aggregate):
         at: datetime,
         lot_ids: Iterable[str] | None = None,
         debt: int | None = None,
+        closes: bool = False,
+        reopens: bool = False,
     ) -> int:
         """Move the free points of ``lot_ids`` (default: every lot) and ``debt`` (default: all
         of it) to ``to``, which receives them as lots with the same dates. Expired lots are
-        expired first; held points stay (a hold is resolved where it was made). Returns the
-        points moved; nothing to move records nothing."""
+        expired first; held points stay (a hold is resolved where it was made). ``closes``
+        (a merge) closes this account, ``reopens`` (its undo) reopens ``to``: both are recorded
+        even with nothing to move. Returns the points moved."""
         self.expire(at, at=at)
         wanted = set(self.lots) if lot_ids is None else set(lot_ids) & set(self.lots)
         moving = sorted(
@@ -768,7 +779,7 @@ class PointsAccount(Aggregate):
             key=lambda lot: burn_key(lot, "soonest_expiry"),
         )
         owed = self.debt if debt is None else min(debt, self.debt)
-        if not moving and not owed:
+        if not moving and not owed and not (closes or reopens):
             return 0
         taken = set(to.lots) | {lot_id for ids in to.arrived.values() for lot_id in ids}
         arriving = []
@@ -791,6 +802,7 @@ class PointsAccount(Aggregate):
             to_account=to.id,
             lots=_takes((lot.lot_id, lot.remaining) for lot in moving),
             debt=owed,
+            closes=closes,
         )
         to._trigger(
             to.TransferredIn,
@@ -799,5 +811,6 @@ class PointsAccount(Aggregate):
             from_account=self.id,
             lots=arriving,
             debt=owed,
+            reopens=reopens,
         )
         return sum(lot.remaining for lot in moving)

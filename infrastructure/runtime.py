@@ -14,7 +14,7 @@ from infrastructure.behaviors import install_behaviors
 from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
-from projections.points_balance.job import DEFAULT_EVERY_SECONDS
+from projections.jobs import DEFAULT_EVERY_SECONDS
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
 

@@ -4,6 +4,9 @@ Connections do not grow with tenants: one LISTEN connection hears every tenant (
 payload names the schema), and a fixed number of threads catch tenants up on the shared pool.
 A periodic sweep covers missed notifications and new tenants. Everything is supervised: a
 failed catch-up is logged and retried with back-off; a lost LISTEN connection is reopened.
+
+The scheduled jobs (``SCHEDULED_JOBS``: points expiry, level assessments) run beside it on a
+timer of their own, for every tenant, and stop with it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import structlog
 from infrastructure.eventstore import EVENTS_CHANNEL
 from infrastructure.tenancy import Tenants
 from projections.engine import Projection, catch_up
-from projections.points_balance.job import ExpiryScheduler
+from projections.jobs import LEVEL_ASSESSMENTS, JobScheduler, ScheduledJob
+from projections.points_balance.job import POINTS_EXPIRY
 
 log = structlog.get_logger(__name__)
 
 MAX_BACKOFF = 30.0
+SCHEDULED_JOBS: tuple[ScheduledJob, ...] = (POINTS_EXPIRY, LEVEL_ASSESSMENTS)
 
 
 class ProjectionWorker:
@@ -37,8 +42,11 @@ class ProjectionWorker:
         threads: int = 2,
         batch_size: int = 2000,
         sweep_seconds: float = 2.0,
+        jobs_every_seconds: float | None = None,
         expiry_every_seconds: float | None = None,
     ) -> None:
+        """``jobs_every_seconds``: run ``SCHEDULED_JOBS`` on that timer (None: no jobs in this
+        worker); ``expiry_every_seconds`` is its earlier name."""
         self.url = url
         self.tenants = tenants
         self.projections = tuple(projections)
@@ -54,10 +62,10 @@ class ProjectionWorker:
         self._failures: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         self.restarts = 0
-        # The points expiry job on a schedule (None: not in this worker).
-        self.expiry = (
-            ExpiryScheduler(tenants, every_seconds=expiry_every_seconds)
-            if expiry_every_seconds is not None
+        every = jobs_every_seconds if jobs_every_seconds is not None else expiry_every_seconds
+        self.jobs = (
+            JobScheduler(tenants, SCHEDULED_JOBS, every_seconds=every)
+            if every is not None
             else None
         )
 
@@ -70,19 +78,24 @@ class ProjectionWorker:
             thread = threading.Thread(target=target, name=f"projection-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
-        if self.expiry is not None:
-            self.expiry.start()
+        if self.jobs is not None:
+            self.jobs.start()
         log.info("projection_worker_started", threads=self.threads)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
-        if self.expiry is not None:
-            self.expiry.stop(timeout)
+        if self.jobs is not None:
+            self.jobs.stop(timeout)
         with self._cv:
             self._cv.notify_all()
         for thread in self._threads:
             thread.join(timeout)
         self._threads.clear()
+
+    @property
+    def expiry(self) -> JobScheduler | None:
+        """The job scheduler (its earlier name, from when the points expiry was its only job)."""
+        return self.jobs
 
     # -- scheduling -----------------------------------------------------------------------------
 

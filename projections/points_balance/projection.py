@@ -41,6 +41,9 @@ class _NewLot:
     active_at: datetime
     expires_at: datetime | None
     held: int = 0
+    # Arrived by a transfer (merge or undo): the row may still exist with what a transfer out
+    # earlier in the same batch is about to take, so it is added to, not skipped.
+    arrived: bool = False
 
 
 class _Batch:
@@ -105,6 +108,23 @@ class _Batch:
                 self.add_lot(acc, e, e.amount, e.repaid, e.timestamp)
             else:
                 self.takes(acc, e.lots)
+        elif isinstance(e, A.TransferredOut):
+            self.takes(acc, e.lots)
+            self.account(acc, debt=-e.debt)
+        elif isinstance(e, A.TransferredIn):
+            for lot in e.lots:
+                expires = lot["expires_at"]
+                self.new_lots[(acc, lot["lot_id"])] = _NewLot(
+                    acc,
+                    lot["lot_id"],
+                    lot["points"],
+                    lot["points"],
+                    datetime.fromisoformat(lot["earned_at"]),
+                    datetime.fromisoformat(lot["active_at"]),
+                    datetime.fromisoformat(expires) if expires else None,
+                    arrived=True,
+                )
+            self.account(acc, debt=e.debt)
 
 
 class PointsBalanceProjection(Projection):
@@ -121,6 +141,8 @@ class PointsBalanceProjection(Projection):
             A.Expired.TOPIC,
             A.Reversed.TOPIC,
             A.Adjusted.TOPIC,
+            A.TransferredOut.TOPIC,
+            A.TransferredIn.TOPIC,
         }
     )
 
@@ -174,17 +196,26 @@ class PointsBalanceProjection(Projection):
                 ).format(balance),
                 (ids, [batch.opened[a][0] for a in ids], [batch.opened[a][1] for a in ids]),
             )
-        new = [n for n in batch.new_lots.values() if n.remaining > 0 or n.held > 0]
-        if new:
+        kept = [n for n in batch.new_lots.values() if n.remaining > 0 or n.held > 0]
+        for arrived in (False, True):
+            new = [n for n in kept if n.arrived is arrived]
+            if not new:
+                continue
             curs.execute(
                 SQL(
-                    "INSERT INTO {} (account_id, lot_id, earned, remaining, held, earned_at,"
+                    "INSERT INTO {} AS l (account_id, lot_id, earned, remaining, held, earned_at,"
                     " active_at, expires_at)"
                     " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
                     " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
-                    # Only a concurrent catch-up of the same batch conflicts, and its tracking
-                    # compare-and-set rolls it back: it must not fail before getting there.
-                    " ON CONFLICT (account_id, lot_id) DO NOTHING"
+                    # Earned lots: only a concurrent catch-up of the same batch conflicts, and
+                    # its tracking compare-and-set rolls it back: it must not fail before that.
+                    # Arrived lots add to a row a transfer out in this batch is about to empty.
+                    + (
+                        " ON CONFLICT (account_id, lot_id) DO UPDATE SET"
+                        " remaining = l.remaining + excluded.remaining"
+                        if arrived
+                        else " ON CONFLICT (account_id, lot_id) DO NOTHING"
+                    )
                 ).format(lots),
                 (
                     [n.account_id for n in new],

@@ -63,6 +63,27 @@ async def test_openapi_document_lists_every_operation_by_id(client: Client) -> N
         "ListCustomerBehaviors": ("GET", f"{c}/behaviors"),
         "SummarizeCustomerBehaviors": ("GET", f"{c}/behaviors/summary"),
         "ImportCustomers": ("POST", "/v1/imports/customers"),
+        # loyalty (issue 4)
+        "PlaceOrder": ("POST", "/v1/orders"),
+        "PlaceOrders": ("POST", "/v1/orders/batch"),
+        "RefundOrder": ("POST", "/v1/orders/{channel}/{order_id}/refunds"),
+        "PointsBalances": ("GET", f"{c}/points"),
+        "PointsEntries": ("GET", f"{c}/points/{{point_type}}/entries"),
+        "RedeemPoints": ("POST", f"{c}/points/{{point_type}}/redemptions"),
+        "AdjustPoints": ("POST", f"{c}/points/{{point_type}}/adjustments"),
+        "HoldPoints": ("POST", f"{c}/points/{{point_type}}/holds"),
+        "CaptureHold": ("POST", f"{c}/points/{{point_type}}/holds/{{hold_id}}/capture"),
+        "ReleaseHold": ("POST", f"{c}/points/{{point_type}}/holds/{{hold_id}}/release"),
+        "ExpirePoints": ("POST", "/v1/jobs/expire-points"),
+        "ListLevels": ("GET", f"{c}/levels"),
+        "SetLevelOverride": ("POST", f"{c}/levels/{{group}}/overrides"),
+        "EndLevelOverride": ("POST", f"{c}/levels/{{group}}/overrides/{{override_id}}/end"),
+        "AssessLevels": ("POST", "/v1/jobs/assess-levels"),
+        "ListBenefits": ("GET", f"{c}/benefits"),
+        "ListBenefitRedemptions": ("GET", f"{c}/benefits/redemptions"),
+        "RedeemBenefit": ("POST", f"{c}/benefits/{{code}}/redemptions"),
+        "GrantBenefit": ("POST", f"{c}/benefits/grants"),
+        "RevokeBenefitGrant": ("POST", f"{c}/benefits/grants/{{grant_id}}/revoke"),
     }
 
 

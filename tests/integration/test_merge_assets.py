@@ -19,7 +19,9 @@ from application.points import redeem_points
 from application.program import define_program
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
-from tests.integration.support import register, run_at_once
+from projections.engine import catch_up
+from projections.points_balance import PointsBalanceProjection
+from tests.integration.support import register, rows, run_at_once
 
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
@@ -227,3 +229,29 @@ def test_a_merge_racing_orders_loses_no_points(loyal: Tenant) -> None:
         run_at_once(4, work)
         assert balance(loyal, survivor) + balance(loyal, source) == 40
         assert balance(loyal, source) == 0
+
+
+def test_the_points_projection_follows_lots_through_merge_and_undo(loyal: Tenant, sql: Any) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 1000)
+    buy(loyal, source, 2000)
+    projection = PointsBalanceProjection()
+
+    def projected(customer_id: UUID) -> int:
+        catch_up(loyal, projection)
+        (row,) = rows(
+            sql,
+            loyal,
+            "SELECT coalesce(sum(l.remaining), 0) AS n FROM {s}.points_lots l"
+            " JOIN {s}.points_balance b USING (account_id) WHERE b.customer_id = %s",
+            customer_id,
+        )
+        return int(row["n"])
+
+    catch_up(loyal, projection)
+    merge_id = merge(loyal, survivor, source)  # out and in land in one projection batch
+    assert (projected(survivor), projected(source)) == (30, 0)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    merge_id = merge(loyal, survivor, source)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))  # both in one batch again
+    assert (projected(survivor), projected(source)) == (10, 20)

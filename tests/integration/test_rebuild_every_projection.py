@@ -1,16 +1,32 @@
 """D1 for every registered projection: rebuilt from event 0 after a mixed workload (every Customer
-event, merges and their undo, erasures whose keys are gone), the tables equal the live ones byte
-for byte; swapping the rebuild in changes nothing."""
+event, merges and their undo, erasures whose keys are gone; orders, refunds, points redeemed, held,
+adjusted and expired, levels upgraded, assessed, warned, downgraded and overridden), the tables
+equal the live ones byte for byte; swapping the rebuild in changes nothing."""
 
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 import psycopg
 import pytest
 
+from application.context import CommandContext
+from application.levels import assess_levels, end_level_override, set_level_override
+from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
+from application.points import (
+    adjust_points,
+    capture_hold,
+    expire_points,
+    hold_points,
+    redeem_points,
+    release_hold,
+)
+from application.program import define_program
 from domain.customer import Customer
+from domain.points_account import PointsAccount
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
 from projections.engine import (
@@ -31,6 +47,32 @@ CUSTOMER_TOPICS = {
     for v in vars(Customer).values()
     if isinstance(v, type) and issubclass(v, Customer.Event | Customer.Created)
 } - {Customer.Event.TOPIC, Customer.Created.TOPIC}
+PROGRAM: dict[str, Any] = {
+    "currency": "CNY",
+    "timezone": "Asia/Shanghai",
+    "point_types": [
+        {
+            "code": "points",
+            "earn": [{"per_amount": 100, "points": 1}],
+            "expiry": {"mode": "rolling_days", "days": 365},
+        },
+        {"code": "growth", "redeemable": False, "earn": [{"per_amount": 100, "points": 1}]},
+    ],
+    "level_groups": [
+        {
+            "code": "consumer",
+            "role": "consumer",
+            "basis": "spend",
+            "window": {"mode": "rolling_days", "days": 365},
+            "assessment": {"mode": "calendar", "period": "quarter", "warning_days": 30},
+            "levels": [
+                {"code": "normal", "threshold": 0},
+                {"code": "gold", "threshold": 100000},
+                {"code": "platinum", "threshold": 300000},
+            ],
+        }
+    ],
+}
 
 
 def activity(
@@ -101,6 +143,73 @@ def erasures(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
             tenant.app.save(c)
 
 
+def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) -> list[UUID]:
+    """Orders (with and without lines; back-dated past their points' expiry, or into the window's
+    tail so a later assessment downgrades), refunds by amount and by line, redemptions, holds
+    captured and released, adjustments both ways, level overrides set and ended. Returns the
+    buyers."""
+    app, ctx = tenant.app, CommandContext(ACTOR)
+    buyers = [c for c in people if c.merged_into is None and not c.erased]
+    for i, c in enumerate(buyers):
+        amount = 30000 + 45000 * (i % 4)  # 300.00 .. 1650.00: gold from 1000.00
+        lines = (
+            [OrderLineInput("L1", "SKU-1", 1, amount // 2, "tea"),
+             OrderLineInput("L2", "SKU-2", 2, amount // 4)]
+            if i % 2 == 0 else None
+        )  # fmt: skip
+        order_id = f"{prefix}-{i}"
+        placed = place_order(
+            app, PlaceOrder(order_id, "tmall", clock(), amount, c.id, lines=lines, store_id="S1")
+        )
+        assert placed.status == 201
+        if i % 5 == 1:  # its points expired before it was synced: expired at once
+            old = PlaceOrder(f"{order_id}-old", "pos", clock.now - timedelta(days=400), 20000, c.id)
+            assert place_order(app, old).status == 201
+        if i % 5 == 2:  # gold from last year's spend: it leaves the window before July
+            tail = PlaceOrder(
+                f"{order_id}-tail", "jd", clock.now - timedelta(days=300), 150000, c.id
+            )
+            assert place_order(app, tail).status == 201
+        if i % 3 == 0:
+            refund = (
+                RefundOrder("r1", lines={"L1": amount // 4}) if lines else RefundOrder("r1", 9000)
+            )
+            assert refund_order(app, "tmall", order_id, refund).status == 201
+        if i % 4 == 1:
+            redeem_points(app, c.id, "points", redemption_id=f"{order_id}-x", amount=10,
+                          reason="coupon", ctx=ctx)  # fmt: skip
+        if i % 6 == 0:
+            hold_points(app, c.id, "points", hold_id=f"{order_id}-h1", amount=5, ctx=ctx)
+            capture_hold(app, c.id, "points", f"{order_id}-h1", ctx)
+            hold_points(app, c.id, "points", hold_id=f"{order_id}-h2", amount=7, ctx=ctx)
+            release_hold(app, c.id, "points", f"{order_id}-h2", ctx)
+        if i % 4 == 3:
+            adjust_points(app, c.id, "points", adjustment_id=f"{order_id}-a", amount=50,
+                          reason="goodwill", ctx=ctx)  # fmt: skip
+        if i % 8 == 7:
+            adjust_points(app, c.id, "points", adjustment_id=f"{order_id}-b", amount=-20,
+                          reason="correction", ctx=ctx)  # fmt: skip
+        if "consumer" in c.roles and i % 7 in (0, 3):
+            # 40 days: the first batch's end before the assessments of ``seasons`` run.
+            until = (clock.now + timedelta(days=40)).isoformat()
+            set_level_override(app, c.id, "consumer", override_id=f"{order_id}-o",
+                               level="platinum", until=until, reason="launch", ctx=ctx)  # fmt: skip
+            if i % 7 == 3:
+                end_level_override(app, c.id, "consumer", f"{order_id}-o", ctx)
+    return [c.id for c in buyers]
+
+
+def seasons(tenant: Tenant, clock: Clock, buyers: list[UUID]) -> None:
+    """Time passes: the quarterly assessments keep, warn, end expired overrides and downgrade;
+    the expiry job expires the back-dated lots."""
+    accounts = [PointsAccount.id_for(c, "points") for c in buyers]
+    for day in (datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 6, 10, tzinfo=UTC),
+                datetime(2026, 7, 2, tzinfo=UTC)):  # fmt: skip
+        clock.now = max(clock.now, day)
+        assess_levels(tenant.app, clock())
+        expire_points(tenant.app, clock(), accounts)
+
+
 def live_and_rebuilt(
     sql: psycopg.Connection[Any], tenant: Tenant, p: Projection
 ) -> tuple[Any, Any]:
@@ -113,16 +222,22 @@ def test_a_rebuild_equals_the_live_tables_after_a_mixed_workload_with_erasures(
     tenant: Tenant, sql: psycopg.Connection[Any], projection: Projection
 ) -> None:
     clock, rng = Clock(), random.Random(7)
+    tenant.app.clock = clock  # loyalty commands are recorded at the workload's times
+    define_program(tenant.app, PROGRAM, CommandContext(ACTOR))
     first = activity(tenant, clock, rng, "a", 12)
+    buyers = shopping(tenant, clock, "a", first)
     catch_up(tenant, projection, batch_size=5)  # live, in many batches, while the keys exist
     erasures(tenant, clock, "a", first)
+    seasons(tenant, clock, buyers)
     second = activity(tenant, clock, rng, "b", 25)
+    shopping(tenant, clock, "b", second)
     catch_up(tenant, projection, batch_size=7)
     erasures(tenant, clock, "b", second)  # erased before the live projection saw them
     catch_up(tenant, projection, batch_size=3)
 
     topics = {r["topic"] for r in events(sql, tenant)}
     assert {t for t in CUSTOMER_TOPICS if t not in topics} == set()
+    assert {t for t in projection.topics if t not in topics} == set(), "every topic it reads"
     live, rebuilt = live_and_rebuilt(sql, tenant, projection)
 
     assert live == rebuilt

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
+from zoneinfo import ZoneInfo
 
 import msgspec
 import pytest
@@ -25,7 +26,10 @@ from hypothesis import strategies as st
 
 import domain
 from domain.agent_network import AgentNetwork
+from domain.benefits import BenefitAccount
 from domain.customer import Customer, IdentityClaim
+from domain.level_membership import LevelMembership
+from domain.loyalty import Assessment, BenefitRules, LevelGroupRules, LevelRules, Window
 from domain.merge import (
     AssetMove,
     Merge,
@@ -36,6 +40,8 @@ from domain.merge import (
     plan_undo,
     restore,
 )
+from domain.order import Order
+from domain.points_account import PointsAccount
 from domain.program import DEFAULT_RULES, Program
 from domain.staff import StaffActivity
 from domain.values import Identity
@@ -174,6 +180,113 @@ def _sample_of(cls: type[Any]) -> Callable[[], Any]:
     return make
 
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+GROUP = LevelGroupRules(
+    "consumer", "会员", "consumer", "spend", Window("calendar", period="year"),
+    Assessment("calendar", "year", warning_days=30),
+    (LevelRules("normal", "普通", 0), LevelRules("gold", "黄金", 100_000, ("lounge",)),
+     LevelRules("platinum", "白金", 300_000)),
+)  # fmt: skip
+
+
+def _loyalty_history() -> list[Any]:
+    """Every stored event of the loyalty aggregates (orders, points, levels, benefits)."""
+    customer_id = uuid4()
+    placed_at = datetime(2025, 11, 20, 14, 5, tzinfo=SHANGHAI)
+    at = placed_at.astimezone(UTC) + timedelta(seconds=2)  # recorded by the server clock
+    t = iter(at + timedelta(days=n) for n in range(1, 100))
+    order = Order.place(
+        channel="pos", order_id="A1001", customer_id=customer_id, placed_at=placed_at,
+        placed_on=date(2025, 11, 20), amount=128_00,
+        portions=[
+            {"key": "L1", "amount": 99_00, "sku": "SKU-1", "category": "tea",
+             "earned": {"points": 99}},
+            {"key": "_rest", "amount": 29_00, "earned": {"points": 29}},
+        ],
+        store_id="sh-001", staff_id="guide-7", agent_id=None, program_version=3,
+        fingerprint="5e1f0c2a", at=at,
+        outcome={"order_id": "A1001", "customer_id": str(customer_id),
+                 "points": [{"point_type": "points", "earned": 128}], "levels": [],
+                 "commissions": []},
+    )  # fmt: skip
+    plan = order.plan_refund("R1", amount=None, lines={"L1": 50_00})
+    order.refund(plan, fingerprint="9a0b", outcome={"refund_id": "R1", "amount": 50_00}, at=at)
+
+    points = PointsAccount.open(customer_id, "points", at=at)
+    expiring = datetime(2025, 12, 31, 16, tzinfo=UTC)
+    points.earn(
+        "order:pos:A1001", 128, earned_at=placed_at, at=at, expires_at=expiring,
+        active_at=placed_at, source={"kind": "order", "channel": "pos", "order_id": "A1001"},
+        program_version=3,
+    )  # fmt: skip
+    points.earn(
+        "order:jd:77", 500, earned_at=placed_at, at=at, expires_at=None, active_at=placed_at,
+        source={"kind": "order", "channel": "jd", "order_id": "77"}, program_version=3,
+    )  # fmt: skip
+    points.redeem("coupon-9", 20, at=next(t), reason="coupon", actor="guide-7")
+    points.hold("hold-1", 30, at=next(t), actor="mall")
+    points.capture("hold-1", at=next(t), actor="mall")
+    points.hold("hold-2", 10, at=next(t), actor="mall")
+    points.release("hold-2", at=next(t), actor="mall")
+    points.reverse(
+        "order:pos:A1001", 50, reversal_id="refund:R1", policy="negative",
+        burn_order="soonest_expiry", at=next(t),
+    )  # fmt: skip
+    points.adjust("adj-1", 40, reason="goodwill", actor="ops", at=next(t), expires_at=None)
+    points.adjust("adj-2", -15, reason="correction", actor="ops", at=next(t), expires_at=None)
+    merged_away = PointsAccount.open(uuid4(), "points", at=at)  # a merge moves its lots here
+    merged_away.earn(
+        "order:tmall:T-88", 60, earned_at=placed_at, at=at, expires_at=expiring,
+        active_at=placed_at, source={"kind": "order", "channel": "tmall", "order_id": "T-88"},
+        program_version=3,
+    )  # fmt: skip
+    merged_away.transfer_out("merge:4f1c", points, at=next(t))
+    points.expire(expiring, at=expiring + timedelta(hours=1))
+
+    level = LevelMembership.open(customer_id, GROUP, at=at, program_version=3)
+    level.qualify(
+        GROUP, SHANGHAI, entry_id="order:jd:77", value=128_000, effective_at=placed_at,
+        at=at, program_version=3,
+    )  # fmt: skip
+    level.set_override(
+        GROUP, override_id="vip-1", level="platinum", until=at + timedelta(days=20),
+        reason="store opening", actor="ops", at=next(t), program_version=3,
+    )  # fmt: skip
+    level.end_override(override_id="vip-1", actor="ops", at=next(t))
+    new_year = datetime(2026, 1, 1, tzinfo=SHANGHAI)
+    level.assess(GROUP, SHANGHAI, as_of=new_year, at=new_year, program_version=3)  # Assessed
+    level.assess(  # DowngradeWarned, then Downgraded at the next new year
+        GROUP, SHANGHAI, as_of=datetime(2026, 12, 15, tzinfo=SHANGHAI),
+        at=datetime(2026, 12, 15, tzinfo=SHANGHAI), program_version=3,
+    )  # fmt: skip
+    level.assess(GROUP, SHANGHAI, as_of=new_year.replace(year=2027),
+                 at=new_year.replace(year=2027), program_version=3)  # fmt: skip
+
+    benefits = BenefitAccount.open(customer_id, at=at)
+    benefits.grant(
+        "g-1", "parking", valid_from=at, until=at + timedelta(days=30), reason="apology",
+        actor="ops", at=at,
+    )  # fmt: skip
+    benefits.redeem(
+        "r-1", BenefitRules("lounge", "贵宾室", quota_count=2, quota_period="month"),
+        level_sources=["level:consumer:gold"], tz=SHANGHAI, program_version=3,
+        note="T2", actor="guide-7", at=next(t),
+    )  # fmt: skip
+    benefits.revoke("g-1", reason="issued by mistake", actor="ops", at=next(t))
+    return [
+        e
+        for aggregate in (order, points, merged_away, level, benefits)
+        for e in aggregate.collect_events()
+    ]
+
+
+def _loyalty_sample_of(cls: type[Any]) -> Callable[[], Any]:
+    def make() -> Any:
+        return next(e for e in _loyalty_history() if type(e) is cls)
+
+    return make
+
+
 # One example per stored event class. A new event class fails the coverage test until added here.
 SAMPLES: dict[type[Any], Callable[[], Any]] = {
     Customer.Registered: _registered,
@@ -207,6 +320,36 @@ SAMPLES: dict[type[Any], Callable[[], Any]] = {
             StaffActivity.Started,
             StaffActivity.OwnershipsEnded,
             StaffActivity.AlertRaised,
+        )
+    },
+    **{
+        cls: _loyalty_sample_of(cls)
+        for cls in (
+            Order.Placed,
+            Order.Refunded,
+            PointsAccount.Opened,
+            PointsAccount.Earned,
+            PointsAccount.Redeemed,
+            PointsAccount.Held,
+            PointsAccount.HoldCaptured,
+            PointsAccount.HoldReleased,
+            PointsAccount.Expired,
+            PointsAccount.Reversed,
+            PointsAccount.Adjusted,
+            PointsAccount.TransferredOut,
+            PointsAccount.TransferredIn,
+            LevelMembership.Opened,
+            LevelMembership.Qualified,
+            LevelMembership.Upgraded,
+            LevelMembership.Downgraded,
+            LevelMembership.Assessed,
+            LevelMembership.OverrideSet,
+            LevelMembership.OverrideEnded,
+            LevelMembership.DowngradeWarned,
+            BenefitAccount.Opened,
+            BenefitAccount.Granted,
+            BenefitAccount.GrantRevoked,
+            BenefitAccount.Redeemed,
         )
     },
     **{
