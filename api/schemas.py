@@ -67,6 +67,7 @@ class Stats(Struct):
     last_order_at: str | None
     avg_order_value: int
     refund_count: int
+    purchase_days: int
 
 
 class CustomerProfile(Struct):
@@ -83,8 +84,9 @@ class CustomerProfile(Struct):
     owner: str | None
     referrer_id: str | None
     tags: list[str]
-    points: list[dict[str, Any]]
-    levels: list[dict[str, Any]]
+    # Available points per point type, and level code per level group.
+    points: dict[str, int]
+    levels: dict[str, str]
     wallet: dict[str, Any] | None
     stats: Stats
     rfm: dict[str, Any] | None

@@ -176,16 +176,21 @@ def validate_loyalty(p: Problems, doc: Mapping[str, Any]) -> None:
     """Point types, level groups and benefits of a program document, cross-checked."""
     point_types = _point_types(p, doc.get("point_types"))
     benefits = _benefits(p, doc.get("benefits", []))
+    declared = doc.get("roles", [])
     roles = {"consumer", "agent", "partner", "store_manager", "guide"} | {
-        r.get("code") for r in doc.get("roles", []) if isinstance(r, dict)
+        r["code"]
+        for r in (declared if isinstance(declared, list) else [])
+        if isinstance(r, dict) and isinstance(r.get("code"), str)
     }
     _level_groups(p, doc.get("level_groups", []), point_types, benefits, roles)
-    for n, pt in enumerate(doc.get("point_types") or []):
-        if not isinstance(pt, dict):
-            continue
-        for m, rule in enumerate(pt.get("earn") or []):
-            group = rule.get("levels", {}).get("group") if isinstance(rule, dict) else None
-            if isinstance(rule.get("levels"), dict) and group not in _group_codes(doc):
+    # Cross-check only what has the right shape: shape problems were reported above.
+    types = doc.get("point_types")
+    for n, pt in enumerate(types if isinstance(types, list) else []):
+        earn = pt.get("earn") if isinstance(pt, dict) else None
+        for m, rule in enumerate(earn if isinstance(earn, list) else []):
+            levels = rule.get("levels") if isinstance(rule, dict) else None
+            group = levels.get("group") if isinstance(levels, dict) else None
+            if isinstance(group, str) and group not in _group_codes(doc):
                 p.add(f"point_types[{n}].earn[{m}].levels.group", "not a level group")
 
 
@@ -354,10 +359,11 @@ def _level_groups(
         if code in seen:
             p.add(f"{path}.code", f"duplicate level group {code!r}")
         seen.add(code or "")
-        if g.get("role", "consumer") not in roles:
+        role = g.get("role", "consumer")
+        if not isinstance(role, str) or role not in roles:
             p.add(f"{path}.role", "not a role of the program")
         basis = g.get("basis")
-        if basis != "spend" and basis not in point_types:
+        if not isinstance(basis, str) or (basis != "spend" and basis not in point_types):
             p.add(f"{path}.basis", "must be spend or the code of a point type")
         _window(p, g.get("window", {"mode": "lifetime"}), f"{path}.window")
         _assessment(p, g.get("assessment", {"mode": "calendar"}), f"{path}.assessment")
@@ -387,7 +393,7 @@ def _levels(p: Problems, value: Any, path: str, benefits: set[str]) -> None:
                 p.add(f"{lpath}.threshold", f"must be at most {MAX_THRESHOLD}")
             previous = threshold
         for m, b in enumerate(p.list(lv.get("benefits", []), f"{lpath}.benefits")):
-            if b not in benefits:
+            if not isinstance(b, str) or b not in benefits:
                 p.add(f"{lpath}.benefits[{m}]", "not a benefit of the program")
 
 

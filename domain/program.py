@@ -197,7 +197,7 @@ def _survivorship(p: Problems, value: Any, attributes: Any) -> None:
     if "default" in s:
         p.choice(s["default"], "survivorship.default", SURVIVORSHIP)
     codes = (
-        {a.get("code") for a in attributes if isinstance(a, dict)}
+        {a["code"] for a in attributes if isinstance(a, dict) and isinstance(a.get("code"), str)}
         if isinstance(attributes, list)
         else set()
     )

@@ -182,7 +182,13 @@ def test_a_shared_identity_stays_with_the_survivor_alone_and_is_shared_again_on_
 
     merged = merge_customers(tenant.app, a, b, CTX)
 
-    assert merged.body()["moved"] == {"identity_claim": 1, "identity_claim_shared": 1}
+    # The program has a point type: the source's (empty) account is closed, the survivor's opened.
+    assert merged.body()["moved"] == {
+        "identity_claim": 1,
+        "identity_claim_shared": 1,
+        "points_account": 1,
+        "points_account_in": 1,
+    }
     assert holders(tenant, shared) == (a,)
     undo_merge(tenant.app, merged.merge_id, CTX)
     assert set(holders(tenant, shared) or ()) == {a, b}

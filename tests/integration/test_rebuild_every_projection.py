@@ -13,7 +13,9 @@ from uuid import UUID
 import psycopg
 import pytest
 
+from application import merges
 from application.context import CommandContext
+from application.customers import RegisterCustomer, register_customer
 from application.levels import assess_levels, end_level_override, set_level_override
 from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
 from application.points import (
@@ -196,6 +198,16 @@ def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
                                level="platinum", until=until, reason="launch", ctx=ctx)  # fmt: skip
             if i % 7 == 3:
                 end_level_override(app, c.id, "consumer", f"{order_id}-o", ctx)
+    # Points lots and level entries move with a merge, and come back with its undo (two
+    # customers of their own: the workload's other steps hold the people's aggregates).
+    pair = [
+        register_customer(app, RegisterCustomer([("pos_member_no", f"{prefix}-m{n}")]), ctx)
+        for n in range(2)
+    ]
+    for n, r in enumerate(pair):
+        place_order(app, PlaceOrder(f"{prefix}-m{n}", "pos", clock(), 60000, r.customer_id))
+    merged = merges.merge_customers(app, pair[0].customer_id, pair[1].customer_id, ctx)
+    merges.undo_merge(app, merged.merge_id, ctx)
     return [c.id for c in buyers]
 
 
