@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.application import Application
+from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
 from application.errors import ConcurrencyConflict, ServiceUnavailable
@@ -56,6 +56,17 @@ class Membercore(Application[UUID]):
     def last_position_of(self, aggregate_id: UUID) -> int:
         """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""
         raise NotImplementedError("provided by the infrastructure's recorder")
+
+    def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these aggregates exist (a batch reads this once instead of once per id)."""
+        found = set()
+        for aggregate_id in aggregate_ids:
+            try:
+                self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+            found.add(aggregate_id)
+        return found
 
     def claim_id(self, identity: Identity) -> UUID:
         """Id of the claim making ``identity`` unique: a keyed hash of the normalised value."""

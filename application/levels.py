@@ -69,18 +69,24 @@ def qualify(
     entry_id: str,
     effective_at: datetime,
     at: datetime,
+    absent: Collection[UUID] = (),
 ) -> LevelOutcome:
     """Count one qualifying entry (``amounts``: basis → signed value) on every level group of
     ``loyalty`` whose basis is in ``amounts`` and whose role the customer holds, opening the
     membership at the first level where there is none. An ``entry_id`` already counted is
-    ignored. Negative values (refunds) re-run the assessment at once."""
+    ignored. Negative values (refunds) re-run the assessment at once. ``absent``: membership
+    ids known not to exist (a customer registered in the same command), not looked up."""
     tz = zone(loyalty)
     aggregates: list[LevelMembership] = []
     changes: list[dict[str, Any]] = []
     for group in loyalty.level_groups.values():
         if group.basis not in amounts or group.role not in roles:
             continue
-        membership = load_membership(app, customer_id, group.code)
+        membership = (
+            None
+            if LevelMembership.id_for(customer_id, group.code) in absent
+            else load_membership(app, customer_id, group.code)
+        )
         before: str | None = None
         if membership is None:
             membership = LevelMembership.open(

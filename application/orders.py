@@ -27,7 +27,7 @@ from application.errors import IdempotencyKeyReused
 from application.identities import load_claims, parse_identity
 from application.levels import qualify
 from application.merges import load_customer
-from application.program import loyalty_rules, program_rules
+from application.program import ProgramView, loyalty_rules, program_view
 from domain.customer import Customer, IdentityClaim
 from domain.earning import Line, OrderFacts, portions_of
 from domain.earning import earn as earn_points
@@ -41,6 +41,7 @@ from domain.errors import (
     OrderNotFound,
 )
 from domain.expiry import active_at, expires_at
+from domain.level_membership import LevelMembership
 from domain.loyalty import LoyaltyRules
 from domain.order import Order
 from domain.points_account import PointsAccount
@@ -167,12 +168,18 @@ class _Buyer:
 
 
 def _buyer(
-    app: Membercore, cmd: PlaceOrder, identity: Identity | None, order_uuid: UUID, at: datetime
+    app: Membercore,
+    cmd: PlaceOrder,
+    identity: Identity | None,
+    order_uuid: UUID,
+    at: datetime,
+    absent: set[UUID],
 ) -> _Buyer:
     if identity is None:
         assert cmd.customer_id is not None
         return _Buyer(_follow_merges(app, load_customer(app, cmd.customer_id)), [])
-    claim = load_claims(app, [identity]).get(identity)
+    claim_id = app.claim_id(identity)
+    claim = None if claim_id in absent else load_claims(app, [identity]).get(identity)
     holders = claim.holders if claim is not None else ()
     if len(holders) > 1:
         raise IdentityConflict(holders)
@@ -196,14 +203,16 @@ def _buyer(
         channel=cmd.channel,
         store_id=cmd.store_id,
     )
-    new_claim = IdentityClaim.claim(identity, customer.id, claim_id=app.claim_id(identity), at=at)
+    new_claim = IdentityClaim.claim(identity, customer.id, claim_id=claim_id, at=at)
     return _Buyer(customer, [customer, new_claim])
 
 
 # -- placing ----------------------------------------------------------------------------------
 
 
-def _existing(app: Membercore, order_uuid: UUID) -> Order | None:
+def _existing(app: Membercore, order_uuid: UUID, absent: set[UUID] | None = None) -> Order | None:
+    if absent is not None and order_uuid in absent:
+        return None
     try:
         order: Order = app.repository.get(order_uuid)
     except AggregateNotFoundError:
@@ -217,7 +226,15 @@ def _replay(app: Membercore, order: Order, print_: str) -> OrderResult:
     return OrderResult(200, dict(order.outcome), app.last_position_of(order.id))
 
 
-def _account(app: Membercore, customer_id: UUID, point_type: str, at: datetime) -> PointsAccount:
+def _account(
+    app: Membercore,
+    customer_id: UUID,
+    point_type: str,
+    at: datetime,
+    absent: set[UUID] | None = None,
+) -> PointsAccount:
+    if absent is not None and PointsAccount.id_for(customer_id, point_type) in absent:
+        return PointsAccount.open(customer_id, point_type, at=at)
     try:
         account: PointsAccount = app.repository.get(PointsAccount.id_for(customer_id, point_type))
     except AggregateNotFoundError:
@@ -225,21 +242,36 @@ def _account(app: Membercore, customer_id: UUID, point_type: str, at: datetime) 
     return account
 
 
-def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
-    """Decide one order without saving it (a replay decides nothing new)."""
+def _identity_of(cmd: PlaceOrder, view: ProgramView) -> Identity | None:
+    if cmd.identity is None:
+        return None
+    return parse_identity(*cmd.identity, view.rules, field="identity")
+
+
+def _decide(
+    app: Membercore,
+    cmd: PlaceOrder,
+    at: datetime,
+    view: ProgramView,
+    absent: set[UUID] | None = None,
+) -> _Decision:
+    """Decide one order without saving it (a replay decides nothing new). ``absent``: ids
+    known not to exist yet (read in bulk for a batch), which are then not looked up."""
+    absent = set() if absent is None else absent
     _check(cmd, at)
-    identity = None
-    if cmd.identity is not None:
-        identity = parse_identity(*cmd.identity, program_rules(app), field="identity")
+    identity = _identity_of(cmd, view)
     identity_key = app.claim_id(identity).hex if identity is not None else None
     print_ = fingerprint(_request_of(cmd, identity_key))
     order_uuid = Order.id_for(cmd.channel, cmd.order_id)
-    if (placed := _existing(app, order_uuid)) is not None:
+    if (placed := _existing(app, order_uuid, absent)) is not None:
         return _Decision(result=_replay(app, placed, print_))
 
-    buyer = _buyer(app, cmd, identity, order_uuid, at)
+    buyer = _buyer(app, cmd, identity, order_uuid, at, absent)
     customer = buyer.customer
-    rules = loyalty_rules(app, cmd.placed_at)
+    rules = view.loyalty_at(cmd.placed_at)
+    if buyer.new:  # a customer registered by this order holds nothing yet
+        absent |= {PointsAccount.id_for(customer.id, code) for code in rules.point_types}
+        absent |= {LevelMembership.id_for(customer.id, code) for code in rules.level_groups}
     tz = ZoneInfo(rules.timezone)
     lines = [
         Line(ln.line_id, ln.sku, ln.quantity, ln.amount, ln.category) for ln in cmd.lines or ()
@@ -263,7 +295,7 @@ def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
         if total <= 0:
             continue
         pt = rules.point_types[code]
-        account = _account(app, customer.id, code, at)
+        account = _account(app, customer.id, code, at, absent)
         if lot_id in account.lots:
             # The same order committed by a racing request after this one looked for it: the
             # retry finds the order and answers its replay.
@@ -292,6 +324,7 @@ def _decide(app: Membercore, cmd: PlaceOrder, at: datetime) -> _Decision:
         entry_id=lot_id,
         effective_at=cmd.placed_at,
         at=at,
+        absent=absent,
     )
     outcome = {
         "order_id": cmd.order_id,
@@ -348,7 +381,7 @@ def place_order(app: Membercore, cmd: PlaceOrder) -> OrderResult:
     """Place one order (or answer its replay), retrying on concurrent writers."""
 
     def attempt(first: bool) -> OrderResult:
-        decision = _decide(app, cmd, app.clock())
+        decision = _decide(app, cmd, app.clock(), program_view(app))
         assert decision.result is not None
         if not decision.aggregates:
             return decision.result
@@ -407,10 +440,12 @@ def place_orders(
     position = 0
     for round_ in rounds_of(cmds):
         at = app.clock()
+        view = program_view(app)
+        absent = _absent(app, [cmds[n] for n in round_], view)
         decided: list[tuple[int, _Decision]] = []
         for n in round_:
             try:
-                decided.append((n, _decide(app, cmds[n], at)))
+                decided.append((n, _decide(app, cmds[n], at, view, absent)))
             except (DomainError, IdempotencyKeyReused) as e:
                 items[n] = BatchItem(cmds[n].order_id, status_of(e), error=e)
         to_save = [(n, d) for n, d in decided if d.aggregates]
@@ -431,6 +466,19 @@ def place_orders(
                 if d.result.position:
                     position = max(position, d.result.position)
     return [i for i in items if i is not None], position
+
+
+def _absent(app: Membercore, cmds: Sequence[PlaceOrder], view: ProgramView) -> set[UUID]:
+    """The orders and identity claims of a round that do not exist yet, in one round trip."""
+    candidates = {Order.id_for(c.channel, c.order_id) for c in cmds}
+    for cmd in cmds:
+        try:
+            identity = _identity_of(cmd, view)
+        except InvalidInput:
+            continue  # refused when the order is decided
+        if identity is not None:
+            candidates.add(app.claim_id(identity))
+    return candidates - app.existing(candidates)
 
 
 def _one_by_one(

@@ -14,7 +14,14 @@ from eventsourcing.application import AggregateNotFoundError
 from application.app import Membercore
 from application.context import CommandContext
 from domain.loyalty import NO_LOYALTY, LoyaltyRules, loyalty_of
-from domain.program import DEFAULT_RULES, PROGRAM_ID, Program, ProgramRules, validate_program
+from domain.program import (
+    DEFAULT_RULES,
+    PROGRAM_ID,
+    Program,
+    ProgramRules,
+    rules_of,
+    validate_program,
+)
 
 
 def timezone_exists(name: str) -> bool:
@@ -76,32 +83,56 @@ def load_program(app: Membercore, version: int | None = None) -> Program | None:
 
 def program_rules(app: Membercore) -> ProgramRules:
     """The rules in force now; the defaults while the tenant has no program."""
-    program = load_program(app)
-    return DEFAULT_RULES if program is None else program.rules
+    return program_view(app).rules
 
 
 # The loyalty rules of every program version, parsed once per application instance. Versions
 # never change once recorded, so the cache is only extended, never invalidated.
-_VERSIONS: WeakKeyDictionary[Membercore, list[tuple[datetime, LoyaltyRules]]] = WeakKeyDictionary()
+_VERSIONS: WeakKeyDictionary[Membercore, list[tuple[datetime, LoyaltyRules, ProgramRules]]] = (
+    WeakKeyDictionary()
+)
 
 
-def loyalty_rules(app: Membercore, at: datetime | None = None) -> LoyaltyRules:
-    """The loyalty rules in force at ``at`` (now when None): orders are evaluated with the
-    program version in force when they were placed. Before the first version, the first."""
+@dataclass(frozen=True)
+class ProgramView:
+    """The program as one read sees it (a command, or a round of a batch): the customer rules
+    now, and the loyalty rules of the version in force at any time."""
+
+    rules: ProgramRules
+    versions: tuple[tuple[datetime, LoyaltyRules, ProgramRules], ...]
+
+    def loyalty_at(self, at: datetime | None = None) -> LoyaltyRules:
+        """The version whose ``PUT`` came last before ``at`` (the latest when None; the first
+        for times before it): orders are evaluated with the version in force when placed."""
+        if not self.versions:
+            return NO_LOYALTY
+        if at is None:
+            return self.versions[-1][1]
+        in_force = self.versions[0][1]
+        for since, rules, _ in self.versions:
+            if since > at:
+                break
+            in_force = rules
+        return in_force
+
+
+def program_view(app: Membercore) -> ProgramView:
+    """One read of the program (one round trip while no new version was recorded)."""
     program = load_program(app)
     if program is None:
-        return NO_LOYALTY
-    if at is None:
-        return program.loyalty
+        return ProgramView(DEFAULT_RULES, ())
     versions = _VERSIONS.setdefault(app, [])
     if len(versions) < program.version:
         for event in app.events.get(PROGRAM_ID, gt=len(versions)):
             recorded: Any = event  # a Program.Defined or Program.Replaced
-            rules = loyalty_of(recorded.document, recorded.originator_version)
-            versions.append((recorded.timestamp, rules))
-    in_force = versions[0][1]
-    for since, rules in versions[: program.version]:
-        if since > at:
-            break
-        in_force = rules
-    return in_force
+            document, version = recorded.document, recorded.originator_version
+            versions.append(
+                (recorded.timestamp, loyalty_of(document, version), rules_of(document, version))
+            )
+    in_force = tuple(versions[: program.version])
+    return ProgramView(in_force[-1][2], in_force)
+
+
+def loyalty_rules(app: Membercore, at: datetime | None = None) -> LoyaltyRules:
+    """The loyalty rules in force at ``at`` (now when None); see :meth:`ProgramView.loyalty_at`."""
+    return program_view(app).loyalty_at(at)

@@ -91,3 +91,6 @@ class TenantApp(Membercore):
 
     def last_position_of(self, aggregate_id: UUID) -> int:
         return self.tenant_recorder.last_position_of(aggregate_id)
+
+    def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
+        return self.tenant_recorder.existing(list(aggregate_ids))
