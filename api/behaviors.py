@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
-from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -22,7 +21,7 @@ from api.behavior_schemas import (
     RecordBehaviorsBody,
     SkuViews,
 )
-from api.commands import parse_uuid, position_cursor
+from api.commands import customer_id_of, position_cursor
 from api.errors import bad_request, not_found, problem_for
 from api.schemas import problem_responses
 from application.behaviors import (
@@ -53,13 +52,6 @@ def _result(item: ItemResult) -> BehaviorResult:
 
 def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
-
-
-def _customer_id(raw: str) -> UUID:
-    cid = parse_uuid(raw)
-    if cid is None:
-        raise not_found("customer_not_found", f"customer {raw} does not exist")
-    return cid
 
 
 class BehaviorController(Controller):
@@ -118,7 +110,7 @@ class BehaviorController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Parameter(description="next_cursor of the last page")] = None,
     ) -> Response[BehaviorPage]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         if type_ is not None and type_ not in BEHAVIOR_TYPES:
             raise bad_request(
                 "invalid_parameter",
@@ -160,7 +152,7 @@ class BehaviorController(Controller):
     async def summary(
         self, request: Request[Any, Any, Any], customer_id: FromPath[str]
     ) -> Response[BehaviorSummaryOut]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
             summary = await reads.behavior_summary(conn, schema, cid)

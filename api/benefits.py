@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
-from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -17,7 +16,12 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Para
 from msgspec import Meta, Struct
 
 from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
+from api.commands import (
+    customer_id_of,
+    idempotency_header,
+    position_cursor,
+    run_command,
+)
 from api.errors import not_found
 from api.schemas import ClientId, Page, Strict, problem_responses
 from application.app import Membercore
@@ -110,13 +114,6 @@ class BenefitGrant(Struct):
     position: int
 
 
-def _customer_id(raw: str) -> UUID:
-    cid = parse_uuid(raw)
-    if cid is None:
-        raise not_found("customer_not_found", f"customer {raw} does not exist")
-    return cid
-
-
 def _run(
     request: Request[Any, Any, Any],
     scope: str,
@@ -160,7 +157,7 @@ class BenefitController(Controller):
         ] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> BenefitList:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         app = tenant_of(request).app
 
         def read() -> BenefitList:
@@ -190,7 +187,7 @@ class BenefitController(Controller):
         benefit: Annotated[str | None, Parameter(max_length=128)] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         after = position_cursor(cursor)
         app = tenant_of(request).app
         items, next_cursor = await asyncio.to_thread(
@@ -214,7 +211,7 @@ class BenefitController(Controller):
         code: FromPath[str],
         data: JSONBody[RedeemBody],
     ) -> Response[BenefitRedeemed]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         return _run(
             request,
             f"RedeemBenefit:{cid}",
@@ -240,7 +237,7 @@ class BenefitController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[GrantBody],
     ) -> Response[BenefitGrant]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
 
         def handle(app: Membercore, ctx: CommandContext) -> BenefitResult:
             until = parse_instant(app, data.until, field="until") if data.until else None
@@ -273,7 +270,7 @@ class BenefitController(Controller):
         data: JSONBody[RevokeBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BenefitGrant]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         return _run(
             request,
             f"RevokeBenefitGrant:{cid}:{grant_id}",

@@ -8,9 +8,10 @@ from typing import Any, Protocol
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 import msgspec
-from litestar import Response
+from litestar import Request, Response
 
-from api.errors import PROBLEM_JSON, bad_request, problem_for
+from api.auth import principal_of, tenant_of
+from api.errors import PROBLEM_JSON, bad_request, not_found, problem_for
 from application.context import CommandContext
 from application.errors import ApplicationError
 from application.idempotency import IdempotencyKey, StoredResponse
@@ -113,6 +114,33 @@ def _is_final(e: Exception) -> bool:
 def _status(e: DomainError | ApplicationError) -> int:
     status: int = problem_for(e)["status"]
     return status
+
+
+def run_for(
+    request: Request[Any, Any, Any],
+    scope: str,
+    client_id: str | None,
+    body: Any,
+    handler: Callable[[Any, CommandContext], Result],
+) -> Response[Any]:
+    """``run_command`` for a route: the request's tenant and key, ``handler(app, ctx)``."""
+    tenant = tenant_of(request)
+    return run_command(
+        tenant,
+        principal_of(request),
+        scope=scope,
+        client_id=idempotency_header(client_id),
+        request=body,
+        handler=lambda ctx: handler(tenant.app, ctx),
+    )
+
+
+def customer_id_of(raw: str) -> UUID:
+    """A customer id from a path: 404 ``customer_not_found`` when it cannot be one."""
+    cid = parse_uuid(raw)
+    if cid is None:
+        raise not_found("customer_not_found", f"customer {raw} does not exist")
+    return cid
 
 
 def parse_uuid(raw: str) -> UUID | None:

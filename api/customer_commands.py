@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
-from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
-from api.errors import bad_request, not_found
+from api.auth import tenant_of
+from api.commands import (
+    customer_id_of,
+    position_cursor,
+    run_for,
+)
+from api.errors import bad_request
 from api.schemas import (
     CommandResult,
     ConsentBody,
@@ -49,27 +52,6 @@ WRITE = {"permission": Permission.CUSTOMERS_WRITE}
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
 
 
-def _customer_id(raw: str) -> UUID:
-    cid = parse_uuid(raw)
-    if cid is None:
-        raise not_found("customer_not_found", f"customer {raw} does not exist")
-    return cid
-
-
-def _run(
-    request: Request[Any, Any, Any], scope: str, key: str | None, body: Any, handler: Any
-) -> Response[Any]:
-    tenant = tenant_of(request)
-    return run_command(
-        tenant,
-        principal_of(request),
-        scope=scope,
-        client_id=idempotency_header(key),
-        request=body,
-        handler=lambda ctx: handler(tenant.app, ctx),
-    )
-
-
 class CustomerCommandController(Controller):
     path = "/v1/customers/{customer_id:str}"
     tags = ["customers"]
@@ -90,9 +72,9 @@ class CustomerCommandController(Controller):
         data: JSONBody[IdentitiesBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         raw = [(i.type, i.value) for i in data.identities]
-        return _run(
+        return run_for(
             request,
             f"LinkIdentities:{cid}",
             idempotency_key,
@@ -116,13 +98,13 @@ class CustomerCommandController(Controller):
         identity: FromQuery[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         type_, sep, value = identity.partition(":")
         if not sep or not type_ or not value:
             raise bad_request(
                 "invalid_parameter", "identity must be <type>:<value>", field="identity"
             )
-        return _run(
+        return run_for(
             request,
             f"UnlinkIdentity:{cid}",
             idempotency_key,
@@ -146,8 +128,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[MergeBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MergeOut]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"MergeCustomers:{cid}",
             idempotency_key,
@@ -171,8 +153,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[RoleBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"AddRole:{cid}",
             idempotency_key,
@@ -197,8 +179,8 @@ class CustomerCommandController(Controller):
         reason: FromQuery[str | None] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"EndRole:{cid}",
             idempotency_key,
@@ -222,8 +204,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[ParentAgentBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"SetParentAgent:{cid}",
             idempotency_key,
@@ -247,8 +229,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[OwnerBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"AssignOwner:{cid}",
             idempotency_key,
@@ -272,8 +254,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[EndOwnerBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"EndOwner:{cid}",
             idempotency_key,
@@ -297,8 +279,8 @@ class CustomerCommandController(Controller):
         data: JSONBody[ConsentBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"RecordConsent:{cid}",
             idempotency_key,
@@ -326,7 +308,7 @@ class CustomerCommandController(Controller):
         self, request: Request[Any, Any, Any], customer_id: FromPath[str]
     ) -> Response[Any]:
         tenant = tenant_of(request)
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         exported = await asyncio.to_thread(export_customer, tenant.app, cid)
         behaviors: list[Any] = []
         async with request.app.state.read_pool.connection() as conn:
@@ -354,7 +336,7 @@ class CustomerCommandController(Controller):
         cursor: FromQuery[str | None] = None,
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> Page:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         after = position_cursor(cursor)
         schema = tenant_of(request).schema
         async with request.app.state.read_pool.connection() as conn:
@@ -386,13 +368,13 @@ class CustomerRootCommands:
             str | None, Parameter(description="the channel the change came through")
         ] = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         fields = {
             k: (v.isoformat() if k == "birthday" and v is not None else v)
             for k, v in msgspec.structs.asdict(data).items()
             if k != "attributes" and v is not msgspec.UNSET
         }
-        return _run(
+        return run_for(
             request,
             f"ChangeProfile:{cid}",
             idempotency_key,
@@ -418,8 +400,8 @@ class CustomerRootCommands:
         reason: FromQuery[str | None] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"EraseCustomer:{cid}",
             idempotency_key,

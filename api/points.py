@@ -10,16 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
-from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from msgspec import Meta, Struct
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
-from api.errors import bad_request, not_found
+from api.auth import tenant_of
+from api.commands import (
+    customer_id_of,
+    idempotency_header,
+    position_cursor,
+    run_for,
+)
+from api.errors import bad_request
 from api.schemas import ClientId, Page, Strict, problem_responses
 from application.permissions import Permission
 from application.points import (
@@ -137,31 +141,6 @@ class PointsExpired(Struct):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-def _customer_id(raw: str) -> UUID:
-    cid = parse_uuid(raw)
-    if cid is None:
-        raise not_found("customer_not_found", f"customer {raw} does not exist")
-    return cid
-
-
-def _run(
-    request: Request[Any, Any, Any],
-    scope: str,
-    client_id: str | None,
-    body: Any,
-    handler: Any,
-) -> Response[Any]:
-    tenant = tenant_of(request)
-    return run_command(
-        tenant,
-        principal_of(request),
-        scope=scope,
-        client_id=client_id,
-        request=body,
-        handler=lambda ctx: handler(tenant.app, ctx),
-    )
-
-
 @dataclass(frozen=True)
 class _JobResult:
     run: ExpiryRun
@@ -210,7 +189,7 @@ class PointsController(Controller):
     )
     def balances(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> BalancesOut:
         app = tenant_of(request).app
-        found = points_balances(app, _customer_id(customer_id), app.clock())
+        found = points_balances(app, customer_id_of(customer_id), app.clock())
         return BalancesOut(
             balances=[
                 BalanceOut(
@@ -242,7 +221,7 @@ class PointsController(Controller):
     ) -> Page:
         page = points_entries(
             tenant_of(request).app,
-            _customer_id(customer_id),
+            customer_id_of(customer_id),
             point_type,
             after=position_cursor(cursor),
             limit=limit,
@@ -266,8 +245,8 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[RedemptionIn],
     ) -> Response[PointsRedeemed]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"RedeemPoints:{cid}:{point_type}",
             data.redemption_id,
@@ -299,8 +278,8 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[AdjustmentIn],
     ) -> Response[PointsAdjusted]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"AdjustPoints:{cid}:{point_type}",
             data.adjustment_id,
@@ -332,8 +311,8 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[HoldIn],
     ) -> Response[PointsHold]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"HoldPoints:{cid}:{point_type}",
             data.hold_id,
@@ -360,8 +339,8 @@ class PointsController(Controller):
         hold_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsHold]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"CaptureHold:{cid}:{point_type}:{hold_id}",
             idempotency_header(idempotency_key),
@@ -386,8 +365,8 @@ class PointsController(Controller):
         hold_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsHold]:
-        cid = _customer_id(customer_id)
-        return _run(
+        cid = customer_id_of(customer_id)
+        return run_for(
             request,
             f"ReleaseHold:{cid}:{point_type}:{hold_id}",
             idempotency_header(idempotency_key),
@@ -418,7 +397,7 @@ class PointsJobsController(Controller):
         tenant = tenant_of(request)
         tz = ZoneInfo(loyalty_rules(tenant.app).timezone)
         as_of = parse_as_of(data.as_of, tz)
-        return _run(
+        return run_for(
             request,
             "ExpirePoints",
             idempotency_header(idempotency_key),
