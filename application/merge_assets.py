@@ -1,4 +1,4 @@
-"""Merge participants for the loyalty assets: points accounts and level memberships.
+"""Merge participants for the loyalty assets: points accounts, level memberships, benefits.
 
 Points: every account of the source (one per point type of the program; opened if need be, and
 closed while merged) sends what its lots still have free, and its debt, to the survivor's account
@@ -26,6 +26,7 @@ from eventsourcing.domain import Aggregate
 from application.app import Membercore
 from application.levels import load_membership, zone
 from application.program import loyalty_rules
+from domain.benefits import BenefitAccount
 from domain.customer import Customer
 from domain.level_membership import LevelMembership
 from domain.merge import AssetMove, Merge, MergePlan, UndoPlan
@@ -171,4 +172,66 @@ class LevelMemberships:
         return out
 
 
-ASSET_PARTICIPANTS = (PointsAccounts(), LevelMemberships())
+def _benefits(app: Membercore, customer_id: UUID) -> BenefitAccount | None:
+    try:
+        account: BenefitAccount = app.repository.get(BenefitAccount.id_for(customer_id))
+    except AggregateNotFoundError:
+        return None
+    return account
+
+
+class BenefitGrants:
+    """The source's direct grants still in force are granted to the survivor too (same code,
+    start and end; grant id ``<grant_id>@merge:<merge_id>``); undo revokes those copies. The
+    source's redemptions stay its own: quota use is per customer."""
+
+    kind = "benefit_account"
+
+    def move(
+        self,
+        app: Membercore,
+        source: Customer,
+        survivor: Customer,
+        plan: MergePlan,
+        merge_id: UUID,
+        at: datetime,
+    ) -> list[tuple[Aggregate, AssetMove]]:
+        giving = _benefits(app, source.id)
+        if giving is None:
+            return []
+        in_force = [g for g in giving.grants.values() if g.ends is None or g.ends > at]
+        if not in_force:
+            return []
+        taking = _benefits(app, survivor.id) or BenefitAccount.open(survivor.id, at=at)
+        for g in in_force:
+            taking.grant(
+                f"{g.grant_id}@merge:{merge_id}",
+                g.code,
+                valid_from=g.valid_from,
+                until=g.until if g.revoked_at is None else g.ends,
+                reason=f"merge of {source.id}",
+                actor="merge",
+                at=at,
+            )
+        return [(taking, AssetMove(self.kind, taking.id))]
+
+    def undo(
+        self,
+        app: Membercore,
+        merge: Merge,
+        moves: Sequence[AssetMove],
+        undo_plan: UndoPlan,
+        at: datetime,
+    ) -> list[Aggregate]:
+        out: list[Aggregate] = []
+        suffix = f"@merge:{merge.id}"
+        for move in moves:
+            holder: BenefitAccount = app.repository.get(move.aggregate_id)
+            for grant_id in [g for g in holder.grants if g.endswith(suffix)]:
+                holder.revoke(grant_id, reason=f"undo of merge {merge.id}", actor="merge", at=at)
+            if holder.pending_events:
+                out.append(holder)
+        return out
+
+
+ASSET_PARTICIPANTS = (PointsAccounts(), LevelMemberships(), BenefitGrants())

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from application.benefits import benefits_of, grant_benefit
 from application.context import CommandContext
 from application.levels import current_levels
 from application.merges import merge_customers, undo_merge
@@ -255,3 +256,28 @@ def test_the_points_projection_follows_lots_through_merge_and_undo(loyal: Tenant
     merge_id = merge(loyal, survivor, source)
     undo_merge(loyal.app, merge_id, CommandContext("t"))  # both in one batch again
     assert (projected(survivor), projected(source)) == (10, 20)
+
+
+def test_the_sources_direct_benefit_grants_move_and_are_revoked_on_undo(loyal: Tenant) -> None:
+    program = {**PROGRAM, "benefits": [{"code": "free_shipping"}]}
+    define_program(loyal.app, program, CommandContext("t"))
+    survivor, source = customer(loyal), customer(loyal)
+    grant_benefit(
+        loyal.app,
+        source,
+        grant_id="g1",
+        code="free_shipping",
+        until=None,
+        reason="launch",
+        ctx=CommandContext("t"),
+    )
+
+    def held(customer_id: UUID) -> list[str]:
+        return [b.code for b in benefits_of(loyal.app, customer_id, now())]
+
+    assert held(survivor) == []
+    merge_id = merge(loyal, survivor, source)
+    assert held(survivor) == ["free_shipping"]
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert held(survivor) == []
+    assert held(source) == ["free_shipping"]
