@@ -30,6 +30,7 @@ from domain.benefits import BenefitAccount
 from domain.customer import Customer
 from domain.level_membership import LevelMembership
 from domain.merge import AssetMove, Merge, MergePlan, UndoPlan
+from domain.order import Order
 from domain.points_account import PointsAccount
 
 
@@ -44,6 +45,34 @@ def _account(app: Membercore, account_id: UUID) -> PointsAccount | None:
 def _account_of(app: Membercore, customer_id: UUID, point_type: str, at: datetime) -> PointsAccount:
     account = _account(app, PointsAccount.id_for(customer_id, point_type))
     return account or PointsAccount.open(customer_id, point_type, at=at)
+
+
+def routed_orders(app: Membercore, merge: Merge, undo_plan: UndoPlan) -> list[Order]:
+    """Orders placed for the survivor after the merge through an identity the undo gives back
+    to the source, found through the survivor's open points lots (what is spent is spent)."""
+    claims = {app.claim_id(i) for i in undo_plan.identities}
+    if not claims:
+        return []
+    found: dict[UUID, Order] = {}
+    for point_type in loyalty_rules(app).point_types:
+        holder = _account(app, PointsAccount.id_for(merge.survivor_id, point_type))
+        for channel, order_id in holder.lot_orders.values() if holder else ():
+            order = _order(app, Order.id_for(channel, order_id))
+            if (
+                order is not None
+                and order.customer_id == merge.survivor_id
+                and order.identity_claim_id in claims
+            ):
+                found[order.id] = order
+    return list(found.values())
+
+
+def _order(app: Membercore, order_id: UUID) -> Order | None:
+    try:
+        order: Order = app.repository.get(order_id)
+    except AggregateNotFoundError:
+        return None
+    return order
 
 
 class PointsAccounts:
@@ -81,6 +110,7 @@ class PointsAccounts:
         at: datetime,
     ) -> list[Aggregate]:
         transfer = f"merge:{merge.id}"
+        routed = {(o.channel, o.order_id) for o in routed_orders(app, merge, undo_plan)}
         out: list[Aggregate] = []
         for move in moves:
             if move.kind != self.kind:
@@ -93,7 +123,10 @@ class PointsAccounts:
                 f"unmerge:{merge.id}",
                 giving_back,
                 at=at,
-                lot_ids=holder.arrived.get(transfer, ()),
+                lot_ids=(
+                    *holder.arrived.get(transfer, ()),
+                    *(lot for lot, order in holder.lot_orders.items() if order in routed),
+                ),
                 debt=holder.arrived_debt.get(transfer, 0),
                 reopens=True,
             )
@@ -150,7 +183,7 @@ class LevelMemberships:
     ) -> list[Aggregate]:
         rules = loyalty_rules(app)
         tz = zone(rules)
-        out: list[Aggregate] = []
+        loaded: dict[UUID, LevelMembership] = {}
         for move in moves:
             holder: LevelMembership = app.repository.get(move.aggregate_id)
             group = rules.level_groups.get(holder.group)
@@ -167,9 +200,51 @@ class LevelMemberships:
                     at=at,
                     program_version=rules.version,
                 )
-            if holder.pending_events:
-                out.append(holder)
-        return out
+            loaded[holder.id] = holder
+            loaded[giving.id] = giving
+        self._routed_back(app, merge, undo_plan, at, loaded)
+        return [m for m in loaded.values() if m.pending_events]
+
+    @staticmethod
+    def _routed_back(
+        app: Membercore,
+        merge: Merge,
+        undo_plan: UndoPlan,
+        at: datetime,
+        memberships: dict[UUID, LevelMembership],
+    ) -> None:
+        """The qualification of orders routed through the source's identities after the merge
+        leaves the survivor and counts for the source again (like their unspent points)."""
+        rules = loyalty_rules(app)
+        tz = zone(rules)
+        for order in routed_orders(app, merge, undo_plan):
+            earned = order.earned()
+            amounts = {"spend": order.amount - order.refunded_total}
+            amounts |= {pt: n - order.points_reversed.get(pt, 0) for pt, n in earned.items()}
+            for group in rules.level_groups.values():
+                value = amounts.get(group.basis, 0)
+                if not value:
+                    continue
+                for customer_id, sign, tag in (
+                    (merge.survivor_id, -1, "unmerge-out"),
+                    (merge.source_id, 1, "unmerge-in"),
+                ):
+                    mid = LevelMembership.id_for(customer_id, group.code)
+                    if mid not in memberships:
+                        memberships[mid] = load_membership(
+                            app, customer_id, group.code
+                        ) or LevelMembership.open(
+                            customer_id, group, at=at, program_version=rules.version
+                        )
+                    memberships[mid].qualify(
+                        group,
+                        tz,
+                        entry_id=f"{tag}:{merge.id}:{order.id}",
+                        value=sign * value,
+                        effective_at=order.placed_at,
+                        at=at,
+                        program_version=rules.version,
+                    )
 
 
 def _benefits(app: Membercore, customer_id: UUID) -> BenefitAccount | None:

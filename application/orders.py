@@ -357,6 +357,7 @@ def _decide(
         fingerprint=print_,
         outcome=outcome,
         at=at,
+        identity_claim_id=app.claim_id(identity) if identity is not None else None,
     )
     return _Decision(
         # The order last: its event then carries the save's last position, which a replay

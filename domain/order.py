@@ -61,6 +61,8 @@ class Order(Aggregate):
         program_version: int
         fingerprint: str
         outcome: dict[str, Any]
+        # The keyed hash id of the identity that named the buyer (None: named by customer id).
+        identity_claim_id: UUID | None = None
 
     class Refunded(Event):
         """Part of the order was refunded: ``by_portion`` amounts, ``reversed`` points per
@@ -97,8 +99,10 @@ class Order(Aggregate):
         program_version: int,
         fingerprint: str,
         outcome: dict[str, Any],
+        identity_claim_id: UUID | None = None,
     ) -> None:
         self.channel = channel
+        self.identity_claim_id = identity_claim_id
         self.order_id = order_id
         self.customer_id = customer_id
         self.placed_at = placed_at
@@ -137,6 +141,7 @@ class Order(Aggregate):
         fingerprint: str,
         outcome: Mapping[str, Any],
         at: datetime,
+        identity_claim_id: UUID | None = None,
     ) -> Order:
         return cls._create(
             cls.Placed,
@@ -155,6 +160,7 @@ class Order(Aggregate):
             program_version=program_version,
             fingerprint=fingerprint,
             outcome=dict(outcome),
+            identity_claim_id=identity_claim_id,
         )
 
     # -- reading --------------------------------------------------------------------------------

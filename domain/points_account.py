@@ -175,6 +175,11 @@ class PointsAccount(Aggregate):
                 self.expires_at,
                 self.repaid,
             )
+            if self.source.get("kind") == "order" and self.lot_id in aggregate.lots:
+                aggregate.lot_orders[self.lot_id] = (
+                    self.source.get("channel", ""),
+                    self.source.get("order_id", ""),
+                )
             aggregate._count("earned", self.points)
 
     class Redeemed(Event):
@@ -374,6 +379,8 @@ class PointsAccount(Aggregate):
         self.arrived_debt: dict[str, int] = {}
         # Closed while its customer is merged into another (orders follow the merge).
         self.closed = False
+        # The order (channel, order id) each open lot earned on this account came from.
+        self.lot_orders: dict[str, tuple[str, str]] = {}
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -403,6 +410,7 @@ class PointsAccount(Aggregate):
             self.lots[lot.lot_id] = lot
         else:
             self.lots.pop(lot.lot_id, None)  # consumed lots leave the state; totals stay
+            self.lot_orders.pop(lot.lot_id, None)
 
     def _count(self, key: str, n: int) -> None:
         if n:

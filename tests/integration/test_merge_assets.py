@@ -281,3 +281,28 @@ def test_the_sources_direct_benefit_grants_move_and_are_revoked_on_undo(loyal: T
     undo_merge(loyal.app, merge_id, CommandContext("t"))
     assert held(survivor) == []
     assert held(source) == ["free_shipping"]
+
+
+def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities(
+    loyal: Tenant,
+) -> None:
+    survivor = customer(loyal)
+    who = ("jd_pin", f"pin-{uuid4()}")
+    source = UUID(
+        place_order(
+            loyal.app,
+            PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
+        ).body["customer_id"]
+    )
+    merge_id = merge(loyal, survivor, source)
+    routed = place_order(
+        loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
+    )
+    assert routed.body["customer_id"] == str(survivor)  # the identity now names the survivor
+    buy(loyal, survivor, 1000)  # the survivor's own order stays with the survivor
+    assert level(loyal, survivor) == "gold"  # 3000 + 9000 + 1000 of spend
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert balance(loyal, source) == 120
+    assert balance(loyal, survivor) == 10
+    assert level(loyal, source) == "gold"  # 12000 of spend came back with the identity
+    assert level(loyal, survivor) == "normal"
