@@ -444,11 +444,14 @@ def place_orders(
         view = program_view(app)
         absent = _absent(app, [cmds[n] for n in round_], view)
         decided: list[tuple[int, _Decision]] = []
+        raced: list[int] = []
         for n in round_:
             try:
                 decided.append((n, _decide(app, cmds[n], at, view, absent)))
             except (DomainError, IdempotencyKeyReused) as e:
                 items[n] = BatchItem(cmds[n].order_id, status_of(e), error=e)
+            except IntegrityError:
+                raced.append(n)  # a concurrent writer got there: placed alone, with retries
         to_save = [(n, d) for n, d in decided if d.aggregates]
         try:
             if to_save:
@@ -466,6 +469,8 @@ def place_orders(
                 items[n] = BatchItem(cmds[n].order_id, d.result.status, d.result.body)
                 if d.result.position:
                     position = max(position, d.result.position)
+        if raced:
+            position = max(position, _one_by_one(app, cmds, raced, items, status_of))
     return [i for i in items if i is not None], position
 
 

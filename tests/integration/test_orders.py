@@ -299,3 +299,22 @@ def test_stats_count_orders_spend_net_of_refunds_and_distinct_days(
     assert row["purchase_days"] == 2
     assert row["first_order_at"] == day1
     assert row["last_order_at"] == day1 + timedelta(days=3)
+
+
+def test_a_batch_racing_the_same_orders_placed_one_by_one_places_each_once(
+    loyal: Tenant,
+) -> None:
+    cid = customer(loyal)
+    for _ in range(5):
+        cmds = [order(cid, amount=1000) for _ in range(3)]
+
+        def work(i: int, cmds: list[PlaceOrder] = cmds) -> list[int]:
+            if i == 0:
+                items, _ = place_orders(loyal.app, cmds, lambda e: 409)
+                return [item.status for item in items]
+            return [place_order(loyal.app, c).status for c in cmds]
+
+        batch, single = run_at_once(2, work)
+        # Every order answered by both: placed once (201) and replayed once (200).
+        assert all(sorted((b, s)) == [200, 201] for b, s in zip(batch, single, strict=True))
+    assert account(loyal, cid).available(now()) == 150
