@@ -557,6 +557,9 @@ def refund_order(app: Membercore, channel: str, order_id: str, cmd: RefundOrder)
         reversals: list[dict[str, Any]] = []
         for code, points in plan.reversed.items():
             account = _account(app, customer.id, code, at)
+            if account.closed:
+                # The buyer was merged away after this attempt loaded them: the retry follows.
+                raise IntegrityError(f"customer {customer.id} merged concurrently")
             pt = rules.point_types.get(code)
             reversal = account.reverse(
                 lot_id,
