@@ -22,6 +22,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from application.app import Membercore
 from application.context import CommandContext
@@ -106,6 +107,9 @@ def _command(
         if needs_type:
             _point_type(rules, point_type)
         account = _account(app, customer_id, point_type, at)
+        if account.closed:
+            # Merged away after the customer was read: the retry answers customer_merged.
+            raise IntegrityError(f"customer {customer_id} merged concurrently")
         status, detail = decide(account, rules, at)
         body = {"customer_id": str(customer_id), "point_type": point_type, **detail}
         side_effect = ctx.complete(status, body)
