@@ -68,6 +68,17 @@ class Membercore(Application[UUID]):
             found.add(aggregate_id)
         return found
 
+    def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Several aggregates at once (the infrastructure reads them in one query); missing ids
+        are left out. Each is the caller's own copy."""
+        found: dict[UUID, Any] = {}
+        for aggregate_id in dict.fromkeys(aggregate_ids):
+            try:
+                found[aggregate_id] = self.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                continue
+        return found
+
     def claim_id(self, identity: Identity) -> UUID:
         """Id of the claim making ``identity`` unique: a keyed hash of the normalised value."""
         raise NotImplementedError("provided by the infrastructure (the tenant's secret)")

@@ -9,7 +9,7 @@ and the tenant's time zone, both passed in.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from typing import Any
@@ -69,24 +69,24 @@ def qualify(
     entry_id: str,
     effective_at: datetime,
     at: datetime,
-    absent: Collection[UUID] = (),
+    load: Callable[[UUID], Any] | None = None,
 ) -> LevelOutcome:
     """Count one qualifying entry (``amounts``: basis → signed value) on every level group of
     ``loyalty`` whose basis is in ``amounts`` and whose role the customer holds, opening the
     membership at the first level where there is none. An ``entry_id`` already counted is
-    ignored. Negative values (refunds) re-run the assessment at once. ``absent``: membership
-    ids known not to exist (a customer registered in the same command), not looked up."""
+    ignored. Negative values (refunds) re-run the assessment at once. ``load``: where the
+    caller already read the memberships (by id; None for one that does not exist)."""
     tz = zone(loyalty)
     aggregates: list[LevelMembership] = []
     changes: list[dict[str, Any]] = []
     for group in loyalty.level_groups.values():
         if group.basis not in amounts or group.role not in roles:
             continue
-        membership = (
-            None
-            if LevelMembership.id_for(customer_id, group.code) in absent
-            else load_membership(app, customer_id, group.code)
-        )
+        if load is None:
+            membership = load_membership(app, customer_id, group.code)
+        else:
+            loaded = load(LevelMembership.id_for(customer_id, group.code))
+            membership = loaded if isinstance(loaded, LevelMembership) else None
         before: str | None = None
         if membership is None:
             membership = LevelMembership.open(

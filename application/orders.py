@@ -10,7 +10,7 @@ and every event also records when it was written.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.app import Membercore
 from application.errors import IdempotencyKeyReused
-from application.identities import load_claims, parse_identity
+from application.identities import parse_identity
 from application.levels import qualify
 from application.merges import load_customer
 from application.program import ProgramView, loyalty_rules, program_view
@@ -161,6 +161,68 @@ def _follow_merges(app: Membercore, customer: Customer, *, erased_ok: bool = Fal
     raise CustomerNotFound(customer.id)
 
 
+class _Reads:
+    """What one attempt (a single order, or a round of a batch) has read: aggregates by id,
+    and ids known not to exist. Read in bulk up front (``_prefetch``: three queries for a
+    whole round), so deciding an order looks nothing up one by one; aggregates the orders
+    share are the same objects, and are saved once."""
+
+    def __init__(self, app: Membercore) -> None:
+        self.app = app
+        self.found: dict[UUID, Any] = {}
+        self.absent: set[UUID] = set()
+
+    def fetch(self, ids: Iterable[UUID]) -> None:
+        wanted = [i for i in dict.fromkeys(ids) if i not in self.found and i not in self.absent]
+        if not wanted:
+            return
+        got = self.app.get_many(wanted)
+        self.found.update(got)
+        self.absent.update(i for i in wanted if i not in got)
+
+    def get(self, aggregate_id: UUID) -> Any | None:
+        self.fetch([aggregate_id])
+        return self.found.get(aggregate_id)
+
+    def customer(self, customer_id: UUID) -> Customer:
+        customer = self.get(customer_id)
+        if not isinstance(customer, Customer):
+            raise CustomerNotFound(customer_id)
+        return customer
+
+
+def _prefetch(reads: _Reads, cmds: Sequence[PlaceOrder], view: ProgramView) -> None:
+    """Read what the orders will touch in three rounds: the orders and identity claims, then
+    the buyers, then the buyers' points accounts and level memberships."""
+    identities: dict[int, Identity] = {}
+    for n, cmd in enumerate(cmds):
+        try:
+            identity = _identity_of(cmd, view)
+        except InvalidInput:
+            continue  # refused when the order is decided
+        if identity is not None:
+            identities[n] = identity
+    app = reads.app
+    claim_ids = {n: app.claim_id(i) for n, i in identities.items()}
+    reads.fetch([*(Order.id_for(c.channel, c.order_id) for c in cmds), *claim_ids.values()])
+    buyers: set[UUID] = {c.customer_id for c in cmds if c.customer_id is not None}
+    for claim_id in claim_ids.values():
+        claim = reads.found.get(claim_id)
+        if isinstance(claim, IdentityClaim) and len(claim.holders) == 1:
+            buyers.add(claim.holders[0])
+    reads.fetch(buyers)
+    rules = [view.loyalty_at(c.placed_at) for c in cmds]
+    point_types = {code for r in rules for code in r.point_types}
+    groups = {code for r in rules for code in r.level_groups}
+    known = [b for b in buyers if isinstance(reads.found.get(b), Customer)]
+    reads.fetch(
+        [
+            *(PointsAccount.id_for(b, code) for b in known for code in point_types),
+            *(LevelMembership.id_for(b, code) for b in known for code in groups),
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class _Buyer:
     customer: Customer
@@ -173,18 +235,18 @@ def _buyer(
     identity: Identity | None,
     order_uuid: UUID,
     at: datetime,
-    absent: set[UUID],
+    reads: _Reads,
 ) -> _Buyer:
     if identity is None:
         assert cmd.customer_id is not None
-        return _Buyer(_follow_merges(app, load_customer(app, cmd.customer_id)), [])
+        return _Buyer(_follow_merges(app, reads.customer(cmd.customer_id)), [])
     claim_id = app.claim_id(identity)
-    claim = None if claim_id in absent else load_claims(app, [identity]).get(identity)
-    holders = claim.holders if claim is not None else ()
+    claim = reads.get(claim_id)
+    holders = claim.holders if isinstance(claim, IdentityClaim) else ()
     if len(holders) > 1:
         raise IdentityConflict(holders)
     if holders:
-        return _Buyer(_follow_merges(app, load_customer(app, holders[0])), [])
+        return _Buyer(_follow_merges(app, reads.customer(holders[0])), [])
     # Nobody holds the identity yet: the order registers its buyer. The id derives from the
     # order, so a retried order registers the same customer with byte-identical events.
     customer = Customer.register(
@@ -210,9 +272,7 @@ def _buyer(
 # -- placing ----------------------------------------------------------------------------------
 
 
-def _existing(app: Membercore, order_uuid: UUID, absent: set[UUID] | None = None) -> Order | None:
-    if absent is not None and order_uuid in absent:
-        return None
+def _existing(app: Membercore, order_uuid: UUID) -> Order | None:
     try:
         order: Order = app.repository.get(order_uuid)
     except AggregateNotFoundError:
@@ -226,15 +286,16 @@ def _replay(app: Membercore, order: Order, print_: str) -> OrderResult:
     return OrderResult(200, dict(order.outcome), app.last_position_of(order.id))
 
 
-def _account(
-    app: Membercore,
-    customer_id: UUID,
-    point_type: str,
-    at: datetime,
-    absent: set[UUID] | None = None,
-) -> PointsAccount:
-    if absent is not None and PointsAccount.id_for(customer_id, point_type) in absent:
-        return PointsAccount.open(customer_id, point_type, at=at)
+def _account_in(reads: _Reads, customer_id: UUID, point_type: str, at: datetime) -> PointsAccount:
+    account_id = PointsAccount.id_for(customer_id, point_type)
+    account = reads.get(account_id)
+    if not isinstance(account, PointsAccount):
+        account = PointsAccount.open(customer_id, point_type, at=at)
+        reads.found[account_id] = account  # another order of the attempt earns on it too
+    return account
+
+
+def _account(app: Membercore, customer_id: UUID, point_type: str, at: datetime) -> PointsAccount:
     try:
         account: PointsAccount = app.repository.get(PointsAccount.id_for(customer_id, point_type))
     except AggregateNotFoundError:
@@ -249,29 +310,24 @@ def _identity_of(cmd: PlaceOrder, view: ProgramView) -> Identity | None:
 
 
 def _decide(
-    app: Membercore,
-    cmd: PlaceOrder,
-    at: datetime,
-    view: ProgramView,
-    absent: set[UUID] | None = None,
+    app: Membercore, cmd: PlaceOrder, at: datetime, view: ProgramView, reads: _Reads
 ) -> _Decision:
-    """Decide one order without saving it (a replay decides nothing new). ``absent``: ids
-    known not to exist yet (read in bulk for a batch), which are then not looked up."""
-    absent = set() if absent is None else absent
+    """Decide one order without saving it (a replay decides nothing new)."""
     _check(cmd, at)
     identity = _identity_of(cmd, view)
     identity_key = app.claim_id(identity).hex if identity is not None else None
     print_ = fingerprint(_request_of(cmd, identity_key))
     order_uuid = Order.id_for(cmd.channel, cmd.order_id)
-    if (placed := _existing(app, order_uuid, absent)) is not None:
+    placed = reads.get(order_uuid)
+    if isinstance(placed, Order):
         return _Decision(result=_replay(app, placed, print_))
 
-    buyer = _buyer(app, cmd, identity, order_uuid, at, absent)
+    buyer = _buyer(app, cmd, identity, order_uuid, at, reads)
     customer = buyer.customer
     rules = view.loyalty_at(cmd.placed_at)
     if buyer.new:  # a customer registered by this order holds nothing yet
-        absent |= {PointsAccount.id_for(customer.id, code) for code in rules.point_types}
-        absent |= {LevelMembership.id_for(customer.id, code) for code in rules.level_groups}
+        reads.absent |= {PointsAccount.id_for(customer.id, code) for code in rules.point_types}
+        reads.absent |= {LevelMembership.id_for(customer.id, code) for code in rules.level_groups}
     tz = ZoneInfo(rules.timezone)
     lines = [
         Line(ln.line_id, ln.sku, ln.quantity, ln.amount, ln.category) for ln in cmd.lines or ()
@@ -295,7 +351,7 @@ def _decide(
         if total <= 0:
             continue
         pt = rules.point_types[code]
-        account = _account(app, customer.id, code, at, absent)
+        account = _account_in(reads, customer.id, code, at)
         if lot_id in account.lots:
             # The same order committed by a racing request after this one looked for it: the
             # retry finds the order and answers its replay.
@@ -324,7 +380,7 @@ def _decide(
         entry_id=lot_id,
         effective_at=cmd.placed_at,
         at=at,
-        absent=absent,
+        load=reads.get,
     )
     outcome = {
         "order_id": cmd.order_id,
@@ -382,7 +438,10 @@ def place_order(app: Membercore, cmd: PlaceOrder) -> OrderResult:
     """Place one order (or answer its replay), retrying on concurrent writers."""
 
     def attempt(first: bool) -> OrderResult:
-        decision = _decide(app, cmd, app.clock(), program_view(app))
+        view = program_view(app)
+        reads = _Reads(app)
+        _prefetch(reads, [cmd], view)
+        decision = _decide(app, cmd, app.clock(), view, reads)
         assert decision.result is not None
         if not decision.aggregates:
             return decision.result
@@ -442,12 +501,13 @@ def place_orders(
     for round_ in rounds_of(cmds):
         at = app.clock()
         view = program_view(app)
-        absent = _absent(app, [cmds[n] for n in round_], view)
+        reads = _Reads(app)
+        _prefetch(reads, [cmds[n] for n in round_], view)
         decided: list[tuple[int, _Decision]] = []
         raced: list[int] = []
         for n in round_:
             try:
-                decided.append((n, _decide(app, cmds[n], at, view, absent)))
+                decided.append((n, _decide(app, cmds[n], at, view, reads)))
             except (DomainError, IdempotencyKeyReused) as e:
                 items[n] = BatchItem(cmds[n].order_id, status_of(e), error=e)
             except IntegrityError:
@@ -472,19 +532,6 @@ def place_orders(
         if raced:
             position = max(position, _one_by_one(app, cmds, raced, items, status_of))
     return [i for i in items if i is not None], position
-
-
-def _absent(app: Membercore, cmds: Sequence[PlaceOrder], view: ProgramView) -> set[UUID]:
-    """The orders and identity claims of a round that do not exist yet, in one round trip."""
-    candidates = {Order.id_for(c.channel, c.order_id) for c in cmds}
-    for cmd in cmds:
-        try:
-            identity = _identity_of(cmd, view)
-        except InvalidInput:
-            continue  # refused when the order is decided
-        if identity is not None:
-            candidates.add(app.claim_id(identity))
-    return candidates - app.existing(candidates)
 
 
 def _one_by_one(

@@ -20,6 +20,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.copying import ContainerCopies
 from domain.errors import (
     BenefitDisabled,
     BenefitNotHeld,
@@ -229,7 +230,7 @@ def holding(
 # -- the aggregate ------------------------------------------------------------------------------
 
 
-class BenefitAccount(Aggregate):
+class BenefitAccount(ContainerCopies, Aggregate):
     """Direct grants, their revocations and the redemptions of one customer."""
 
     TOPIC: ClassVar[str] = "membercore.BenefitAccount"

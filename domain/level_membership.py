@@ -19,6 +19,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.copying import ContainerCopies
 from domain.errors import FieldProblem, InvalidInput, LevelNotFound, OverrideNotFound
 from domain.levels import (
     MAX_INSTANTS_PER_RUN,
@@ -51,7 +52,7 @@ class Warning:
     gap: int
 
 
-class LevelMembership(Aggregate):
+class LevelMembership(ContainerCopies, Aggregate):
     """``level`` is the level in force after the last event (override included), ``since``
     when it started; ``base_level``/``base_since`` the computed level beneath any override."""
 

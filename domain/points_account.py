@@ -31,6 +31,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.copying import ContainerCopies
 from domain.errors import (
     FieldProblem,
     HoldAlreadyResolved,
@@ -128,7 +129,7 @@ def _burn_order(burn_order: str) -> None:
         raise InvalidInput([FieldProblem("burn_order", f"must be one of {BURN_ORDERS}")])
 
 
-class PointsAccount(Aggregate):
+class PointsAccount(ContainerCopies, Aggregate):
     """One customer's ledger of one point type. Its id is ``id_for(customer_id, point_type)``."""
 
     TOPIC: ClassVar[str] = "membercore.PointsAccount"

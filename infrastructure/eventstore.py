@@ -156,6 +156,12 @@ class TenantRecorder(PostgresApplicationRecorder):
             " WHERE save NOT IN (SELECT save FROM taken) ORDER BY ord"
             " RETURNING originator_id, originator_version, notification_id"
         ).format(t=table)
+        self._events_after = SQL(
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state"
+            " FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, after)"
+            " JOIN {t} e ON e.originator_id = k.id AND e.originator_version > k.after"
+            " ORDER BY e.originator_id, e.originator_version"
+        ).format(t=table)
         self._existing = SQL(
             "SELECT originator_id FROM {t} WHERE originator_id = ANY(%s) AND originator_version = 1"
         ).format(t=table)
@@ -282,6 +288,23 @@ class TenantRecorder(PostgresApplicationRecorder):
         return candidates
 
     # -- reads --------------------------------------------------------------------------------
+
+    def events_after(self, after: dict[UUID, int]) -> list[StoredEvent]:
+        """The events of several streams after a version each, in one round trip."""
+        if not after:
+            return []
+        ids = list(after)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._events_after, (ids, [after[i] for i in ids]))
+            return [
+                StoredEvent(
+                    originator_id=row["originator_id"],
+                    originator_version=row["originator_version"],
+                    topic=row["topic"],
+                    state=bytes(row["state"]),
+                )
+                for row in curs.fetchall()
+            ]
 
     def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]:
         """Which of these streams have events (one round trip for a batch of candidates)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
@@ -94,3 +95,27 @@ class TenantApp(Membercore):
 
     def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
         return self.tenant_recorder.existing(list(aggregate_ids))
+
+    def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
+        """Several aggregates with one query: cached ones fast-forwarded by the events after
+        their cached version, the others built from their events. Missing ids are left out.
+        Each returned aggregate is the caller's own copy (the cache keeps another)."""
+        cache = self.repository.cache
+        start: dict[UUID, Any] = {}
+        for aggregate_id in dict.fromkeys(aggregate_ids):
+            try:
+                start[aggregate_id] = cache.get(aggregate_id) if cache is not None else None
+            except KeyError:
+                start[aggregate_id] = None
+        stored = self.tenant_recorder.events_after(
+            {i: (a.version if a is not None else 0) for i, a in start.items()}
+        )
+        self.sealing_mapper.prepare(stored)  # the keys of sealed events, in bulk
+        current = {i: copy.deepcopy(a) for i, a in start.items() if a is not None}
+        for stored_event in stored:
+            event: Any = self.mapper.to_domain_event(stored_event)
+            current[event.originator_id] = event.mutate(current.get(event.originator_id))
+        if cache is not None:
+            for aggregate_id, aggregate in current.items():
+                cache.put(aggregate_id, copy.deepcopy(aggregate))
+        return current
