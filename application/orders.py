@@ -346,12 +346,14 @@ def _decide(
     lot_id = f"order:{cmd.channel}:{cmd.order_id}"
     accounts: list[Aggregate] = []
     earned: dict[str, int] = {}
-    for code, parts in earned_by_type.items():
-        total = sum(parts)
-        if total <= 0:
-            continue
-        pt = rules.point_types[code]
-        account = _account_in(reads, customer.id, code, at)
+    earning = {
+        code: _account_in(reads, customer.id, code, at)
+        for code, parts in earned_by_type.items()
+        if sum(parts) > 0
+    }
+    # Every check before the first change: the accounts may be shared with the other orders
+    # of a batch round, so a decision that stops half-way must have changed nothing.
+    for account in earning.values():
         if lot_id in account.lots:
             # The same order committed by a racing request after this one looked for it: the
             # retry finds the order and answers its replay.
@@ -359,6 +361,9 @@ def _decide(
         if account.closed:
             # The buyer was merged away after this attempt loaded them: the retry follows.
             raise IntegrityError(f"customer {customer.id} merged concurrently")
+    for code, account in earning.items():
+        total = sum(earned_by_type[code])
+        pt = rules.point_types[code]
         account.earn(
             lot_id,
             total,
