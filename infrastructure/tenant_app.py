@@ -101,20 +101,30 @@ class TenantApp(Membercore):
         their cached version, the others built from their events. Missing ids are left out.
         Each returned aggregate is the caller's own copy (the cache keeps another)."""
         cache = self.repository.cache
-        start: dict[UUID, Any] = {}
-        for aggregate_id in dict.fromkeys(aggregate_ids):
+        current: dict[UUID, Any] = {}
+        wanted = list(dict.fromkeys(aggregate_ids))
+        for aggregate_id in wanted:
             try:
-                start[aggregate_id] = cache.get(aggregate_id) if cache is not None else None
+                cached = cache.get(aggregate_id) if cache is not None else None
             except KeyError:
-                start[aggregate_id] = None
+                continue
+            # Copied under the repository's fast-forward lock (other threads fast-forward the
+            # cached object in place), and its version read from the copy. The lock is the
+            # library's own (eventsourcing 9.5, pinned below 9.6).
+            lock = self.repository._use_fastforward_lock(aggregate_id)
+            try:
+                with lock:
+                    current[aggregate_id] = copy.deepcopy(cached)
+            finally:
+                self.repository._disuse_fastforward_lock(aggregate_id)
         stored = self.tenant_recorder.events_after(
-            {i: (a.version if a is not None else 0) for i, a in start.items()}
+            {i: (current[i].version if i in current else 0) for i in wanted}
         )
         self.sealing_mapper.prepare(stored)  # the keys of sealed events, in bulk
-        current = {i: copy.deepcopy(a) for i, a in start.items() if a is not None}
         for stored_event in stored:
             event: Any = self.mapper.to_domain_event(stored_event)
-            current[event.originator_id] = event.mutate(current.get(event.originator_id))
+            aggregate_id = event.originator_id
+            current[aggregate_id] = event.mutate(current.get(aggregate_id))
         if cache is not None:
             for aggregate_id, aggregate in current.items():
                 cache.put(aggregate_id, copy.deepcopy(aggregate))
