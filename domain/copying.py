@@ -4,8 +4,9 @@ The application copies every aggregate it takes from its cache (so a command tha
 leave a half-changed aggregate there). ``copy.deepcopy`` walks every lot, entry and datetime,
 and was a third of an order's CPU. These aggregates keep frozen dataclasses, tuples, strings,
 numbers and datetimes inside dicts, lists and sets, and change state only by replacing values
-or adding to and removing from those containers, so copying the containers one level deep is
-a full copy for every purpose.
+or adding to and removing from those containers (never by changing a value inside one), so
+copying the containers one level deep is a full copy for every purpose. An aggregate that
+starts mutating nested values in place must stop using this.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from eventsourcing.domain import Aggregate
 
+from domain.copying import ContainerCopies
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
@@ -51,7 +52,7 @@ class MergeRecord:
     referrer_id: UUID | None = None
 
 
-class Customer(Aggregate):
+class Customer(ContainerCopies, Aggregate):
     """Identities, personal data, attributes, roles, owner and consents of one person.
 
     Assets (points, levels, wallet, commissions) live in their own aggregates. Events name their
@@ -612,7 +613,7 @@ class Customer(Aggregate):
         self.trigger_event(self.Erased, reason=reason, actor=actor, timestamp=at)
 
 
-class IdentityClaim(Aggregate):
+class IdentityClaim(ContainerCopies, Aggregate):
     """Makes one identity value unique per tenant (or shared by at most the program's limit).
 
     Its id is a keyed hash of the normalised identity (computed by the application), so two

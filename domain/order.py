@@ -16,6 +16,7 @@ from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
+from domain.copying import ContainerCopies
 from domain.earning import reversed_so_far, spread_refund
 from domain.errors import FieldProblem, InvalidInput, RefundExceedsOrder
 
@@ -32,7 +33,7 @@ class RefundPlan:
     reversed: Mapping[str, int]
 
 
-class Order(Aggregate):
+class Order(ContainerCopies, Aggregate):
     TOPIC: ClassVar[str] = "membercore.Order"
 
     class Created(Aggregate.Created):

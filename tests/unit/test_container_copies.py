@@ -6,9 +6,11 @@ import copy
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
+from domain.customer import Customer
 from domain.level_membership import LevelMembership
 from domain.loyalty import Assessment, LevelGroupRules, LevelRules, Window
 from domain.points_account import PointsAccount
+from domain.values import Identity
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 GROUP = LevelGroupRules(
@@ -59,3 +61,29 @@ def test_a_copied_membership_changes_without_changing_the_original() -> None:
     assert original.entries == []
     assert original.entry_ids == set()
     assert len(original.timeline) == 1
+
+
+def test_a_copied_customer_changes_without_changing_the_original() -> None:
+    original = Customer.register(
+        customer_id=uuid4(),
+        identities=(Identity("wechat_unionid", "u1"),),
+        name="Ann",
+        phone=None,
+        email=None,
+        birthday=None,
+        attributes={"city": "Shanghai"},
+        roles=("consumer",),
+        owner=None,
+        referrer_id=None,
+        actor="t",
+        at=AT,
+    )
+    original.collect_events()
+    copied = copy.deepcopy(original)
+    copied.change_profile(
+        {"name": "Bo", "attributes.city": "Beijing"}, channel=None, actor="t", at=AT
+    )
+    copied.add_role("agent", actor="t", at=AT)
+    assert (original.name, original.attributes) == ("Ann", {"city": "Shanghai"})
+    assert set(original.roles) == {"consumer"}
+    assert (copied.name, copied.attributes) == ("Bo", {"city": "Beijing"})
