@@ -498,45 +498,62 @@ def rounds_of(cmds: Sequence[PlaceOrder]) -> list[list[int]]:
 def place_orders(
     app: Membercore, cmds: Sequence[PlaceOrder], status_of: Callable[[Exception], int]
 ) -> tuple[list[BatchItem], int]:
-    """Place a batch: each round of independent orders commits in one transaction; a round
-    that meets a concurrent writer is placed again order by order. Items succeed or fail
-    individually. Returns the items and the last position written (0: none)."""
+    """Place a batch: each round of independent orders commits in one transaction. Items
+    succeed or fail individually. Returns the items and the last position written (0: none)."""
     items: list[BatchItem | None] = [None] * len(cmds)
     position = 0
     for round_ in rounds_of(cmds):
-        at = app.clock()
-        view = program_view(app)
-        reads = _Reads(app)
-        _prefetch(reads, [cmds[n] for n in round_], view)
-        decided: list[tuple[int, _Decision]] = []
-        raced: list[int] = []
-        for n in round_:
-            try:
-                decided.append((n, _decide(app, cmds[n], at, view, reads)))
-            except (DomainError, IdempotencyKeyReused) as e:
-                items[n] = BatchItem(cmds[n].order_id, status_of(e), error=e)
-            except IntegrityError:
-                raced.append(n)  # a concurrent writer got there: placed alone, with retries
-        to_save = [(n, d) for n, d in decided if d.aggregates]
-        try:
-            if to_save:
-                app.ensure_keys([c for _, d in to_save for c in d.new_customers])
-                recordings = app.save(*(a for _, d in to_save for a in d.aggregates))
-                position = max(position, recordings[-1].notification.id)
-        except IntegrityError:
-            position = max(
-                position, _one_by_one(app, cmds, [n for n, _ in to_save], items, status_of)
-            )
-            to_save = []
-        for n, d in decided:
-            if items[n] is None:
-                assert d.result is not None
-                items[n] = BatchItem(cmds[n].order_id, d.result.status, d.result.body)
-                if d.result.position:
-                    position = max(position, d.result.position)
-        if raced:
-            position = max(position, _one_by_one(app, cmds, raced, items, status_of))
+        position = max(position, _place_round(app, cmds, round_, items, status_of))
     return [i for i in items if i is not None], position
+
+
+def _place_round(
+    app: Membercore,
+    cmds: Sequence[PlaceOrder],
+    round_: Sequence[int],
+    items: list[BatchItem | None],
+    status_of: Callable[[Exception], int],
+) -> int:
+    """Decide the round's orders on one bulk read and save them in one transaction. When a
+    concurrent writer got to one of its streams first (other batches share buyers), the
+    round is split in halves, each decided again on fresh reads, down to single orders with
+    their own retries: a conflict costs a few small rounds, not the whole round one by one."""
+    if len(round_) == 1:
+        return _one_by_one(app, cmds, round_, items, status_of)
+    at = app.clock()
+    view = program_view(app)
+    reads = _Reads(app)
+    _prefetch(reads, [cmds[n] for n in round_], view)
+    decided: list[tuple[int, _Decision]] = []
+    raced: list[int] = []
+    for n in round_:
+        try:
+            decided.append((n, _decide(app, cmds[n], at, view, reads)))
+        except (DomainError, IdempotencyKeyReused) as e:
+            items[n] = BatchItem(cmds[n].order_id, status_of(e), error=e)
+        except IntegrityError:
+            raced.append(n)  # a concurrent writer got there: placed alone, with retries
+    to_save = [(n, d) for n, d in decided if d.aggregates]
+    position = 0
+    try:
+        if to_save:
+            app.ensure_keys([c for _, d in to_save for c in d.new_customers])
+            recordings = app.save(*(a for _, d in to_save for a in d.aggregates))
+            position = recordings[-1].notification.id
+    except IntegrityError:
+        again = [n for n, _ in to_save]
+        half = len(again) // 2 or 1
+        for part in (again[:half], again[half:]):
+            if part:
+                position = max(position, _place_round(app, cmds, part, items, status_of))
+    for n, d in decided:
+        if items[n] is None:
+            assert d.result is not None
+            items[n] = BatchItem(cmds[n].order_id, d.result.status, d.result.body)
+            position = max(position, d.result.position)
+    if raced:
+        position = max(position, _one_by_one(app, cmds, raced, items, status_of))
+    return position
 
 
 def _one_by_one(

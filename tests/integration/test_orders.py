@@ -318,3 +318,16 @@ def test_a_batch_racing_the_same_orders_placed_one_by_one_places_each_once(
         # Every order answered by both: placed once (201) and replayed once (200).
         assert all(sorted((b, s)) == [200, 201] for b, s in zip(batch, single, strict=True))
     assert account(loyal, cid).available(now()) == 150
+
+
+def test_concurrent_batches_for_the_same_buyers_place_every_order_once(loyal: Tenant) -> None:
+    buyers = [customer(loyal) for _ in range(6)]
+
+    def work(i: int) -> list[int]:
+        cmds = [order(buyers[k % 6], amount=1000, order_id=f"b{i}-{k}") for k in range(30)]
+        items, _ = place_orders(loyal.app, cmds, lambda e: 409)
+        return [item.status for item in items]
+
+    statuses = run_at_once(3, work)
+    assert all(s == 201 for batch in statuses for s in batch)
+    assert sum(account(loyal, b).available(now()) for b in buyers) == 3 * 30 * 10
