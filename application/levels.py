@@ -80,7 +80,7 @@ def qualify(
     aggregates: list[LevelMembership] = []
     changes: list[dict[str, Any]] = []
     for group in loyalty.level_groups.values():
-        if group.basis not in amounts or group.role not in roles:
+        if group.basis not in amounts or not loyalty.on_group(group.code, roles):
             continue
         if load is None:
             membership = load_membership(app, customer_id, group.code)
@@ -161,10 +161,12 @@ def _group(rules: LoyaltyRules, code: str) -> LevelGroupRules:
     return group
 
 
-def _member(app: Membercore, customer_id: UUID, group: LevelGroupRules) -> Customer:
+def _member(
+    app: Membercore, customer_id: UUID, rules: LoyaltyRules, group: LevelGroupRules
+) -> Customer:
     customer = load_customer(app, customer_id)
     customer.require_active()
-    if group.role not in customer.roles:
+    if not rules.on_group(group.code, customer.roles):
         raise RoleNotHeld(group.role)
     return customer
 
@@ -207,7 +209,7 @@ def set_level_override(
         rules = loyalty_rules(app, at)
         group = _group(rules, group_code)
         end = parse_instant(rules, until, field="until")
-        _member(app, customer_id, group)
+        _member(app, customer_id, rules, group)
         membership = load_membership(app, customer_id, group.code)
         if membership is None:
             membership = LevelMembership.open(

@@ -342,7 +342,11 @@ def _decide(
         birthday=customer.birthday,
         levels=_levels_at(app, customer.id, cmd.placed_at, rules),
     )
-    earned_by_type = {code: earn_points(pt, facts) for code, pt in rules.point_types.items()}
+    earned_by_type = {
+        code: earn_points(pt, facts)
+        for code, pt in rules.point_types.items()
+        if rules.earns(code, customer.roles)
+    }
     lot_id = f"order:{cmd.channel}:{cmd.order_id}"
     accounts: list[Aggregate] = []
     earned: dict[str, int] = {}

@@ -9,7 +9,7 @@ points calculation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
@@ -161,9 +161,26 @@ class LoyaltyRules:
     point_types: Mapping[str, PointTypeRules] = field(default_factory=dict)
     level_groups: Mapping[str, LevelGroupRules] = field(default_factory=dict)
     benefits: Mapping[str, BenefitRules] = field(default_factory=dict)
+    # role -> the point types / level groups the program's ``roles`` section lists for it.
+    role_point_types: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    role_level_groups: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def groups_for_basis(self, basis: str) -> tuple[LevelGroupRules, ...]:
         return tuple(g for g in self.level_groups.values() if g.basis == basis)
+
+    def earns(self, point_type: str, roles: Collection[str]) -> bool:
+        """Whether a holder of ``roles`` earns ``point_type``: a type that no role lists is
+        everybody's; a type some role lists is earned only by holders of such a role."""
+        bound = [r for r, types in self.role_point_types.items() if point_type in types]
+        return not bound or any(r in roles for r in bound)
+
+    def on_group(self, group: str, roles: Collection[str]) -> bool:
+        """Whether a holder of ``roles`` sits on the ladder ``group``: by the group's own
+        ``role``, or by a role that lists the group in its ``level_groups``."""
+        rules = self.level_groups.get(group)
+        if rules is not None and rules.role in roles:
+            return True
+        return any(group in self.role_level_groups.get(r, ()) for r in roles)
 
 
 NO_LOYALTY = LoyaltyRules(version=0)
@@ -183,6 +200,7 @@ def validate_loyalty(p: Problems, doc: Mapping[str, Any]) -> None:
         if isinstance(r, dict) and isinstance(r.get("code"), str)
     }
     _level_groups(p, doc.get("level_groups", []), point_types, benefits, roles)
+    _role_references(p, declared, point_types, _group_codes(doc))
     # Cross-check only what has the right shape: shape problems were reported above.
     types = doc.get("point_types")
     for n, pt in enumerate(types if isinstance(types, list) else []):
@@ -192,6 +210,17 @@ def validate_loyalty(p: Problems, doc: Mapping[str, Any]) -> None:
             group = levels.get("group") if isinstance(levels, dict) else None
             if isinstance(group, str) and group not in _group_codes(doc):
                 p.add(f"point_types[{n}].earn[{m}].levels.group", "not a level group")
+
+
+def _role_references(p: Problems, declared: Any, point_types: set[str], groups: set[str]) -> None:
+    """A role's ``point_types`` and ``level_groups`` must name what the program declares."""
+    for n, r in enumerate(declared if isinstance(declared, list) else []):
+        for key, known in (("point_types", point_types), ("level_groups", groups)):
+            listed = r.get(key) if isinstance(r, dict) else None
+            for m, code in enumerate(listed if isinstance(listed, list) else []):
+                if isinstance(code, str) and code not in known:
+                    what = "point type" if key == "point_types" else "level group"
+                    p.add(f"roles[{n}].{key}[{m}]", f"not a {what} of the program")
 
 
 def _group_codes(doc: Mapping[str, Any]) -> set[str]:
@@ -430,7 +459,18 @@ def loyalty_of(document: Mapping[str, Any], version: int) -> LoyaltyRules:
         point_types={pt["code"]: _point_type_of(pt) for pt in document.get("point_types", [])},
         level_groups={g["code"]: _group_of(g) for g in document.get("level_groups", [])},
         benefits={b["code"]: _benefit_of(b) for b in document.get("benefits", [])},
+        role_point_types=_role_lists(document, "point_types"),
+        role_level_groups=_role_lists(document, "level_groups"),
     )
+
+
+def _role_lists(document: Mapping[str, Any], key: str) -> dict[str, frozenset[str]]:
+    """Role -> the codes it lists under ``key``; a role declared twice lists the union."""
+    lists: dict[str, frozenset[str]] = {}
+    for r in document.get("roles", []):
+        if r.get(key):
+            lists[r["code"]] = lists.get(r["code"], frozenset()) | frozenset(r[key])
+    return lists
 
 
 def _earn_rule_of(r: Mapping[str, Any]) -> EarnRule:

@@ -9,6 +9,7 @@ import pytest
 
 from application.program import country_exists, timezone_exists
 from domain.errors import InvalidInput
+from domain.loyalty import loyalty_of
 from domain.program import (
     BUILT_IN_ROLES,
     DEFAULT_RULES,
@@ -346,3 +347,68 @@ def test_a_required_attribute_must_be_given() -> None:
 
     assert [p.field for p in raised.value.problems] == ["attributes.size"]
     missing_required({"size": "S"}, SPECS)
+
+
+def test_a_role_may_list_only_declared_point_types_and_level_groups() -> None:
+    doc = with_(
+        "roles",
+        [{"code": "agent", "point_types": ["points", "gold"], "level_groups": ["consumer"]}],
+    )
+    assert problems(doc) == {
+        "roles[0].point_types[1]": "not a point type of the program",
+        "roles[0].level_groups[0]": "not a level group of the program",
+    }
+
+
+ROLE_BOUND: dict[str, Any] = {
+    **MINIMAL,
+    "point_types": [{"code": "points"}, {"code": "commission_credit"}, {"code": "growth"}],
+    "level_groups": [
+        {
+            "code": "consumer",
+            "role": "consumer",
+            "basis": "spend",
+            "levels": [{"code": "normal", "threshold": 0}],
+        },
+        {
+            "code": "agent",
+            "role": "agent",
+            "basis": "spend",
+            "levels": [{"code": "rookie", "threshold": 0}],
+        },
+    ],
+    "roles": [
+        {
+            "code": "agent",
+            "point_types": ["commission_credit", "growth"],
+            "level_groups": ["consumer"],
+        },
+        {"code": "consumer", "point_types": ["growth"]},
+    ],
+}
+
+
+def test_a_point_type_no_role_lists_is_earned_by_every_role() -> None:
+    rules = loyalty_of(validate(ROLE_BOUND), 1)
+    assert rules.earns("points", ["consumer"])
+    assert rules.earns("points", ["beauty_advisor"])
+    assert rules.earns("points", [])
+
+
+def test_a_point_type_listed_by_roles_is_earned_only_by_holders_of_one_of_them() -> None:
+    rules = loyalty_of(validate(ROLE_BOUND), 1)
+    assert rules.earns("commission_credit", ["agent"])
+    assert not rules.earns("commission_credit", ["consumer"])
+    assert rules.earns("growth", ["consumer"])
+    assert rules.earns("growth", ["guide", "agent"])
+    assert not rules.earns("growth", ["guide"])
+
+
+def test_a_ladder_holds_its_own_role_and_every_role_that_lists_it() -> None:
+    rules = loyalty_of(validate(ROLE_BOUND), 1)
+    assert rules.on_group("consumer", ["consumer"])
+    assert rules.on_group("consumer", ["agent"])  # listed by the agent role
+    assert rules.on_group("agent", ["agent"])
+    assert not rules.on_group("agent", ["consumer"])
+    assert not rules.on_group("consumer", ["guide"])
+    assert not rules.on_group("no_such_group", ["agent"])
