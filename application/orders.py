@@ -673,7 +673,9 @@ def refund_order(app: Membercore, channel: str, order_id: str, cmd: RefundOrder)
             "levels": levels.changes,
             "commissions": [],
         }
-        order.refund(plan, fingerprint=print_, outcome=outcome, at=at)
+        order.refund(
+            plan, fingerprint=print_, outcome=outcome, program_version=rules.version, at=at
+        )
         recordings = app.save(*accounts, *levels.aggregates, order)
         return OrderResult(201, outcome, recordings[-1].notification.id)
 

@@ -67,7 +67,8 @@ class Order(ContainerCopies, Aggregate):
 
     class Refunded(Event):
         """Part of the order was refunded: ``by_portion`` amounts, ``reversed`` points per
-        point type; ``outcome`` is the response body, for replays. v1."""
+        point type; ``outcome`` is the response body, for replays; ``program_version`` the
+        version whose refund policies applied (None in refunds recorded before it was kept). v1."""
 
         TOPIC = "membercore.Order.Refunded"
         customer_id: UUID
@@ -77,6 +78,7 @@ class Order(ContainerCopies, Aggregate):
         reversed: dict[str, int]
         fingerprint: str
         outcome: dict[str, Any]
+        program_version: int | None = None
 
         def apply(self, aggregate: Order) -> None:
             for key, amount in self.by_portion.items():
@@ -232,7 +234,13 @@ class Order(ContainerCopies, Aggregate):
         return {k: v for k, v in lines.items() if v}
 
     def refund(
-        self, plan: RefundPlan, *, fingerprint: str, outcome: Mapping[str, Any], at: datetime
+        self,
+        plan: RefundPlan,
+        *,
+        fingerprint: str,
+        outcome: Mapping[str, Any],
+        program_version: int,
+        at: datetime,
     ) -> None:
         self.trigger_event(
             self.Refunded,
@@ -243,5 +251,6 @@ class Order(ContainerCopies, Aggregate):
             reversed=dict(plan.reversed),
             fingerprint=fingerprint,
             outcome=dict(outcome),
+            program_version=program_version,
             timestamp=at,
         )

@@ -164,7 +164,11 @@ def test_refund_naming_an_unknown_line_is_invalid() -> None:
 def test_refund_beyond_what_remains_is_refused() -> None:
     order = placed(1000, [{"key": WHOLE, "amount": 1000, "earned": {"points": 10}}])
     order.refund(
-        order.plan_refund("r1", amount=600, lines=None), fingerprint="f", outcome={}, at=AT
+        order.plan_refund("r1", amount=600, lines=None),
+        fingerprint="f",
+        outcome={},
+        program_version=1,
+        at=AT,
     )
     with pytest.raises(RefundExceedsOrder) as e:
         order.plan_refund("r2", amount=401, lines=None)
@@ -189,13 +193,14 @@ def test_partial_refunds_reverse_monotonically_and_all_of_it_once_refunded_in_fu
             break
         plan = order.plan_refund(f"r{n}", amount=amount, lines=None)
         assert sum(plan.by_portion.values()) == amount
-        order.refund(plan, fingerprint="f", outcome={}, at=AT)
+        order.refund(plan, fingerprint="f", outcome={}, program_version=1, at=AT)
         assert 0 <= order.points_reversed.get("p", 0) <= earned
     if order.refundable:
         order.refund(
             order.plan_refund("last", amount=order.refundable, lines=None),
             fingerprint="f",
             outcome={},
+            program_version=1,
             at=AT,
         )
     assert order.points_reversed.get("p", 0) == earned

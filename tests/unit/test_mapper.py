@@ -210,7 +210,13 @@ def _loyalty_history() -> list[Any]:
                  "commissions": []},
     )  # fmt: skip
     plan = order.plan_refund("R1", amount=None, lines={"L1": 50_00})
-    order.refund(plan, fingerprint="9a0b", outcome={"refund_id": "R1", "amount": 50_00}, at=at)
+    order.refund(
+        plan,
+        fingerprint="9a0b",
+        outcome={"refund_id": "R1", "amount": 50_00},
+        program_version=3,
+        at=at,
+    )
 
     points = PointsAccount.open(customer_id, "points", at=at)
     expiring = datetime(2025, 12, 31, 16, tzinfo=UTC)
