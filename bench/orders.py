@@ -1,6 +1,7 @@
 """(d) Orders per second through ``POST /v1/orders`` (16 clients) and ``POST /v1/orders/batch``
-(batches of 500, 16 clients; ``BENCH_BATCH_SIZE``, ``BENCH_BATCH_CLIENTS``), each against the same-run pgbench single-row INSERT baseline
-(16 clients). Targets: single >= 0.25 x the pgbench rate, batch >= 1.5 x.
+(batches of 500 from 16 clients; ``BENCH_BATCH_SIZE``, ``BENCH_BATCH_CLIENTS``), each against
+the same-run pgbench single-row INSERT baseline (16 clients). Targets: single >= 0.25 x the
+pgbench rate, batch >= 1.5 x.
 
 Every order is new and earns points on a program with two point types (a points lot with
 rolling expiry, and growth value driving a two-level ladder), so an order writes the Order,
