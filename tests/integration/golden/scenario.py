@@ -1,0 +1,251 @@
+"""The loyalty scenario the golden fixture was recorded from (``make_fixture.py`` runs it once).
+
+Everything runs through the application's commands on a fixed clock (``Clock``), so the
+recorded events carry these times, not the wall clock's:
+
+* program v1 (2026-03-01): ``points`` cleared every 1 January (Shanghai), ``growth`` expiring 90
+  days after it is earned; a ``consumer`` ladder on growth (rolling 365 days, anniversary
+  assessment, one step down) and an ``agent`` ladder on spend (calendar quarter, recomputed);
+  benefits with monthly, yearly and quarterly quotas. Program v2 (2026-04-01) doubles points.
+* seven customers (one an agent), orders with and without lines, three back-dated (one from
+  last year, whose points were already cleared when it was synced);
+* refunds by lines and by amount, one after the points were spent (debt, ``negative`` policy);
+* redemptions, holds captured and released, adjustments both ways;
+* benefits redeemed up to a quota, granted directly, granted and revoked;
+* a level override; merges (one kept, two undone) moving points, levels and grants;
+* time passes to 2026-07-02: the level assessment job and the expiry job run.
+
+Changing this module changes the fixture only when the fixture is regenerated (see
+``make_fixture.py``): the test reads the committed files.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from application.benefits import grant_benefit, redeem_benefit, revoke_grant
+from application.context import CommandContext
+from application.customers import RegisterCustomer, register_customer
+from application.levels import assess_levels, set_level_override
+from application.merges import merge_customers, undo_merge
+from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
+from application.points import (
+    adjust_points,
+    capture_hold,
+    expire_points,
+    hold_points,
+    redeem_points,
+    release_hold,
+)
+from application.program import define_program
+from domain.points_account import PointsAccount
+from domain.staff import StaffActivity
+from infrastructure.tenancy import Tenant
+
+ACTOR = "golden"
+CTX = CommandContext(ACTOR)
+START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+END = datetime(2026, 7, 2, 12, 0, tzinfo=UTC)
+# The instant every golden balance is read at (after the scenario's last command).
+AS_OF = datetime(2026, 7, 3, 0, 0, tzinfo=UTC)
+
+BENEFITS: list[dict[str, Any]] = [
+    {"code": "free_shipping", "quota": {"count": 2, "period": "month"}, "validity_days": 30},
+    {"code": "birthday_coupon", "quota": {"count": 1, "period": "year"}},
+    {"code": "group_kit", "quota": {"count": 1, "period": "quarter"}},
+]
+
+
+def program(points_per_yuan: int) -> dict[str, Any]:
+    return {
+        "currency": "CNY",
+        "timezone": "Asia/Shanghai",
+        "point_types": [
+            {
+                "code": "points",
+                "earn": [{"per_amount": 100, "points": points_per_yuan}],
+                "expiry": {"mode": "yearly_clearing", "month": 1, "day": 1},
+                "refund_policy": "negative",
+            },
+            {
+                "code": "growth",
+                "redeemable": False,
+                "earn": [{"per_amount": 100, "points": 1}],
+                "expiry": {"mode": "rolling_days", "days": 90},
+                "refund_policy": "clamp",
+            },
+        ],
+        "level_groups": [
+            {
+                "code": "consumer",
+                "role": "consumer",
+                "basis": "growth",
+                "window": {"mode": "rolling_days", "days": 365},
+                "assessment": {
+                    "mode": "anniversary",
+                    "period": "year",
+                    "downgrade": "one_step",
+                    "warning_days": 30,
+                },
+                "levels": [
+                    {"code": "normal", "threshold": 0},
+                    {"code": "gold", "threshold": 2000, "benefits": ["free_shipping"]},
+                    {
+                        "code": "platinum",
+                        "threshold": 10000,
+                        "benefits": ["free_shipping", "birthday_coupon"],
+                    },
+                ],
+            },
+            {
+                "code": "agent",
+                "role": "agent",
+                "basis": "spend",
+                "window": {"mode": "calendar", "period": "quarter"},
+                "assessment": {"mode": "calendar", "period": "quarter", "downgrade": "recompute"},
+                "levels": [
+                    {"code": "rookie", "threshold": 0},
+                    {"code": "gold_leader", "threshold": 500000, "benefits": ["group_kit"]},
+                ],
+            },
+        ],
+        "benefits": BENEFITS,
+    }
+
+
+class Clock:
+    """The scenario's time: each reading one minute later; ``jump`` moves it forward."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(minutes=1)
+        return self.now
+
+    def jump(self, to: datetime) -> None:
+        self.now = max(self.now, to)
+
+
+def _customer(tenant: Tenant, label: str, *roles: str) -> UUID:
+    cmd = RegisterCustomer(
+        identities=[("member_no", f"golden-{label}")],
+        name=f"Golden {label}",
+        phone=None,
+        email=f"{label}@golden.example",
+        roles=list(roles) or None,
+        channel="mini_program",
+    )
+    return register_customer(tenant.app, cmd, CTX).customer_id
+
+
+def _order(
+    tenant: Tenant,
+    order_id: str,
+    customer_id: UUID,
+    amount: int,
+    placed_at: datetime,
+    lines: list[OrderLineInput] | None = None,
+) -> None:
+    cmd = PlaceOrder(order_id, "tmall", placed_at, amount, customer_id, lines=lines)
+    assert place_order(tenant.app, cmd).status == 201, order_id
+
+
+def _refund(tenant: Tenant, order_id: str, refund: RefundOrder) -> None:
+    assert refund_order(tenant.app, "tmall", order_id, refund).status == 201, order_id
+
+
+def run(tenant: Tenant) -> dict[str, UUID]:
+    """Record the scenario in ``tenant`` (a fresh one); returns the customers by label."""
+    app, clock = tenant.app, Clock()
+    app.clock = clock
+    define_program(app, program(1), CTX)
+    c = {
+        label: _customer(tenant, label, *roles)
+        for label, roles in (
+            ("ann", ()),
+            ("bob", ("consumer", "agent")),
+            ("cai", ()),
+            ("dan", ()),
+            ("eve", ()),
+            ("fay", ()),
+            ("gus", ()),
+        )
+    }
+    # Back-dated: last year's order (its points were cleared on 1 January, before the sync);
+    # one from February (same quarter for the agent ladder).
+    _order(tenant, "ann-2025", c["ann"], 80000, datetime(2025, 11, 20, 10, tzinfo=UTC))
+    _order(tenant, "bob-feb", c["bob"], 100000, datetime(2026, 2, 10, 10, tzinfo=UTC))
+    lines = [
+        OrderLineInput("L1", "TEA-1", 1, 30000, "tea"),
+        OrderLineInput("L2", "CUP-2", 2, 20000, "cups"),
+    ]
+    _order(tenant, "ann-1", c["ann"], 50000, clock(), lines)
+    _order(tenant, "bob-1", c["bob"], 600000, clock())
+    _order(tenant, "cai-1", c["cai"], 250000, clock())
+    pots = OrderLineInput("L3", "POT-3", 3, 90000, "pots")
+    _order(tenant, "dan-1", c["dan"], 120000, clock(), [lines[0], pots])
+    for label in ("eve", "fay", "gus"):
+        _order(tenant, f"{label}-1", c[label], 40000, clock())
+    _order(tenant, "ann-back", c["ann"], 30000, clock() - timedelta(days=20))
+    # Spending points: a redemption, a hold captured, a hold released, adjustments both ways.
+    redeem_points(app, c["cai"], "points", redemption_id="cai-r1", amount=2300,
+                  reason="coupon", ctx=CTX)  # fmt: skip
+    hold_points(app, c["cai"], "points", hold_id="cai-h1", amount=100, ctx=CTX)
+    capture_hold(app, c["cai"], "points", "cai-h1", CTX)
+    hold_points(app, c["ann"], "points", hold_id="ann-h1", amount=150, ctx=CTX)
+    release_hold(app, c["ann"], "points", "ann-h1", CTX)
+    hold_points(app, c["dan"], "points", hold_id="dan-h-open", amount=40, ctx=CTX)
+    adjust_points(app, c["dan"], "points", adjustment_id="dan-a1", amount=300,
+                  reason="goodwill", ctx=CTX)  # fmt: skip
+    adjust_points(app, c["dan"], "points", adjustment_id="dan-a2", amount=-50,
+                  reason="correction", ctx=CTX)  # fmt: skip
+    # Refunds: by lines, by amount, and one after cai's points were spent (200 left as debt).
+    _refund(tenant, "ann-1", RefundOrder("ann-1-r1", lines={"L1": 15000}))
+    _refund(tenant, "bob-1", RefundOrder("bob-1-r1", amount=200000))
+    _refund(tenant, "cai-1", RefundOrder("cai-1-r1", amount=30000))
+    _refund(tenant, "dan-1", RefundOrder("dan-1-r1", lines={"L3": 90000}))
+    # Benefits: cai is gold (growth 2500, 2200 after the refund): free shipping twice in March.
+    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs1", ctx=CTX)
+    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs2", ctx=CTX)
+    redeem_benefit(app, c["bob"], "group_kit", redemption_id="bob-kit1", ctx=CTX)
+    grant_benefit(app, c["dan"], grant_id="dan-g1", code="birthday_coupon", until=None,
+                  reason="birthday", ctx=CTX)  # fmt: skip
+    redeem_benefit(app, c["dan"], "birthday_coupon", redemption_id="dan-bc1", ctx=CTX)
+    grant_benefit(app, c["ann"], grant_id="ann-g1", code="free_shipping", until=None,
+                  reason="apology", ctx=CTX)  # fmt: skip
+    redeem_benefit(app, c["ann"], "free_shipping", redemption_id="ann-fs1", ctx=CTX)
+    revoke_grant(app, c["ann"], "ann-g1", reason="mistake", ctx=CTX)
+    grant_benefit(app, c["gus"], grant_id="gus-g1", code="free_shipping", until=None,
+                  reason="welcome", ctx=CTX)  # fmt: skip
+    # A level override for 40 days; the assessment job ends it later.
+    until = (clock.now + timedelta(days=40)).isoformat()
+    set_level_override(app, c["dan"], "consumer", override_id="dan-o1", level="platinum",
+                       until=until, reason="launch", ctx=CTX)  # fmt: skip
+    # Merges: fay into ann undone, gus into dan undone, eve into cai kept.
+    undo_merge(app, merge_customers(app, c["ann"], c["fay"], CTX).merge_id, CTX)
+    undo_merge(app, merge_customers(app, c["dan"], c["gus"], CTX).merge_id, CTX)
+    merge_customers(app, c["cai"], c["eve"], CTX)
+    # April: program v2 (points doubled); more orders, a second month of free shipping.
+    clock.jump(datetime(2026, 4, 1, 9, tzinfo=UTC))
+    define_program(app, program(2), CTX)
+    _order(tenant, "ann-2", c["ann"], 60000, clock())
+    _order(tenant, "cai-2", c["cai"], 30000, clock())
+    _order(tenant, "gus-2", c["gus"], 20000, clock())
+    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs3", ctx=CTX)
+    redeem_points(app, c["ann"], "points", redemption_id="ann-r1", amount=700,
+                  reason="gift", ctx=CTX)  # fmt: skip
+    _refund(tenant, "ann-2", RefundOrder("ann-2-r1", amount=10000))
+    # A staff member's burst of ownership removals (a StaffActivity alert, upcast in the fixture).
+    activity = StaffActivity.start("guide-golden", at=clock())
+    activity.record_removals(3, threshold=2, window_minutes=60, at=clock())
+    app.save(activity)
+    # Time passes: the quarter ends (the agent ladder is recomputed), growth lots expire.
+    for day in (datetime(2026, 5, 20, tzinfo=UTC), END):
+        clock.jump(day)
+        assess_levels(app, clock())
+        accounts = [PointsAccount.id_for(i, t) for i in c.values() for t in ("points", "growth")]
+        expire_points(app, clock(), accounts)
+    return c
