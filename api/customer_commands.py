@@ -30,9 +30,16 @@ from api.schemas import (
     ParentAgentBody,
     PatchCustomerBody,
     RoleBody,
+    TagsBody,
     problem_responses,
 )
-from application.customers import change_profile, link_identities, unlink_identity
+from application.customers import (
+    add_tags,
+    change_profile,
+    link_identities,
+    remove_tag,
+    unlink_identity,
+)
 from application.merges import merge_customers
 from application.permissions import Permission
 from application.privacy import erase_customer, export_customer, record_consent
@@ -48,6 +55,12 @@ from projections.behaviors import customer_behaviors
 from projections.customer_history import CustomerHistoryProjection
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
+# The channel a command came through (app, pos, mini_program, ...), recorded for the change
+# history; the same query parameter as PATCH's.
+Channel = Annotated[
+    str | None,
+    Parameter(query="channel", max_length=64, description="the channel the change came through"),
+]
 WRITE = {"permission": Permission.CUSTOMERS_WRITE}
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
 
@@ -71,6 +84,7 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[IdentitiesBody],
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         raw = [(i.type, i.value) for i in data.identities]
@@ -79,7 +93,7 @@ class CustomerCommandController(Controller):
             f"LinkIdentities:{cid}",
             idempotency_key,
             data,
-            lambda app, ctx: link_identities(app, cid, raw, ctx),
+            lambda app, ctx: link_identities(app, cid, raw, ctx, channel=channel),
         )
 
     @delete(
@@ -97,6 +111,7 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         identity: FromQuery[str],
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         type_, sep, value = identity.partition(":")
@@ -109,7 +124,7 @@ class CustomerCommandController(Controller):
             f"UnlinkIdentity:{cid}",
             idempotency_key,
             {"identity": identity},
-            lambda app, ctx: unlink_identity(app, cid, (type_, value), ctx),
+            lambda app, ctx: unlink_identity(app, cid, (type_, value), ctx, channel=channel),
         )
 
     @post(
@@ -152,6 +167,7 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[RoleBody],
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         return run_for(
@@ -159,7 +175,7 @@ class CustomerCommandController(Controller):
             f"AddRole:{cid}",
             idempotency_key,
             data,
-            lambda app, ctx: add_role(app, cid, data.role, ctx),
+            lambda app, ctx: add_role(app, cid, data.role, ctx, channel=channel),
         )
 
     @delete(
@@ -178,6 +194,7 @@ class CustomerCommandController(Controller):
         role: FromPath[str],
         reason: FromQuery[str | None] = None,
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         return run_for(
@@ -185,7 +202,59 @@ class CustomerCommandController(Controller):
             f"EndRole:{cid}",
             idempotency_key,
             {"role": role, "reason": reason},
-            lambda app, ctx: end_role(app, cid, role, reason, ctx),
+            lambda app, ctx: end_role(app, cid, role, reason, ctx, channel=channel),
+        )
+
+    @post(
+        "/tags",
+        operation_id="AddTags",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Put static tags on the customer",
+    )
+    def add_tags(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        data: JSONBody[TagsBody],
+        idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
+    ) -> Response[CommandResult]:
+        cid = customer_id_of(customer_id)
+        return run_for(
+            request,
+            f"AddTags:{cid}",
+            idempotency_key,
+            data,
+            lambda app, ctx: add_tags(app, cid, data.tags, ctx, channel=channel),
+        )
+
+    @delete(
+        "/tags/{tag:str}",
+        operation_id="RemoveTag",
+        opt=WRITE,
+        sync_to_thread=True,
+        status_code=200,
+        responses=COMMAND_ERRORS,
+        summary="Take a static tag off the customer (one not carried: nothing changes)",
+    )
+    def remove_tag(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        tag: FromPath[str],
+        idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
+    ) -> Response[CommandResult]:
+        cid = customer_id_of(customer_id)
+        return run_for(
+            request,
+            f"RemoveTag:{cid}",
+            idempotency_key,
+            {"tag": tag},
+            lambda app, ctx: remove_tag(app, cid, tag, ctx, channel=channel),
         )
 
     @post(
@@ -228,6 +297,7 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[OwnerBody],
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         return run_for(
@@ -235,7 +305,7 @@ class CustomerCommandController(Controller):
             f"AssignOwner:{cid}",
             idempotency_key,
             data,
-            lambda app, ctx: assign_owner(app, cid, data.owner, data.reason, ctx),
+            lambda app, ctx: assign_owner(app, cid, data.owner, data.reason, ctx, channel=channel),
         )
 
     @post(
@@ -253,6 +323,7 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[EndOwnerBody],
         idempotency_key: IdempotencyKey = None,
+        channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         return run_for(
@@ -260,7 +331,7 @@ class CustomerCommandController(Controller):
             f"EndOwner:{cid}",
             idempotency_key,
             data,
-            lambda app, ctx: end_owner(app, cid, data.by, data.reason, ctx),
+            lambda app, ctx: end_owner(app, cid, data.by, data.reason, ctx, channel=channel),
         )
 
     @post(
@@ -278,6 +349,15 @@ class CustomerCommandController(Controller):
         customer_id: FromPath[str],
         data: JSONBody[ConsentBody],
         idempotency_key: IdempotencyKey = None,
+        channel: Annotated[
+            str | None,
+            Parameter(
+                query="channel",
+                max_length=64,
+                description="the channel the request came through (the body's channel is the"
+                " one the consent covers)",
+            ),
+        ] = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         return run_for(
@@ -294,6 +374,7 @@ class CustomerCommandController(Controller):
                 policy_version=data.policy_version,
                 source=data.source,
                 ctx=ctx,
+                via=channel,
             ),
         )
 

@@ -196,6 +196,12 @@ class RoleBody(Strict):
     role: Annotated[str, Meta(max_length=32)]
 
 
+class TagsBody(Strict):
+    """Static tag codes: NFKC-folded and lower-cased, then ``^[a-z0-9_:-]{1,64}$``."""
+
+    tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(min_length=1, max_length=50)]
+
+
 class ParentAgentBody(Strict):
     parent_id: UUID | None
 

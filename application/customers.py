@@ -1,4 +1,5 @@
-"""Customer commands: register (identity matching by the program's rules), identities, profile.
+"""Customer commands: register (identity matching by the program's rules), identities, profile,
+static tags.
 
 Roles, ownership, consent and erasure are in their own modules; merges in ``merges``.
 """
@@ -24,10 +25,16 @@ from application.identities import (
 )
 from application.merges import load_customer, merge_customers
 from application.program import program_rules
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer, IdentityClaim, parse_tag
 from domain.errors import CannotMerge, CustomerNotFound, FieldProblem, InvalidInput, UnknownReferrer
 from domain.program import ProgramRules, missing_required, validate_attributes
-from domain.registration import Matched, NewCustomer, SamePerson, decide_registration
+from domain.registration import (
+    Matched,
+    NewCustomer,
+    SamePerson,
+    Suggestion,
+    decide_registration,
+)
 from domain.values import Identity, optional_text, parse_role
 
 DEFAULT_ROLES = ("consumer",)
@@ -187,8 +194,7 @@ def register_customer(app: Membercore, cmd: RegisterCustomer, ctx: CommandContex
             new = decision.new_identities
         for identity in new:
             changed.extend(_hold(app, identity, customer.id, claims.get(identity), rules, at))
-        for s in decision.suggestions:
-            customer.suggest_match(s.other_id, s.identity_type, actor=ctx.actor, at=at)
+        _record_suggestions(customer, decision.suggestions, actor=ctx.actor, at=at)
         result = Registration(customer.id, matched, 0, False, tuple(merged))
         if matched and not customer.pending_events and not changed:
             return Registration(
@@ -248,6 +254,39 @@ def _merge_same_person(
                 continue
             raise
         merged.append(str(result.merge_id))
+
+
+def _record_suggestions(
+    customer: Customer, suggestions: Sequence[Suggestion], *, actor: str, at: Any
+) -> None:
+    """One ``MatchSuggested`` per other customer sharing a suggesting identity (a merge
+    candidate listed by GET /v1/merge-candidates)."""
+    for s in suggestions:
+        if s.other_id != customer.id:
+            customer.suggest_match(s.other_id, s.identity_type, actor=actor, at=at)
+
+
+def _suggest_on_link(
+    customer: Customer,
+    identities: Sequence[Identity],
+    claims: Mapping[Identity, IdentityClaim],
+    rules: ProgramRules,
+    *,
+    actor: str,
+    at: Any,
+) -> None:
+    """Linking (or PATCHing to) a value of a ``suggest`` type that others hold suggests them,
+    exactly as registering with it does: the same decision over the claims' holders (this
+    customer, already added as one, is no candidate of itself). ``identify`` types are left
+    out: one held by another customer is refused (409) when its claim is taken, never merged
+    silently."""
+    suggesting = [i for i in identities if rules.identity_rule(i.type).match == "suggest"]
+    if not suggesting:
+        return
+    decision = decide_registration(suggesting, holders_of(dict(claims)), rules)
+    # Without identifying identities nobody is matched: the decision is a NewCustomer.
+    assert isinstance(decision, NewCustomer)
+    _record_suggestions(customer, decision.suggestions, actor=actor, at=at)
 
 
 def _hold(
@@ -314,14 +353,22 @@ def save_changes(
 
 
 def link_identities(
-    app: Membercore, customer_id: UUID, raw: Sequence[tuple[str, str]], ctx: CommandContext
+    app: Membercore,
+    customer_id: UUID,
+    raw: Sequence[tuple[str, str]],
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
 ) -> Changed:
-    """Link identities explicitly. One held by another customer is refused (409): merging two
-    people is its own command, never a side effect of linking."""
+    """Link identities explicitly. One of an ``identify`` type held by another customer is
+    refused (409 naming the holder): merging two people is its own command, never a side effect
+    of linking. One of a ``suggest`` type others hold is linked (up to the type's
+    ``max_customers``) and records a merge candidate per holder, as a registration does."""
     rules = program_rules(app)
     identities = parse_identities(raw, rules)
     if not identities:
         raise InvalidInput([FieldProblem("identities", "at least one identity is required")])
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         at = app.clock()
@@ -332,7 +379,8 @@ def link_identities(
         new = tuple(i for i in identities if i not in customer.identities)
         for identity in new:
             changed.extend(_hold(app, identity, customer.id, claims.get(identity), rules, at))
-        customer.link_identities(new, actor=ctx.actor, at=at)
+        customer.link_identities(new, actor=ctx.actor, at=at, channel=via)
+        _suggest_on_link(customer, new, claims, rules, actor=ctx.actor, at=at)
         # Types only: the response is stored for idempotent replay, outside erasure's reach.
         linked = [i.type for i in new]
         return save_changes(app, ctx, customer, *changed, detail={"linked": linked})
@@ -341,15 +389,21 @@ def link_identities(
 
 
 def unlink_identity(
-    app: Membercore, customer_id: UUID, raw: tuple[str, str], ctx: CommandContext
+    app: Membercore,
+    customer_id: UUID,
+    raw: tuple[str, str],
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
 ) -> Changed:
     rules = program_rules(app)
     (identity,) = parse_identities([raw], rules, field="identity")
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         at = app.clock()
         customer = load_customer(app, customer_id)
-        customer.unlink_identities([identity], actor=ctx.actor, at=at)
+        customer.unlink_identities([identity], actor=ctx.actor, at=at, channel=via)
         claims = load_claims(app, [identity])
         changed: list[Aggregate] = []
         if identity in claims:
@@ -421,14 +475,75 @@ def change_profile(
                 identity = Identity(kind, new)
                 claims = load_claims(app, [identity])
                 changed.extend(_hold(app, identity, customer.id, claims.get(identity), rules, at))
-                customer.link_identities([identity], actor=ctx.actor, at=at)
+                customer.link_identities([identity], actor=ctx.actor, at=at, channel=channel)
+                _suggest_on_link(customer, [identity], claims, rules, actor=ctx.actor, at=at)
             if old is not None and Identity(kind, old) in customer.identities:
                 identity = Identity(kind, old)
                 claims = load_claims(app, [identity])
                 if identity in claims:
                     claims[identity].remove_holder(customer.id, at=at)
                     changed.append(claims[identity])
-                customer.unlink_identities([identity], actor=ctx.actor, at=at)
+                customer.unlink_identities([identity], actor=ctx.actor, at=at, channel=channel)
         return save_changes(app, ctx, customer, *changed, detail={"changed": sorted(effective)})
+
+    return app.retrying(attempt)
+
+
+# -- static tags --------------------------------------------------------------------------------
+
+MAX_TAGS_PER_REQUEST = 50
+
+
+def add_tags(
+    app: Membercore,
+    customer_id: UUID,
+    raw: Sequence[str],
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
+) -> Changed:
+    """Put static tags on the customer; tags it carries already record nothing (adding only
+    those is the idempotent answer to a repeat). Answers every tag it carries, sorted."""
+    problems: list[FieldProblem] = []
+    tags: list[str] = []
+    for n, value in enumerate(raw):
+        try:
+            tags.append(parse_tag(value, field=f"tags[{n}]"))
+        except InvalidInput as e:
+            problems.extend(e.problems)
+    if not raw:
+        problems.append(FieldProblem("tags", "at least one tag is required"))
+    if len(raw) > MAX_TAGS_PER_REQUEST:
+        problems.append(FieldProblem("tags", f"at most {MAX_TAGS_PER_REQUEST} tags per request"))
+    if problems:
+        raise InvalidInput(problems)
+    via = optional_text(channel, field="channel")
+
+    def attempt(first: bool) -> Changed:
+        customer = load_customer(app, customer_id)
+        added = customer.add_tags(tags, actor=ctx.actor, at=app.clock(), channel=via)
+        detail = {"added": list(added), "tags": sorted(customer.tags)}
+        return save_changes(app, ctx, customer, detail=detail)
+
+    return app.retrying(attempt)
+
+
+def remove_tag(
+    app: Membercore,
+    customer_id: UUID,
+    raw: str,
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
+) -> Changed:
+    """Take one static tag off; one the customer does not carry records nothing (200)."""
+    tag = parse_tag(raw, field="tag")
+    via = optional_text(channel, field="channel")
+
+    def attempt(first: bool) -> Changed:
+        customer = load_customer(app, customer_id)
+        removed = customer.remove_tag(tag, actor=ctx.actor, at=app.clock(), channel=via)
+        detail = {"removed": [tag] if removed else [], "tags": sorted(customer.tags)}
+        return save_changes(app, ctx, customer, detail=detail)
 
     return app.retrying(attempt)

@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 from eventsourcing.domain import Aggregate
 
+from application import benefits, levels, points
 from application.app import Membercore, both
 from application.context import CommandContext
 from application.customers import Changed, save_changes
@@ -16,6 +17,7 @@ from application.identities import load_claims
 from application.merges import load_customer
 from domain.customer import Customer
 from domain.errors import CustomerMerged, FieldProblem, InvalidInput
+from domain.order import Order
 from domain.values import optional_text, parse_role
 
 PURPOSES_HINT = "e.g. marketing, data_processing, profiling"
@@ -31,8 +33,12 @@ def record_consent(
     policy_version: str | None,
     source: str | None,
     ctx: CommandContext,
+    via: str | None = None,
 ) -> Changed:
-    """Grant or withdraw consent for one purpose on one channel (each change is an event)."""
+    """Grant or withdraw consent for one purpose on one channel (each change is an event).
+
+    ``via``: the channel the request came through (the API's ``?channel=``), recorded for the
+    change history; ``channel`` is the channel the consent covers."""
     code = parse_role(purpose, field="purpose")  # same shape as a role code: snake_case
     via = parse_role(channel, field="channel")
     version = optional_text(policy_version, field="policy_version")
@@ -40,6 +46,7 @@ def record_consent(
         raise InvalidInput(
             [FieldProblem("policy_version", "a grant names the policy version agreed to")]
         )
+    came_through = optional_text(via, field="channel")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
@@ -51,6 +58,7 @@ def record_consent(
             source=optional_text(source, field="source"),
             actor=ctx.actor,
             at=app.clock(),
+            via=came_through,
         )
         detail = {"purpose": code, "channel": via, "granted": granted}
         return save_changes(app, ctx, customer, detail=detail, status=201 if granted else 200)
@@ -120,9 +128,12 @@ class Export:
 
 
 def export_customer(app: Membercore, customer_id: UUID) -> Export:
-    """Everything held about the person: current state and every event of their stream.
+    """Everything held about the person: current state and every event of their stream, their
+    points (balance and ledger per point type), orders with their refunds, level memberships
+    and benefits (grants, redemptions, what they hold now).
 
-    Erased personal values read as empty: the keys that could open them are gone.
+    Erased personal values read as empty: the keys that could open them are gone. Money and
+    points facts are not personal and remain.
     """
     customer = load_customer(app, customer_id)
     events = []
@@ -146,6 +157,7 @@ def export_customer(app: Membercore, customer_id: UUID) -> Export:
         "identities": [{"type": i.type, "value": i.value} for i in customer.identities],
         "profile": customer.fields(),
         "roles": sorted(customer.roles),
+        "tags": sorted(customer.tags),
         "parent_agent_id": str(customer.parent_agent_id) if customer.parent_agent_id else None,
         "referrer_id": str(customer.referrer_id) if customer.referrer_id else None,
         "consents": [
@@ -164,4 +176,93 @@ def export_customer(app: Membercore, customer_id: UUID) -> Export:
             for m, r in customer.absorbed.items()
         ],
     }
-    return Export(customer.id, {"customer": state, "events": events})
+    document = {
+        "customer": state,
+        "events": events,
+        "points": _points(app, customer.id),
+        "orders": _orders(app, customer.id),
+        "levels": levels.level_status(app, customer.id, app.clock()),
+        "benefits": _benefits(app, customer),
+    }
+    return Export(customer.id, document)
+
+
+EXPORT_PAGE = 1000
+
+
+def _points(app: Membercore, customer_id: UUID) -> list[dict[str, Any]]:
+    """Per point type of the program: the balance and every ledger entry (the points module's
+    own reads)."""
+    out: list[dict[str, Any]] = []
+    for balance in points.points_balances(app, customer_id, app.clock()):
+        entries: list[dict[str, Any]] = []
+        after: int | None = 0
+        while after is not None:
+            page = points.points_entries(
+                app, customer_id, balance.point_type, after=after, limit=EXPORT_PAGE
+            )
+            entries.extend(page.items)
+            after = page.next_cursor
+        out.append({**msgspec.to_builtins(balance), "entries": entries})
+    return out
+
+
+def _orders(app: Membercore, customer_id: UUID) -> list[dict[str, Any]]:
+    """The orders naming the customer as buyer, each with its refunds, in log order.
+
+    No read model lists a customer's orders yet, so this follows the tenant's order events
+    (filtered by topic in the database): its cost grows with the tenant's orders, acceptable
+    for an access request, not for a hot path.
+    """
+    topics = (Order.Placed.TOPIC, Order.Refunded.TOPIC)
+    orders: dict[UUID, dict[str, Any]] = {}
+    start = 1
+    while notifications := app.recorder.select_notifications(start, EXPORT_PAGE, topics=topics):
+        for n in notifications:
+            e: Any = app.mapper.to_domain_event(n)
+            if isinstance(e, Order.Placed) and e.customer_id == customer_id:
+                orders[e.originator_id] = _order(e)
+            elif isinstance(e, Order.Refunded) and e.originator_id in orders:
+                orders[e.originator_id]["refunds"].append(_refund(e))
+        start = notifications[-1].id + 1
+    return list(orders.values())
+
+
+def _order(e: Order.Placed) -> dict[str, Any]:
+    return {
+        "channel": e.channel,
+        "order_id": e.order_id,
+        "placed_at": e.placed_at.isoformat(),
+        "placed_on": e.placed_on.isoformat(),
+        "amount": e.amount,
+        "portions": msgspec.to_builtins(e.portions),
+        "store_id": e.store_id,
+        "staff_id": e.staff_id,
+        "agent_id": e.agent_id,
+        "program_version": e.program_version,
+        "recorded_at": e.timestamp.isoformat(),
+        "refunds": [],
+    }
+
+
+def _refund(e: Order.Refunded) -> dict[str, Any]:
+    return {
+        "refund_id": e.refund_id,
+        "amount": e.amount,
+        "by_portion": dict(e.by_portion),
+        "reversed": dict(e.reversed),
+        "recorded_at": e.timestamp.isoformat(),
+    }
+
+
+def _benefits(app: Membercore, customer: Customer) -> dict[str, Any]:
+    """Every grant (revoked ones too) and redemption of the customer's benefit account, and,
+    for an active customer, the benefits held now with their quotas."""
+    account = benefits.load_account(app, customer.id)
+    active = not customer.erased and customer.merged_into is None
+    held = benefits.benefits_of(app, customer.id) if active else []
+    return {
+        "held": [h.to_dict() for h in held],
+        "grants": msgspec.to_builtins(list(account.grants.values())) if account else [],
+        "redemptions": msgspec.to_builtins(account.redemptions_of()) if account else [],
+    }

@@ -134,6 +134,7 @@ def _absorbed(e: Customer.Absorbed) -> dict[str, Any]:
         "fields": plain(e.fields),
         "previous": plain(e.previous),
         "roles": list(e.roles),
+        "tags": list(e.tags),
     }
 
 
@@ -144,7 +145,16 @@ def _absorption_undone(e: Customer.AbsorptionUndone) -> dict[str, Any]:
         "identities": _identities(e.identities),
         "fields": plain(e.fields),
         "roles": list(e.roles),
+        "tags": list(e.tags),
     }
+
+
+def _tags_added(e: Customer.TagsAdded) -> dict[str, Any]:
+    return {**_customer(e), "tags": list(e.tags), "channel": e.channel}
+
+
+def _tag_removed(e: Customer.TagRemoved) -> dict[str, Any]:
+    return {**_customer(e), "tag": e.tag, "channel": e.channel}
 
 
 def _merged_into(e: Customer.MergedInto) -> dict[str, Any]:
@@ -319,6 +329,8 @@ PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("customer.consent_given", 1, Customer.ConsentGiven.TOPIC, _consent),
     PublicEventType("customer.consent_withdrawn", 1, Customer.ConsentWithdrawn.TOPIC, _consent),
     PublicEventType("customer.match_suggested", 1, Customer.MatchSuggested.TOPIC, _match_suggested),
+    PublicEventType("customer.tags_added", 1, Customer.TagsAdded.TOPIC, _tags_added),
+    PublicEventType("customer.tag_removed", 1, Customer.TagRemoved.TOPIC, _tag_removed),
     PublicEventType("customer.absorbed", 1, Customer.Absorbed.TOPIC, _absorbed),
     PublicEventType(
         "customer.absorption_undone", 1, Customer.AbsorptionUndone.TOPIC, _absorption_undone

@@ -25,28 +25,43 @@ __all__ = ["MAX_AGENT_DEPTH", "agent_chain"]  # kept importable from here
 HANDOVER_CHUNK = 200
 
 
-def add_role(app: Membercore, customer_id: UUID, role: str, ctx: CommandContext) -> Changed:
+def add_role(
+    app: Membercore,
+    customer_id: UUID,
+    role: str,
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
+) -> Changed:
     rules = program_rules(app)
     code = parse_role(role, field="role")
     if code not in rules.roles:
         raise InvalidInput([FieldProblem("role", f"role {code!r} is not in the program")])
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
-        customer.add_role(code, actor=ctx.actor, at=app.clock())
+        customer.add_role(code, actor=ctx.actor, at=app.clock(), channel=via)
         return save_changes(app, ctx, customer, detail={"roles": sorted(customer.roles)})
 
     return app.retrying(attempt)
 
 
 def end_role(
-    app: Membercore, customer_id: UUID, role: str, reason: str | None, ctx: CommandContext
+    app: Membercore,
+    customer_id: UUID,
+    role: str,
+    reason: str | None,
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
 ) -> Changed:
     code = parse_role(role, field="role")
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
-        customer.end_role(code, reason=reason, actor=ctx.actor, at=app.clock())
+        customer.end_role(code, reason=reason, actor=ctx.actor, at=app.clock(), channel=via)
         return save_changes(app, ctx, customer, detail={"roles": sorted(customer.roles)})
 
     return app.retrying(attempt)
@@ -91,15 +106,22 @@ def set_parent_agent(
 
 
 def assign_owner(
-    app: Membercore, customer_id: UUID, owner: str, reason: str | None, ctx: CommandContext
+    app: Membercore,
+    customer_id: UUID,
+    owner: str,
+    reason: str | None,
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
 ) -> Changed:
     staff = optional_text(owner, field="owner")
     if not staff:
         raise InvalidInput([FieldProblem("owner", "must not be empty")])
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
-        customer.assign_owner(staff, reason=reason, actor=ctx.actor, at=app.clock())
+        customer.assign_owner(staff, reason=reason, actor=ctx.actor, at=app.clock(), channel=via)
         return save_changes(app, ctx, customer, detail={"owner": customer.owner})
 
     return app.retrying(attempt)
@@ -114,7 +136,13 @@ def _staff_activity(app: Membercore, staff_id: str, at: Any) -> StaffActivity:
 
 
 def end_owner(
-    app: Membercore, customer_id: UUID, by: str, reason: str | None, ctx: CommandContext
+    app: Membercore,
+    customer_id: UUID,
+    by: str,
+    reason: str | None,
+    ctx: CommandContext,
+    *,
+    channel: str | None = None,
 ) -> Changed:
     """End the owner relationship, recording who ended it; a burst by one staff raises an alert
     event (the seed's warning about staff deleting customers before they leave)."""
@@ -122,11 +150,12 @@ def end_owner(
     if not staff:
         raise InvalidInput([FieldProblem("by", "name the staff member ending the relationship")])
     alerts = program_rules(app).staff_alerts
+    via = optional_text(channel, field="channel")
 
     def attempt(first: bool) -> Changed:
         at = app.clock()
         customer = load_customer(app, customer_id)
-        ended = customer.end_owner(by=staff, reason=reason, actor=ctx.actor, at=at)
+        ended = customer.end_owner(by=staff, reason=reason, actor=ctx.actor, at=at, channel=via)
         others: list[Aggregate] = []
         alert = False
         if ended is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -14,17 +15,34 @@ from domain.copying import ContainerCopies
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
+    FieldProblem,
     IdentityHeldByOther,
     IdentityLimitReached,
     IdentityNotHeld,
+    InvalidInput,
     LastIdentity,
     RoleNotHeld,
+    TagLimitReached,
 )
-from domain.values import Identity
+from domain.values import Identity, fold_text
 
 # Field paths a profile change, a merge and the history speak of; custom attributes are
 # ``attributes.<code>``.
 PROFILE_FIELDS = ("name", "phone", "email", "birthday", "channel", "store_id")
+
+# Static (manual) tags: codes from the tenant's own vocabulary, stored in clear (not personal
+# data: a tag names a group, never a value about the person; docs/identity.md, tags).
+TAG_CODE = re.compile(r"^[a-z0-9_:-]{1,64}$")
+# A bound per customer keeps the aggregate and the profile document small.
+MAX_TAGS = 100
+
+
+def parse_tag(raw: str, *, field: str = "tags") -> str:
+    """A tag code: NFKC-folded, trimmed and lower-cased, then ``^[a-z0-9_:-]{1,64}$``."""
+    folded = fold_text(raw).lower()
+    if not TAG_CODE.match(folded):
+        raise InvalidInput([FieldProblem(field, f"tag {raw!r} must match ^[a-z0-9_:-]{{1,64}}$")])
+    return folded
 
 
 @dataclass(frozen=True)
@@ -50,6 +68,10 @@ class MergeRecord:
     previous_consents: tuple[Consent, ...] = ()
     parent_agent_id: UUID | None = None
     referrer_id: UUID | None = None
+    # The tags the merge added, and when: the undo takes back those still carrying that time
+    # (a tag removed and added again since the merge stays).
+    tags: tuple[str, ...] = ()
+    at: datetime | None = None
 
 
 class Customer(ContainerCopies, Aggregate):
@@ -104,6 +126,7 @@ class Customer(ContainerCopies, Aggregate):
         PERSONAL = ("identities",)
         identities: tuple[Identity, ...]
         actor: str
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.identities = (*aggregate.identities, *self.identities)
@@ -121,6 +144,7 @@ class Customer(ContainerCopies, Aggregate):
         identities: tuple[Identity, ...]
         actor: str
         source_id: UUID | None = None
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             gone = set(self.identities)
@@ -142,6 +166,7 @@ class Customer(ContainerCopies, Aggregate):
         TOPIC = "membercore.Customer.RoleAdded"
         role: str
         actor: str
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.roles = {**aggregate.roles, self.role: self.timestamp}
@@ -151,6 +176,7 @@ class Customer(ContainerCopies, Aggregate):
         role: str
         reason: str | None
         actor: str
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.roles = {r: t for r, t in aggregate.roles.items() if r != self.role}
@@ -171,6 +197,7 @@ class Customer(ContainerCopies, Aggregate):
         previous: str | None
         reason: str | None
         actor: str
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.owner = self.owner
@@ -184,6 +211,7 @@ class Customer(ContainerCopies, Aggregate):
         by: str
         reason: str | None
         actor: str
+        channel: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.owner = None
@@ -196,6 +224,8 @@ class Customer(ContainerCopies, Aggregate):
         policy_version: str | None
         source: str | None
         actor: str
+        # The channel the command came through (``channel`` is the one the consent covers).
+        via: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate._consent(self.purpose, self.channel, True, self)
@@ -207,9 +237,33 @@ class Customer(ContainerCopies, Aggregate):
         policy_version: str | None
         source: str | None
         actor: str
+        # The channel the command came through (``channel`` is the one the consent covers).
+        via: str | None = None
 
         def apply(self, aggregate: Customer) -> None:
             aggregate._consent(self.purpose, self.channel, False, self)
+
+    class TagsAdded(Event):
+        """Static tags were put on the customer (only those it did not carry). v1."""
+
+        TOPIC = "membercore.Customer.TagsAdded"
+        tags: tuple[str, ...]
+        actor: str
+        channel: str | None = None
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.tags = {**aggregate.tags, **dict.fromkeys(self.tags, self.timestamp)}
+
+    class TagRemoved(Event):
+        """A static tag was taken off the customer. v1."""
+
+        TOPIC = "membercore.Customer.TagRemoved"
+        tag: str
+        actor: str
+        channel: str | None = None
+
+        def apply(self, aggregate: Customer) -> None:
+            aggregate.tags = {t: at for t, at in aggregate.tags.items() if t != self.tag}
 
     class MatchSuggested(Event):
         """Another customer shares a suggesting identity: a merge candidate for review. v1."""
@@ -221,8 +275,8 @@ class Customer(ContainerCopies, Aggregate):
 
     class Absorbed(Event):
         """This customer survived a merge: it took the source's identities, fields and roles,
-        the source's consent decisions newer than its own, and the source's parent agent and
-        referrer when it had none.
+        the source's consent decisions newer than its own, the source's tags it lacked, and the
+        source's parent agent and referrer when it had none.
 
         The source's values (``identities``, ``fields``) are sealed with the source's key, the
         survivor's own ``previous`` values with the survivor's.
@@ -242,11 +296,13 @@ class Customer(ContainerCopies, Aggregate):
         previous_consents: tuple[Consent, ...] = ()
         parent_agent_id: UUID | None = None
         referrer_id: UUID | None = None
+        tags: tuple[str, ...] = ()
 
         def apply(self, aggregate: Customer) -> None:
             aggregate.identities = (*aggregate.identities, *self.identities)
             aggregate._set_fields(self.fields, self.timestamp)
             aggregate.roles = {**aggregate.roles, **dict.fromkeys(self.roles, self.timestamp)}
+            aggregate.tags = {**aggregate.tags, **dict.fromkeys(self.tags, self.timestamp)}
             aggregate.consents = {
                 **aggregate.consents,
                 **{(c.purpose, c.channel): c for c in self.consents},
@@ -267,6 +323,8 @@ class Customer(ContainerCopies, Aggregate):
                     self.previous_consents,
                     self.parent_agent_id,
                     self.referrer_id,
+                    self.tags,
+                    self.timestamp,
                 ),
             }
 
@@ -276,7 +334,8 @@ class Customer(ContainerCopies, Aggregate):
         ``identities`` (the source's, sealed with the source's key when ``source_id`` is set) go
         back; ``fields`` are the survivor's own values restored; ``consents`` its own decisions
         restored and ``removed_consents`` (purpose, channel) the decisions it drops; the parent
-        agent and referrer the merge gave are dropped when the flags say so.
+        agent and referrer the merge gave are dropped when the flags say so; ``tags`` the
+        merge added are taken off.
         """
 
         TOPIC = "membercore.Customer.AbsorptionUndone"
@@ -292,6 +351,7 @@ class Customer(ContainerCopies, Aggregate):
         removed_consents: tuple[tuple[str, str], ...] = ()
         parent_agent_given_back: bool = False
         referrer_given_back: bool = False
+        tags: tuple[str, ...] = ()
 
         def apply(self, aggregate: Customer) -> None:
             # The identities given back are the merge's still held (see ``plan_undo``): taken
@@ -302,6 +362,7 @@ class Customer(ContainerCopies, Aggregate):
             aggregate.identities = tuple(i for i in aggregate.identities if i not in gone)
             aggregate._set_fields(self.fields, self.timestamp)
             aggregate.roles = {r: t for r, t in aggregate.roles.items() if r not in self.roles}
+            aggregate.tags = {t: at for t, at in aggregate.tags.items() if t not in self.tags}
             removed = {(p, c) for p, c in self.removed_consents}
             aggregate.consents = {
                 **{k: v for k, v in aggregate.consents.items() if k not in removed},
@@ -381,6 +442,8 @@ class Customer(ContainerCopies, Aggregate):
         self.referrer_id = referrer_id
         self.parent_agent_id: UUID | None = None
         self.consents: dict[tuple[str, str], Consent] = {}
+        # Static tag → when it was put on (the undo of a merge compares it).
+        self.tags: dict[str, datetime] = {}
         self.merged_into: UUID | None = None
         self.merge_id: UUID | None = None
         self.absorbed: dict[UUID, MergeRecord] = {}
@@ -474,16 +537,30 @@ class Customer(ContainerCopies, Aggregate):
         if self.merged_into is not None:
             raise CustomerMerged(self.id, self.merged_into)
 
-    def link_identities(self, identities: Iterable[Identity], *, actor: str, at: datetime) -> None:
+    def link_identities(
+        self,
+        identities: Iterable[Identity],
+        *,
+        actor: str,
+        at: datetime,
+        channel: str | None = None,
+    ) -> None:
         """Link identities not held yet; linking what is already held records nothing."""
         self.require_active()
         held = set(self.identities)
         new = tuple(i for i in dict.fromkeys(identities) if i not in held)
         if new:
-            self.trigger_event(self.IdentitiesLinked, identities=new, actor=actor, timestamp=at)
+            self.trigger_event(
+                self.IdentitiesLinked, identities=new, actor=actor, channel=channel, timestamp=at
+            )
 
     def unlink_identities(
-        self, identities: Iterable[Identity], *, actor: str, at: datetime
+        self,
+        identities: Iterable[Identity],
+        *,
+        actor: str,
+        at: datetime,
+        channel: str | None = None,
     ) -> None:
         self.require_active()
         gone = tuple(dict.fromkeys(identities))
@@ -503,6 +580,7 @@ class Customer(ContainerCopies, Aggregate):
                 identities=tuple(identities),
                 actor=actor,
                 source_id=source_id,
+                channel=channel,
                 timestamp=at,
             )
 
@@ -519,18 +597,49 @@ class Customer(ContainerCopies, Aggregate):
             )
         return effective
 
-    def add_role(self, role: str, *, actor: str, at: datetime) -> bool:
+    def add_role(self, role: str, *, actor: str, at: datetime, channel: str | None = None) -> bool:
         self.require_active()
         if role in self.roles:
             return False
-        self.trigger_event(self.RoleAdded, role=role, actor=actor, timestamp=at)
+        self.trigger_event(self.RoleAdded, role=role, actor=actor, channel=channel, timestamp=at)
         return True
 
-    def end_role(self, role: str, *, reason: str | None, actor: str, at: datetime) -> None:
+    def end_role(
+        self,
+        role: str,
+        *,
+        reason: str | None,
+        actor: str,
+        at: datetime,
+        channel: str | None = None,
+    ) -> None:
         self.require_active()
         if role not in self.roles:
             raise RoleNotHeld(role)
-        self.trigger_event(self.RoleEnded, role=role, reason=reason, actor=actor, timestamp=at)
+        self.trigger_event(
+            self.RoleEnded, role=role, reason=reason, actor=actor, channel=channel, timestamp=at
+        )
+
+    def add_tags(
+        self, tags: Iterable[str], *, actor: str, at: datetime, channel: str | None = None
+    ) -> tuple[str, ...]:
+        """Put on the tags not carried yet (returned; none: nothing recorded). ``tags`` are
+        codes checked by ``parse_tag``. More than ``MAX_TAGS`` in all is refused."""
+        self.require_active()
+        new = tuple(t for t in dict.fromkeys(tags) if t not in self.tags)
+        if len(self.tags) + len(new) > MAX_TAGS:
+            raise TagLimitReached(MAX_TAGS, len(self.tags), len(new))
+        if new:
+            self.trigger_event(self.TagsAdded, tags=new, actor=actor, channel=channel, timestamp=at)
+        return new
+
+    def remove_tag(self, tag: str, *, actor: str, at: datetime, channel: str | None = None) -> bool:
+        """Take a tag off; one not carried records nothing (a repeated DELETE changes nothing)."""
+        self.require_active()
+        if tag not in self.tags:
+            return False
+        self.trigger_event(self.TagRemoved, tag=tag, actor=actor, channel=channel, timestamp=at)
+        return True
 
     def set_parent_agent(self, parent_id: UUID | None, *, actor: str, at: datetime) -> bool:
         """Cycles are checked by the caller, who can see the ancestors (see ``agent_chain``)."""
@@ -540,7 +649,15 @@ class Customer(ContainerCopies, Aggregate):
         self.trigger_event(self.ParentAgentSet, parent_id=parent_id, actor=actor, timestamp=at)
         return True
 
-    def assign_owner(self, owner: str, *, reason: str | None, actor: str, at: datetime) -> bool:
+    def assign_owner(
+        self,
+        owner: str,
+        *,
+        reason: str | None,
+        actor: str,
+        at: datetime,
+        channel: str | None = None,
+    ) -> bool:
         self.require_active()
         if owner == self.owner:
             return False
@@ -550,17 +667,32 @@ class Customer(ContainerCopies, Aggregate):
             previous=self.owner,
             reason=reason,
             actor=actor,
+            channel=channel,
             timestamp=at,
         )
         return True
 
-    def end_owner(self, *, by: str, reason: str | None, actor: str, at: datetime) -> str | None:
+    def end_owner(
+        self,
+        *,
+        by: str,
+        reason: str | None,
+        actor: str,
+        at: datetime,
+        channel: str | None = None,
+    ) -> str | None:
         """End the owner relationship; returns the owner it ended (None: there was none)."""
         self.require_active()
         owner = self.owner
         if owner is not None:
             self.trigger_event(
-                self.OwnerEnded, owner=owner, by=by, reason=reason, actor=actor, timestamp=at
+                self.OwnerEnded,
+                owner=owner,
+                by=by,
+                reason=reason,
+                actor=actor,
+                channel=channel,
+                timestamp=at,
             )
         return owner
 
@@ -574,8 +706,10 @@ class Customer(ContainerCopies, Aggregate):
         source: str | None,
         actor: str,
         at: datetime,
+        via: str | None = None,
     ) -> bool:
-        """Record a grant or a withdrawal; repeating the current state records nothing."""
+        """Record a grant or a withdrawal; repeating the current state records nothing.
+        ``via``: the channel the command came through (``channel``: the one consented to)."""
         self.require_active()
         current = self.consents.get((purpose, channel))
         if (
@@ -592,6 +726,7 @@ class Customer(ContainerCopies, Aggregate):
             policy_version=policy_version,
             source=source,
             actor=actor,
+            via=via,
             timestamp=at,
         )
         return True

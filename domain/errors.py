@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -176,6 +177,21 @@ class RoleNotHeld(DomainError):
         super().__init__(f"the customer does not hold the role {role!r}")
 
 
+class TagLimitReached(DomainError):
+    """A customer carries at most ``limit`` static tags."""
+
+    code = "tag_limit_reached"
+
+    def __init__(self, limit: int, held: int, adding: int) -> None:
+        self.limit, self.held, self.adding = limit, held, adding
+        super().__init__(
+            f"the customer carries {held} tags; adding {adding} would pass the limit of {limit}"
+        )
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"limit": self.limit, "held": self.held, "adding": self.adding}
+
+
 class ProgramNotFound(DomainError):
     code = "program_not_found"
 
@@ -259,6 +275,53 @@ class HoldAlreadyResolved(DomainError):
 
     def problem_fields(self) -> dict[str, Any]:
         return {"resolution": self.resolution}
+
+
+class HoldExpired(DomainError):
+    """A hold past its timeout can be neither captured nor released: the timeout released it
+    (or will, at the next expiry run or command on the account)."""
+
+    code = "hold_expired"
+
+    def __init__(self, hold_id: str, expires_at: datetime | None) -> None:
+        self.hold_id, self.expires_at = hold_id, expires_at
+        when = f" at {expires_at.isoformat()}" if expires_at else ""
+        super().__init__(f"hold {hold_id!r} timed out{when}")
+
+    def problem_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"hold_id": self.hold_id}
+        if self.expires_at is not None:
+            fields["expires_at"] = self.expires_at.isoformat()
+        return fields
+
+
+class RedemptionNotFound(DomainError):
+    code = "redemption_not_found"
+
+    def __init__(self, redemption_id: str) -> None:
+        self.redemption_id = redemption_id
+        super().__init__(f"no redemption {redemption_id!r}")
+
+
+class ReversalExceedsRedemption(DomainError):
+    """A redemption reversal for more than is left unreversed (``requested`` None: the rest,
+    and nothing is left)."""
+
+    code = "reversal_exceeds_redemption"
+
+    def __init__(self, redemption_id: str, requested: int | None, reversible: int) -> None:
+        self.redemption_id, self.requested, self.reversible = redemption_id, requested, reversible
+        super().__init__(
+            f"reversal of {requested if requested is not None else 'the rest'} exceeds the"
+            f" {reversible} still reversible on redemption {redemption_id!r}"
+        )
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {
+            "redemption_id": self.redemption_id,
+            "requested": self.requested,
+            "reversible": self.reversible,
+        }
 
 
 class LevelGroupNotFound(DomainError):

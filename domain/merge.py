@@ -38,7 +38,8 @@ class AssetMove:
 class MergePlan:
     """What the survivor takes. ``consents``: the source's decisions newer than the survivor's
     for the same purpose and channel (``previous_consents``: the survivor's they replace);
-    ``parent_agent_id``/``referrer_id``: the source's, when the survivor has none."""
+    ``parent_agent_id``/``referrer_id``: the source's, when the survivor has none; ``tags``: the
+    source's static tags the survivor lacks (tags merge as a union, like roles)."""
 
     identities: tuple[Identity, ...]
     fields: dict[str, Any]
@@ -48,6 +49,7 @@ class MergePlan:
     previous_consents: tuple[Consent, ...] = ()
     parent_agent_id: UUID | None = None
     referrer_id: UUID | None = None
+    tags: tuple[str, ...] = ()
 
 
 def check_mergeable(survivor: Customer, source: Customer) -> None:
@@ -88,6 +90,8 @@ def plan_merge(survivor: Customer, source: Customer, rules: ProgramRules) -> Mer
     held = set(survivor.identities)
     identities = tuple(i for i in source.identities if i not in held)
     roles = tuple(r for r in source.roles if r not in survivor.roles)
+    # Sorted: the union does not depend on the order the source's tags were put on.
+    tags = tuple(sorted(t for t in source.tags if t not in survivor.tags))
     consents: list[Consent] = []
     previous_consents: list[Consent] = []
     for key, theirs in sorted(source.consents.items()):
@@ -111,6 +115,7 @@ def plan_merge(survivor: Customer, source: Customer, rules: ProgramRules) -> Mer
         tuple(previous_consents),
         parent,
         referrer,
+        tags,
     )
 
 
@@ -141,6 +146,7 @@ def absorb(
         previous_consents=plan.previous_consents,
         parent_agent_id=plan.parent_agent_id,
         referrer_id=plan.referrer_id,
+        tags=plan.tags,
         timestamp=at,
     )
 
@@ -158,7 +164,9 @@ class UndoPlan:
     """What the survivor gives back. Fields changed again after the merge keep their newer value;
     identities it unlinked since are not given back. Consent decisions, the parent agent and the
     referrer the merge gave go back only if unchanged since: ``consents`` are the survivor's own
-    decisions restored, ``removed_consents`` the keys it had none for."""
+    decisions restored, ``removed_consents`` the keys it had none for. ``tags``: the tags the
+    merge added that the survivor still carries from the merge (one removed since is gone
+    already; one removed and put on again since the merge was decided again and stays)."""
 
     identities: tuple[Identity, ...]
     fields: dict[str, Any]
@@ -168,6 +176,7 @@ class UndoPlan:
     removed_consents: tuple[tuple[str, str], ...] = ()
     parent_agent_given_back: bool = False
     referrer_given_back: bool = False
+    tags: tuple[str, ...] = ()
 
 
 def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
@@ -186,6 +195,9 @@ def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
         if current.get(path) == value
     }
     roles = tuple(r for r in record.roles if r in survivor.roles)
+    tags = tuple(
+        t for t in record.tags if record.at is not None and survivor.tags.get(t) == record.at
+    )
     before = {(c.purpose, c.channel): c for c in record.previous_consents}
     consents: list[Consent] = []
     removed: list[tuple[str, str]] = []
@@ -206,6 +218,7 @@ def plan_undo(survivor: Customer, merge_id: UUID) -> UndoPlan:
         tuple(removed),
         record.parent_agent_id is not None and survivor.parent_agent_id == record.parent_agent_id,
         record.referrer_id is not None and survivor.referrer_id == record.referrer_id,
+        tags,
     )
 
 
@@ -224,6 +237,7 @@ def give_back(
         removed_consents=plan.removed_consents,
         parent_agent_given_back=plan.parent_agent_given_back,
         referrer_given_back=plan.referrer_given_back,
+        tags=plan.tags,
         timestamp=at,
     )
 

@@ -1,12 +1,16 @@
 """CustomerHistoryProjection: one row per change of a customer, with before and after values.
 
 ``customer_history`` rows: ``(customer_id, position)`` is the key; ``kind`` names the event
-(``registered``, ``profile_changed``, ...), ``actor`` who asked, ``channel`` where a registration
-or a profile change came from, ``changes`` a JSON list of ``{"field", "before", "after"}``.
+(``registered``, ``profile_changed``, ...), ``actor`` who asked, ``channel`` the channel the
+command came through (registrations, profile changes, identity, role, owner, consent and tag
+commands that named one; null otherwise: merges, undos, erasure, suggestions, the parent agent,
+and events recorded before the field existed), ``changes`` a JSON list of
+``{"field", "before", "after"}``.
 
 Field names: the profile paths (``name``, ``phone``, ``email``, ``birthday``, ``owner``,
 ``channel``, ``store_id``, ``attributes.<code>``), ``referrer_id``, ``parent_agent_id``,
 ``merged_into``, ``roles`` (one entry per role: after = the role added, before = the role ended),
+``tags`` (one entry per static tag: after = the tag put on, before = the tag taken off),
 ``consents.<purpose>.<channel>`` (granted true/false) and ``identities`` (after = the identities
 added, before = the identities removed, as ``{"type", "value"}`` lists).
 
@@ -60,6 +64,8 @@ KINDS: dict[type[Any], str] = {
     Customer.OwnerEnded: "owner_ended",
     Customer.ConsentGiven: "consent_given",
     Customer.ConsentWithdrawn: "consent_withdrawn",
+    Customer.TagsAdded: "tags_added",
+    Customer.TagRemoved: "tag_removed",
     Customer.MergedInto: "merged_into",
     Customer.Absorbed: "absorbed",
     Customer.AbsorptionUndone: "absorption_undone",
@@ -160,17 +166,23 @@ def _changes(state: State, e: Any) -> list[Change]:
     elif isinstance(e, Customer.ConsentGiven | Customer.ConsentWithdrawn):
         granted = isinstance(e, Customer.ConsentGiven)
         _set(state, f"consents.{e.purpose}.{e.channel}", granted, changes)
+    elif isinstance(e, Customer.TagsAdded):
+        changes += [_change("tags", None, tag) for tag in e.tags]
+    elif isinstance(e, Customer.TagRemoved):
+        changes.append(_change("tags", e.tag, None))
     elif isinstance(e, Customer.Absorbed):
         if e.identities:
             changes.append(_change("identities", None, _identities(e.identities)))
         _set_fields(state, e.fields, changes)
         changes += [_change("roles", None, role) for role in e.roles]
+        changes += [_change("tags", None, tag) for tag in e.tags]
         _consent_changes(state, e, changes)
     elif isinstance(e, Customer.AbsorptionUndone):
         if e.identities:
             changes.append(_change("identities", _identities(e.identities), None))
         _set_fields(state, e.fields, changes)
         changes += [_change("roles", role, None) for role in e.roles]
+        changes += [_change("tags", tag, None) for tag in e.tags]
         _consent_changes(state, e, changes)
     elif isinstance(e, Customer.MergedInto):
         _set(state, "merged_into", e.survivor_id, changes)
@@ -179,6 +191,31 @@ def _changes(state: State, e: Any) -> list[Change]:
         if e.identities:
             changes.append(_change("identities", None, _identities(e.identities)))
     return changes
+
+
+# Events whose ``channel`` field is the channel the command came through; the consent events'
+# ``channel`` is the one the consent covers, theirs is ``via``.
+_CHANNELLED = (
+    Customer.Registered,
+    Customer.ProfileChanged,
+    Customer.IdentitiesLinked,
+    Customer.IdentitiesUnlinked,
+    Customer.RoleAdded,
+    Customer.RoleEnded,
+    Customer.OwnerAssigned,
+    Customer.OwnerEnded,
+    Customer.TagsAdded,
+    Customer.TagRemoved,
+)
+
+
+def _channel_of(e: Any) -> str | None:
+    if isinstance(e, _CHANNELLED):
+        channel: str | None = e.channel
+        return channel
+    if isinstance(e, Customer.ConsentGiven | Customer.ConsentWithdrawn):
+        return e.via
+    return None
 
 
 class _Row:
@@ -190,9 +227,7 @@ class _Row:
         self.customer_id: UUID = e.originator_id
         self.at: datetime = e.timestamp
         self.actor: str = e.actor
-        self.channel: str | None = (
-            e.channel if isinstance(e, Customer.Registered | Customer.ProfileChanged) else None
-        )
+        self.channel: str | None = _channel_of(e)
         self.kind = KINDS[type(e)]
         self.changes = changes
 

@@ -2,7 +2,8 @@
 
 The document is stored as ``json`` text encoded deterministically by msgspec, so a GET returns
 the stored bytes without re-encoding, and a rebuilt table equals the live one byte for byte.
-Fields that later projections own (tags, points, levels, wallet, stats, rfm, clv) start empty here.
+Fields that later projections own (points, levels, wallet, stats, rfm, clv) start empty here;
+``tags`` holds the static (manual) tags, sorted (dynamic and variable tags are a later issue).
 
 ``customer_identity`` holds one row per identity an *active* customer holds (not merged away,
 not erased); a shared identity type (a store's phone) may have several customers per value. The
@@ -48,12 +49,14 @@ EMPTY_STATS: dict[str, Any] = {
 # ``attributes.<code>``), each a top-level key of the document.
 FIELD_PATHS = frozenset({"name", "phone", "email", "birthday", "owner", "channel", "store_id"})
 
-# What an erased document keeps: nothing personal; roles and assets (owned by their own
-# projections later) stay, as do the links that other records and balances hang on.
+# What an erased document keeps: nothing personal; roles, static tags (codes of the tenant's
+# vocabulary, not personal values: docs/identity.md) and assets (owned by their own projections
+# later) stay, as do the links that other records and balances hang on.
 ERASURE_KEEPS = (
     "customer_id",
     "roles",
     "role_since",
+    "tags",
     "parent_agent_id",
     "referrer_id",
     "channel",
@@ -193,6 +196,14 @@ def _remove_roles(doc: Doc, roles: Sequence[str]) -> None:
     doc["role_since"] = {r: t for r, t in doc["role_since"].items() if r not in roles}
 
 
+def _add_tags(doc: Doc, tags: Sequence[str]) -> None:
+    doc["tags"] = sorted({*doc["tags"], *tags})
+
+
+def _remove_tags(doc: Doc, tags: Sequence[str]) -> None:
+    doc["tags"] = [t for t in doc["tags"] if t not in tags]
+
+
 def _consent(doc: Doc, e: Customer.ConsentGiven | Customer.ConsentWithdrawn) -> None:
     entry = {
         "purpose": e.purpose,
@@ -273,15 +284,21 @@ def _apply(doc: Doc, e: Any) -> Doc:
         doc["owner"] = None
     elif isinstance(e, Customer.ConsentGiven | Customer.ConsentWithdrawn):
         _consent(doc, e)
+    elif isinstance(e, Customer.TagsAdded):
+        _add_tags(doc, e.tags)
+    elif isinstance(e, Customer.TagRemoved):
+        _remove_tags(doc, (e.tag,))
     elif isinstance(e, Customer.Absorbed):
         _add_identities(doc, e.identities)
         _set_fields(doc, e.fields)
         _add_roles(doc, e.roles, at)
+        _add_tags(doc, e.tags)
         _merged_consents(doc, e)
     elif isinstance(e, Customer.AbsorptionUndone):
         _remove_identities(doc, e.identities)
         _set_fields(doc, e.fields)
         _remove_roles(doc, e.roles)
+        _remove_tags(doc, e.tags)
         _merged_consents(doc, e)
     elif isinstance(e, Customer.MergedInto):
         doc["merged_into"] = str(e.survivor_id)
@@ -310,6 +327,8 @@ TOPICS = frozenset(
         Customer.OwnerEnded.TOPIC,
         Customer.ConsentGiven.TOPIC,
         Customer.ConsentWithdrawn.TOPIC,
+        Customer.TagsAdded.TOPIC,
+        Customer.TagRemoved.TOPIC,
         Customer.Absorbed.TOPIC,
         Customer.AbsorptionUndone.TOPIC,
         Customer.MergedInto.TOPIC,

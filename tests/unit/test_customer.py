@@ -7,10 +7,12 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.customer import Customer, IdentityClaim
+from domain.customer import MAX_TAGS, Customer, IdentityClaim, parse_tag
+from domain.errors import InvalidInput, TagLimitReached
 from domain.values import Identity
 from infrastructure.crypto import claim_id
 
@@ -205,3 +207,45 @@ def test_claim_records_the_identity_type_and_holder_under_the_given_claim_id() -
     assert claim.holders == (holder,)
     assert "o6_bmjrPTlm6" not in repr(vars(claim)), "a claim never stores the identity value"
     assert replay([event]) == claim
+
+
+# -- static tags --------------------------------------------------------------------------------
+
+
+def test_tag_codes_are_folded_lower_cased_and_checked() -> None:
+    assert parse_tag(" \uff36\uff29\uff30 ") == "vip"  # full-width VIP
+    assert parse_tag("segment:2026-q1_x") == "segment:2026-q1_x"
+    for bad in ("", "a b", "li@x.cn", "+86138", "x" * 65, "标签"):
+        with pytest.raises(InvalidInput):
+            parse_tag(bad)
+
+
+def test_adding_only_new_tags_is_recorded_and_removing_an_absent_one_records_nothing() -> None:
+    c = register()
+    c.collect_events()
+
+    first = c.add_tags(["vip", "b2b", "vip"], actor="a", at=AT, channel="pos")
+    again = c.add_tags(["vip"], actor="a", at=AT)
+    removed = c.remove_tag("b2b", actor="a", at=AT)
+    absent = c.remove_tag("b2b", actor="a", at=AT)
+
+    assert (first, again, removed, absent) == (("vip", "b2b"), (), True, False)
+    added, gone = c.collect_events()
+    assert isinstance(added, Customer.TagsAdded)
+    assert added.tags == ("vip", "b2b")
+    assert added.channel == "pos"
+    assert isinstance(gone, Customer.TagRemoved)
+    assert gone.tag == "b2b"
+    assert list(c.tags) == ["vip"]
+
+
+def test_more_tags_than_the_limit_are_refused_and_record_nothing() -> None:
+    c = register()
+    c.add_tags([f"t{n}" for n in range(MAX_TAGS - 1)], actor="a", at=AT)
+    c.collect_events()
+
+    with pytest.raises(TagLimitReached):
+        c.add_tags(["x", "y"], actor="a", at=AT)
+
+    assert c.collect_events() == []
+    assert c.add_tags(["x"], actor="a", at=AT) == ("x",)

@@ -131,6 +131,9 @@ def _history() -> list[Any]:
     survivor.record_consent(granted=True, policy_version="v3", at=next(t), **consent)
     survivor.record_consent(granted=False, policy_version=None, at=next(t), **consent)
     survivor.suggest_match(source.id, "phone", actor="a", at=next(t))
+    survivor.add_tags(["vip", "wholesale"], actor="a", at=next(t), channel="pos")
+    survivor.remove_tag("wholesale", actor="a", at=next(t))
+    source.add_tags(["vip", "new:2026"], actor="a", at=next(t))
     merge_id = uuid4()
     plan = plan_merge(survivor, source, DEFAULT_RULES)
     absorb(survivor, source.id, merge_id, plan, actor="a", at=next(t))
@@ -311,6 +314,8 @@ SAMPLES: dict[type[Any], Callable[[], Any]] = {
             Customer.ConsentGiven,
             Customer.ConsentWithdrawn,
             Customer.MatchSuggested,
+            Customer.TagsAdded,
+            Customer.TagRemoved,
             Customer.Absorbed,
             Customer.AbsorptionUndone,
             Customer.MergedInto,

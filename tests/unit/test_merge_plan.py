@@ -238,6 +238,35 @@ def test_undo_does_not_give_back_identities_unlinked_or_roles_ended_since_the_me
     assert plan.roles == ("agent",)
 
 
+def test_the_merge_adds_the_source_tags_the_survivor_lacks_as_a_union() -> None:
+    survivor, source = customer("s"), customer("o")
+    survivor.add_tags(["vip", "b2b"], actor="t", at=at(0.5))
+    source.add_tags(["vip", "new", "churn_risk"], actor="t", at=at(0.5))
+
+    plan = plan_merge(survivor, source, rules())
+    merge(survivor, source, rules(), minute=1)
+
+    assert plan.tags == ("churn_risk", "new")
+    assert sorted(survivor.tags) == ["b2b", "churn_risk", "new", "vip"]
+    assert survivor.tags["vip"] == at(0.5)  # its own tag keeps its own time
+
+
+def test_undo_takes_back_the_merge_tags_except_those_removed_or_put_on_again_since() -> None:
+    survivor, source = customer("s"), customer("o")
+    survivor.add_tags(["own"], actor="t", at=at(0.5))
+    source.add_tags(["kept", "gone", "again", "own"], actor="t", at=at(0.5))
+    merge_id = merge(survivor, source, rules(), minute=1)
+    survivor.remove_tag("gone", actor="t", at=at(2))
+    survivor.remove_tag("again", actor="t", at=at(2))
+    survivor.add_tags(["again"], actor="t", at=at(3))
+
+    plan = plan_undo(survivor, merge_id)
+    give_back(survivor, merge_id, plan, actor="t", at=at(4))
+
+    assert plan.tags == ("kept",)
+    assert sorted(survivor.tags) == ["again", "own"]
+
+
 def test_undo_of_a_merge_the_customer_did_not_survive_is_refused() -> None:
     a, b = customer("a"), customer("b")
 
@@ -288,6 +317,9 @@ def customers(draw: st.DrawFn) -> Customer:
         store_id=draw(texts),
         attributes=draw(st.dictionaries(st.sampled_from(["city", "size", "n"]), attribute_values)),
     )
+    tags = draw(st.lists(st.sampled_from(["vip", "b2b", "new", "churn_risk"]), unique=True))
+    if tags:
+        registered.add_tags(tags, actor="t", at=at(150))
     # Later profile changes, so newest/oldest have different times to compare.
     for n in range(draw(st.integers(0, 2))):
         changes = draw(
@@ -318,6 +350,7 @@ def state(c: Customer) -> tuple[Any, ...]:
         c.identities,
         c.fields(),
         dict(c.roles),
+        dict(c.tags),
         c.merged_into,
         c.merge_id,
         c.absorbed,
