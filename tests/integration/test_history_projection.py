@@ -150,6 +150,70 @@ def test_every_other_kind_of_change_has_its_row(
     ]
 
 
+def test_tag_rows_and_the_channel_each_command_came_through(
+    tenant: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    clock = Clock()
+    c = new_customer(tenant, clock, ("member_no", "T"), owner="g1")
+    c.add_tags(["vip", "b2b"], actor=ACTOR, at=clock(), channel="pos")
+    c.remove_tag("b2b", actor="k-guide", at=clock(), channel="wecom")
+    c.link_identities([Identity("jd_pin", "TJ")], actor=ACTOR, at=clock(), channel="jd")
+    c.add_role("agent", actor=ACTOR, at=clock(), channel="app")
+    c.assign_owner("g2", reason=None, actor=ACTOR, at=clock(), channel="crm")
+    c.record_consent(
+        purpose="marketing",
+        channel="sms",
+        granted=True,
+        policy_version="v1",
+        source=None,
+        actor=ACTOR,
+        at=clock(),
+        via="mini_program",
+    )
+    c.end_role("agent", reason=None, actor=ACTOR, at=clock())  # no channel named
+    tenant.app.save(c)
+    project(tenant, HISTORY)
+
+    found = [
+        (r["kind"], r["actor"], r["channel"], r["changes"]) for r in history(sql, tenant, c.id)
+    ]
+    assert found[1:] == [
+        ("tags_added", ACTOR, "pos", [ch("tags", None, "vip"), ch("tags", None, "b2b")]),
+        ("tag_removed", "k-guide", "wecom", [ch("tags", "b2b", None)]),
+        (
+            "identities_linked",
+            ACTOR,
+            "jd",
+            [ch("identities", None, [{"type": "jd_pin", "value": "TJ"}])],
+        ),
+        ("role_added", ACTOR, "app", [ch("roles", None, "agent")]),
+        ("owner_assigned", ACTOR, "crm", [ch("owner", "g1", "g2")]),
+        ("consent_given", ACTOR, "mini_program", [ch("consents.marketing.sms", None, True)]),
+        ("role_ended", ACTOR, None, [ch("roles", "agent", None)]),
+    ]
+
+
+def test_a_merge_and_its_undo_record_the_tags_they_move(
+    tenant: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    clock = Clock()
+    survivor = new_customer(tenant, clock, ("member_no", "TS"))
+    source = new_customer(tenant, clock, ("member_no", "TX"), save=False)
+    survivor.add_tags(["vip"], actor=ACTOR, at=clock())
+    source.add_tags(["vip", "new"], actor=ACTOR, at=clock())
+    tenant.app.save(survivor, source)
+    merge_id = merge(tenant, clock, survivor, source)
+    undo_merge(tenant, clock, survivor, source, merge_id)
+    project(tenant, HISTORY)
+
+    found = [(r["kind"], r["changes"]) for r in history(sql, tenant, survivor.id)][2:]
+    ids = [{"type": "member_no", "value": "TX"}]
+    assert found == [
+        ("absorbed", [ch("identities", None, ids), ch("tags", None, "new")]),
+        ("absorption_undone", [ch("identities", ids, None), ch("tags", "new", None)]),
+    ]
+
+
 def test_merge_and_its_undo_on_both_sides(tenant: Tenant, sql: psycopg.Connection[Any]) -> None:
     clock = Clock()
     survivor = new_customer(tenant, clock, ("member_no", "S"), name="Sam")

@@ -396,6 +396,30 @@ def test_a_merge_moves_identities_fields_and_roles_and_its_undo_gives_them_back(
     }
 
 
+def test_tags_show_sorted_follow_a_merge_and_its_undo_and_stay_after_erasure(
+    tenant: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    clock = Clock()
+    survivor = new_customer(tenant, clock, ("member_no", "TS"), save=False)
+    source = new_customer(tenant, clock, ("member_no", "TX"), save=False)
+    survivor.add_tags(["vip", "b2b", "old"], actor=ACTOR, at=clock())
+    survivor.remove_tag("old", actor=ACTOR, at=clock())
+    source.add_tags(["vip", "churn_risk"], actor=ACTOR, at=clock())
+    tenant.app.save(survivor, source)
+    project(tenant, PROFILE)
+    assert doc(sql, tenant, survivor.id)["tags"] == ["b2b", "vip"]
+
+    merge_id = merge(tenant, clock, survivor, source)
+    project(tenant, PROFILE)
+    assert doc(sql, tenant, survivor.id)["tags"] == ["b2b", "churn_risk", "vip"]
+
+    undo_merge(tenant, clock, survivor, source, merge_id)
+    erase(tenant, clock, source)
+    project(tenant, PROFILE)
+    assert doc(sql, tenant, survivor.id)["tags"] == ["b2b", "vip"]
+    assert doc(sql, tenant, source.id)["tags"] == ["churn_risk", "vip"]
+
+
 def test_erasure_leaves_no_personal_value_in_any_read_model(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:

@@ -1,5 +1,5 @@
 """D1 for every registered projection: rebuilt from event 0 after a mixed workload (every Customer
-event, merges and their undo, erasures whose keys are gone; orders, refunds, points redeemed, held,
+event, static tags included, merges and their undo, erasures whose keys are gone; orders, refunds, points redeemed, held,
 adjusted and expired, levels upgraded, assessed, warned, downgraded and overridden), the tables
 equal the live ones byte for byte; swapping the rebuild in changes nothing."""
 
@@ -116,6 +116,11 @@ def activity(
             actor=ACTOR,
             at=clock(),
         )
+        if i % 3 != 2:
+            tags = rng.sample(["vip", "b2b", "new", "churn_risk"], k=2)
+            c.add_tags(tags, actor=ACTOR, at=clock(), channel=rng.choice(["pos", None]))
+            if i % 6 == 1:
+                c.remove_tag(tags[0], actor=ACTOR, at=clock())
         if i > 0 and i % 2 == 0:
             c.suggest_match(people[i - 1].id, "store_phone", actor=ACTOR, at=clock())
         if i % 7 == 3:
