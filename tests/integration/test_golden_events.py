@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from domain.merge import Merge
+from domain.points_account import PointsAccount
 from domain.staff import StaffActivity
 from infrastructure.tenancy import Tenant
 from tests.integration.golden import replay
@@ -56,6 +57,20 @@ def test_replaying_the_fixture_through_the_repository_gives_the_golden_balances(
     aggregates = replay.replay(loaded.app, replay.streams(fixture[1]))
 
     assert replay.balances(loaded.app, aggregates) == golden["aggregates"]
+
+
+def test_every_lot_replayed_from_the_fixture_accounts_for_all_its_points(
+    loaded: Tenant, fixture: tuple[dict[str, Any], list[dict[str, Any]]]
+) -> None:
+    aggregates = replay.replay(loaded.app, replay.streams(fixture[1]))
+    lots = [
+        lot for a in aggregates.values() if isinstance(a, PointsAccount) for lot in a.lots.values()
+    ]
+
+    assert lots
+    for lot in lots:
+        spent = lot.redeemed + lot.expired + lot.reversed + lot.adjusted + lot.transferred
+        assert lot.earned == spent + lot.remaining + lot.held, lot
 
 
 def test_projections_rebuilt_from_the_fixture_give_the_golden_read_models(

@@ -13,7 +13,8 @@ recorded events carry these times, not the wall clock's:
 * redemptions, holds captured and released, adjustments both ways;
 * benefits redeemed up to a quota, granted directly, granted and revoked;
 * a level override; merges (one kept, two undone) moving points, levels and grants;
-* time passes to 2026-07-02: the level assessment job and the expiry job run.
+* time passes to 2026-07-02: the level assessment job (a downgrade warning, downgrades, the
+  override's end) and the expiry job run three times.
 
 Changing this module changes the fixture only when the fixture is regenerated (see
 ``make_fixture.py``): the test reads the committed files.
@@ -104,7 +105,12 @@ def program(points_per_yuan: int) -> dict[str, Any]:
                 "role": "agent",
                 "basis": "spend",
                 "window": {"mode": "calendar", "period": "quarter"},
-                "assessment": {"mode": "calendar", "period": "quarter", "downgrade": "recompute"},
+                "assessment": {
+                    "mode": "calendar",
+                    "period": "quarter",
+                    "downgrade": "recompute",
+                    "warning_days": 14,
+                },
                 "levels": [
                     {"code": "rookie", "threshold": 0},
                     {"code": "gold_leader", "threshold": 500000, "benefits": ["group_kit"]},
@@ -242,8 +248,9 @@ def run(tenant: Tenant) -> dict[str, UUID]:
     activity = StaffActivity.start("guide-golden", at=clock())
     activity.record_removals(3, threshold=2, window_minutes=60, at=clock())
     app.save(activity)
-    # Time passes: the quarter ends (the agent ladder is recomputed), growth lots expire.
-    for day in (datetime(2026, 5, 20, tzinfo=UTC), END):
+    # Time passes: bob is warned (no spend in Q2), the quarter ends (the agent ladder is
+    # recomputed), growth lots expire.
+    for day in (datetime(2026, 5, 20, tzinfo=UTC), datetime(2026, 6, 20, tzinfo=UTC), END):
         clock.jump(day)
         assess_levels(app, clock())
         accounts = [PointsAccount.id_for(i, t) for i in c.values() for t in ("points", "growth")]
