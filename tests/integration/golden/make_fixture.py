@@ -6,7 +6,9 @@
 Creates a throw-away database on that server, records ``scenario.run`` in a fresh tenant on
 PostgreSQL, builds its projections, writes every stored event row (plus the identity secret and
 the customers' data keys) and the balances read from its aggregates and profile read model,
-then drops the database.
+then drops the database. Customer and merge ids are numbered and the identity secret is fixed
+(``scenario.IDS``, ``scenario.SECRET``), so a regeneration changes only the header's data keys,
+the sealed personal fields and whatever the code change itself changed.
 
 Two events are written in their older class version, as rows stored before the upgrade read:
 the first merge's ``Merge.Undone`` as v1 (no ``class_version``, no survivor or source) and the

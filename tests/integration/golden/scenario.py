@@ -22,9 +22,12 @@ Changing this module changes the fixture only when the fixture is regenerated (s
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
+
+from psycopg.sql import SQL, Identifier
 
 from application.benefits import grant_benefit, redeem_benefit, revoke_grant
 from application.context import CommandContext
@@ -43,10 +46,29 @@ from application.points import (
 from application.program import define_program
 from domain.points_account import PointsAccount
 from domain.staff import StaffActivity
+from infrastructure.crypto import IDENTITY_SECRET, SECRETS_TABLE
 from infrastructure.tenancy import Tenant
 
 ACTOR = "golden"
-CTX = CommandContext(ACTOR)
+NAMESPACE = UUID("5f0e7a52-1c3b-5d8e-9a47-6b2c0d1e3f48")
+
+
+class Ids:
+    """Customer and merge ids numbered from 1 (not random), so that a regenerated fixture
+    differs from the committed one only where events did (and in sealed fields' nonces)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> UUID:
+        self.n += 1
+        return uuid5(NAMESPACE, str(self.n))
+
+
+IDS = Ids()
+CTX = CommandContext(ACTOR, new_id=IDS)
+# The tenant's identity secret while recording: identity claim ids are keyed hashes under it.
+SECRET = hashlib.sha256(b"membercore golden fixture").digest()
 START = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 END = datetime(2026, 7, 2, 12, 0, tzinfo=UTC)
 # The instant every golden balance is read at (after the scenario's last command).
@@ -165,6 +187,14 @@ def _refund(tenant: Tenant, order_id: str, refund: RefundOrder) -> None:
 
 def run(tenant: Tenant) -> dict[str, UUID]:
     """Record the scenario in ``tenant`` (a fresh one); returns the customers by label."""
+    IDS.n = 0
+    with tenant.datastore.transaction(commit=True) as curs:
+        curs.execute(
+            SQL("UPDATE {}.{} SET value = %s WHERE name = %s").format(
+                Identifier(tenant.schema), Identifier(SECRETS_TABLE)
+            ),
+            (SECRET, IDENTITY_SECRET),
+        )
     app, clock = tenant.app, Clock()
     app.clock = clock
     define_program(app, program(1), CTX)
