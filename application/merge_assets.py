@@ -8,15 +8,18 @@ original dates (``PointsAccount.TransferredOut``/``TransferredIn``, transfer id
 debt; what the survivor spent of them meanwhile stays spent. Held points stay where the hold was
 made. Points the survivor earns after the merge stay with the survivor (the orders name it).
 
-Levels: the source's qualifying entries count again on the survivor's membership of each group
-(entry ids ``merge:<merge_id>:<n>``), effective at their original times, so the survivor may
-upgrade at once. Undo counts them back out (``unmerge:<merge_id>:<n>``), which re-runs the
-assessment like a refund.
+Levels: the source's qualifying entries move to the survivor's membership of each group the
+survivor sits on once the merge is done (``merge:<merge_id>:<entry id>`` there, the negation
+``merged-out:...`` on the source), effective at their original times, so the survivor may
+upgrade at once and the source drops to nothing. Undo gives back what is left of them: the moved
+entries, net of the refunds of the orders they carry that followed the merge onto the survivor
+(``unmerge:...`` on the survivor, ``returned:...`` on the source), and re-runs the assessment
+like a refund. A group the survivor will not sit on stays with the source (docs/identity.md).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from uuid import UUID
 
@@ -28,7 +31,8 @@ from application.levels import load_membership, zone
 from application.program import loyalty_rules
 from domain.benefits import BenefitAccount
 from domain.customer import Customer
-from domain.level_membership import LevelMembership
+from domain.level_membership import Counted, LevelMembership
+from domain.loyalty import LoyaltyRules
 from domain.merge import AssetMove, Merge, MergePlan, UndoPlan
 from domain.order import Order
 from domain.points_account import PointsAccount
@@ -49,22 +53,32 @@ def _account_of(app: Membercore, customer_id: UUID, point_type: str, at: datetim
 
 def routed_orders(app: Membercore, merge: Merge, undo_plan: UndoPlan) -> list[Order]:
     """Orders placed for the survivor after the merge through an identity the undo gives back
-    to the source, found through the survivor's open points lots (what is spent is spent)."""
+    to the source: found through the survivor's open points lots (what is spent is spent) and
+    through the qualifying entries its level memberships counted since the merge."""
     claims = {app.claim_id(i) for i in undo_plan.identities}
     if not claims:
         return []
-    found: dict[UUID, Order] = {}
-    for point_type in loyalty_rules(app).point_types:
+    rules = loyalty_rules(app)
+    candidates: dict[UUID, Order | None] = {}
+    for point_type in rules.point_types:
         holder = _account(app, PointsAccount.id_for(merge.survivor_id, point_type))
         for channel, order_id in holder.lot_orders.values() if holder else ():
-            order = _order(app, Order.id_for(channel, order_id))
-            if (
-                order is not None
-                and order.customer_id == merge.survivor_id
-                and order.identity_claim_id in claims
-            ):
-                found[order.id] = order
-    return list(found.values())
+            order_uuid = Order.id_for(channel, order_id)
+            if order_uuid not in candidates:
+                candidates[order_uuid] = _order(app, order_uuid)
+    for group in rules.level_groups:
+        membership = load_membership(app, merge.survivor_id, group)
+        since = [
+            origin(e)
+            for e, c in (membership.counted.items() if membership else ())
+            if c.recorded_at >= merge.created_on
+        ]
+        candidates |= {o.id: o for o in orders_named(app, since).values()}
+    return [
+        o
+        for o in candidates.values()
+        if o is not None and o.customer_id == merge.survivor_id and o.identity_claim_id in claims
+    ]
 
 
 def _order(app: Membercore, order_id: UUID) -> Order | None:
@@ -134,12 +148,63 @@ class PointsAccounts:
         return out
 
 
-def _entries(membership: LevelMembership) -> list[tuple[datetime, int]]:
-    return [(t, v) for t, v in membership.entries if v]
+# Tags of the entries merges count (``<tag>:<merge id>:<entry id>``), each carrying on the
+# entry it moves: ``merge`` on the survivor and ``merged-out`` on the source when merging,
+# ``unmerge`` on the survivor and ``returned`` on the source when undoing.
+TRANSFER_TAGS = ("merge", "merged-out", "returned", "unmerge")
+UUID_LEN = 36
+
+
+def origin(entry_id: str) -> str:
+    """The entry a transfer entry carries on, through any number of merges and undos: an
+    order's ``order:<channel>:<order id>``, a refund's ``refund:...``, or another entry."""
+    while True:
+        tag, _, rest = entry_id.partition(":")
+        if tag not in TRANSFER_TAGS or len(rest) <= UUID_LEN or rest[UUID_LEN] != ":":
+            return entry_id
+        entry_id = rest[UUID_LEN + 1 :]
+
+
+def orders_named(app: Membercore, entry_ids: Iterable[str]) -> dict[str, Order]:
+    """The orders among ``entry_ids`` (``order:<channel>:<order id>``, as orders count them),
+    by entry id. A channel may hold ``:``, so every split is tried: only a real order answers."""
+    candidates: dict[UUID, str] = {}
+    for entry_id in entry_ids:
+        tag, _, rest = entry_id.partition(":")
+        if tag != "order":
+            continue
+        for n, ch in enumerate(rest):
+            if ch == ":":
+                candidates[Order.id_for(rest[:n], rest[n + 1 :])] = entry_id
+    found: dict[str, Order] = {}
+    for order_uuid, entry_id in candidates.items():
+        order = _order(app, order_uuid)
+        if order is not None and order_key(order) == entry_id:
+            found[entry_id] = order
+    return found
+
+
+def order_key(order: Order) -> str:
+    """The entry id an order counted under (its lot id, application/orders.py)."""
+    return f"order:{order.channel}:{order.order_id}"
+
+
+def refund_keys(order: Order) -> set[str]:
+    """The entry ids the refunds of ``order`` counted under (application/orders.py)."""
+    return {f"refund:{order.channel}:{order.order_id}:{r}" for r in order.refunds}
+
+
+def _group_moves(rules: LoyaltyRules, group: str, survivor: Customer, plan: MergePlan) -> bool:
+    """A group's qualification moves when the survivor sits on the ladder once the merge is
+    done (the source's roles come along first), as an order counts only on the ladders of
+    roles its buyer holds. Otherwise it stays with the source, counting for nobody while
+    merged away, and nothing of it is there to undo."""
+    return rules.on_group(group, (*survivor.roles, *plan.roles))
 
 
 class LevelMemberships:
     kind = "level_membership"
+    source_kind = "level_membership_out"
 
     def move(
         self,
@@ -155,22 +220,31 @@ class LevelMemberships:
         out: list[tuple[Aggregate, AssetMove]] = []
         for group in rules.level_groups.values():
             giving = load_membership(app, source.id, group.code)
-            if giving is None or not _entries(giving):
+            if giving is None or not _group_moves(rules, group.code, survivor, plan):
+                continue
+            entries = [(e, c) for e, c in giving.counted.items() if c.value]
+            if not entries:
                 continue
             taking = load_membership(app, survivor.id, group.code) or LevelMembership.open(
                 survivor.id, group, at=at, program_version=rules.version
             )
-            for n, (effective_at, value) in enumerate(_entries(giving)):
-                taking.qualify(
-                    group,
-                    tz,
-                    entry_id=f"merge:{merge_id}:{n}",
-                    value=value,
-                    effective_at=effective_at,
-                    at=at,
-                    program_version=rules.version,
-                )
+            # Moved, not copied: the source's value drops to nothing (its level with it), so
+            # nothing stale shows on the merged-away id and the undo gives back what is left.
+            for entry_id, c in entries:
+                sides = ((taking, "merge", c.value), (giving, "merged-out", -c.value))
+                for holder, tag, value in sides:
+                    holder.qualify(
+                        group,
+                        tz,
+                        entry_id=f"{tag}:{merge_id}:{entry_id}",
+                        value=value,
+                        effective_at=c.effective_at,
+                        at=at,
+                        program_version=rules.version,
+                        reason="merge",
+                    )
             out.append((taking, AssetMove(self.kind, taking.id)))
+            out.append((giving, AssetMove(self.source_kind, giving.id)))
         return out
 
     def undo(
@@ -181,29 +255,77 @@ class LevelMemberships:
         undo_plan: UndoPlan,
         at: datetime,
     ) -> list[Aggregate]:
+        """What is left of what the merge moved goes back: each moved entry, net of every
+        refund of the moved orders that followed the merge onto the survivor since."""
         rules = loyalty_rules(app)
         tz = zone(rules)
         loaded: dict[UUID, LevelMembership] = {}
         for move in moves:
+            if move.kind != self.kind:
+                continue
             holder: LevelMembership = app.repository.get(move.aggregate_id)
             group = rules.level_groups.get(holder.group)
-            giving = load_membership(app, merge.source_id, holder.group)
-            if group is None or giving is None:
+            if group is None:
                 continue
-            for n, (effective_at, value) in enumerate(_entries(giving)):
+            giving = load_membership(app, merge.source_id, group.code) or LevelMembership.open(
+                merge.source_id, group, at=at, program_version=rules.version
+            )
+            for entry_id, c, back in self._left(app, merge, holder, giving):
                 holder.qualify(
                     group,
                     tz,
-                    entry_id=f"unmerge:{merge.id}:{n}",
-                    value=-value,
-                    effective_at=effective_at,
+                    entry_id=f"unmerge:{merge.id}:{entry_id}",
+                    value=-c.value,
+                    effective_at=c.effective_at,
                     at=at,
                     program_version=rules.version,
+                    reason="merge",
                 )
+                if back:
+                    giving.qualify(
+                        group,
+                        tz,
+                        entry_id=f"returned:{merge.id}:{entry_id}",
+                        value=c.value,
+                        effective_at=c.effective_at,
+                        at=at,
+                        program_version=rules.version,
+                        reason="merge",
+                    )
             loaded[holder.id] = holder
             loaded[giving.id] = giving
         self._routed_back(app, merge, undo_plan, at, loaded)
         return [m for m in loaded.values() if m.pending_events]
+
+    @staticmethod
+    def _left(
+        app: Membercore, merge: Merge, holder: LevelMembership, giving: LevelMembership
+    ) -> list[tuple[str, Counted, bool]]:
+        """(entry id, the entry, goes to the source) for each entry the survivor gives up:
+        the merge's own entries, then the refunds of the orders they carry that followed the
+        merge onto the survivor (netted: they go to the source too).
+
+        Merges recorded while merges still copied (``merge:<id>:<n>``; the source kept its
+        entries) give up their entries and send the source only the refunds' netting."""
+        prefix = f"merge:{merge.id}:"
+        moved = [e for e in holder.counted if e.startswith(prefix)]
+        if not moved:
+            return []
+        copied = not any(e.startswith(f"merged-out:{merge.id}:") for e in giving.counted)
+        carried = list(giving.counted) if copied else [e[len(prefix) :] for e in moved]
+        refunds: set[str] = set()
+        for order in orders_named(app, {origin(e) for e in carried}).values():
+            refunds |= refund_keys(order)
+        followed = [
+            e
+            for e, c in holder.counted.items()
+            if not e.startswith(prefix)
+            and c.recorded_at >= merge.created_on
+            and origin(e) in refunds
+        ]
+        left = [(e[len(prefix) :], holder.counted[e], not copied) for e in moved]
+        left += [(e, holder.counted[e], True) for e in followed]
+        return [(e, c, back) for e, c, back in left if c.value]
 
     @staticmethod
     def _routed_back(
@@ -214,15 +336,19 @@ class LevelMemberships:
         memberships: dict[UUID, LevelMembership],
     ) -> None:
         """The qualification of orders routed through the source's identities after the merge
-        leaves the survivor and counts for the source again (like their unspent points)."""
+        leaves the survivor and counts for the source again (like their unspent points): what
+        each counted on the survivor, net of its refunds."""
         rules = loyalty_rules(app)
         tz = zone(rules)
         for order in routed_orders(app, merge, undo_plan):
-            earned = order.earned()
-            amounts = {"spend": order.amount - order.refunded_total}
-            amounts |= {pt: n - order.points_reversed.get(pt, 0) for pt, n in earned.items()}
+            keys = {order_key(order)} | refund_keys(order)
             for group in rules.level_groups.values():
-                value = amounts.get(group.basis, 0)
+                mid = LevelMembership.id_for(merge.survivor_id, group.code)
+                holder = memberships.get(mid) or load_membership(app, merge.survivor_id, group.code)
+                if holder is None:
+                    continue
+                memberships[mid] = holder
+                value = sum(c.value for e, c in holder.counted.items() if origin(e) in keys)
                 if not value:
                     continue
                 for customer_id, sign, tag in (
@@ -244,6 +370,7 @@ class LevelMemberships:
                         effective_at=order.placed_at,
                         at=at,
                         program_version=rules.version,
+                        reason="merge",
                     )
 
 

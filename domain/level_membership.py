@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -37,6 +37,15 @@ from domain.levels import (
 from domain.loyalty import LevelGroupRules
 
 LEVEL_NAMESPACE = UUID("0d3f8e0c-7b1a-5c55-a0f4-5a2b6f9d8e31")
+
+
+class Counted(NamedTuple):
+    """One qualifying entry as counted: ``value`` effective at ``effective_at``, recorded at
+    ``recorded_at``."""
+
+    effective_at: datetime
+    value: int
+    recorded_at: datetime
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,9 @@ class LevelMembership(ContainerCopies, Aggregate):
             aggregate._tick(self.timestamp)
             aggregate.entry_ids.add(self.entry_id)
             aggregate.entries.append((self.effective_at, self.value))
+            aggregate.counted[self.entry_id] = Counted(
+                self.effective_at, self.value, self.timestamp
+            )
 
     class Upgraded(Event):
         """The window's ``value`` reached ``to_level``'s threshold. ``check_at``: when the
@@ -224,6 +236,9 @@ class LevelMembership(ContainerCopies, Aggregate):
         self.now: datetime = self.created_on
         self.entries: list[tuple[datetime, int]] = []
         self.entry_ids: set[str] = set()
+        # Every entry by its id, in the order counted: merges move entries by id and their
+        # undo finds the refunds that followed them (application/merge_assets.py).
+        self.counted: dict[str, Counted] = {}
         self.overrides: dict[str, Override] = {}
         self.override_notes: dict[str, tuple[str, str]] = {}
         self.current_override: str | None = None
@@ -350,9 +365,11 @@ class LevelMembership(ContainerCopies, Aggregate):
         effective_at: datetime,
         at: datetime,
         program_version: int,
+        reason: str = "refund",
     ) -> bool:
         """Count a qualifying entry and move the level as it says; False if ``entry_id`` was
-        counted already (nothing recorded)."""
+        counted already (nothing recorded). ``reason``: what a downgrade at once records (a
+        refund, or a merge taking qualification away)."""
         if entry_id in self.entry_ids:
             return False
         t = max(at, self.now)
@@ -394,7 +411,7 @@ class LevelMembership(ContainerCopies, Aggregate):
                     group=self.group,
                     from_level=self.base_level,
                     to_level=to_level,
-                    reason="refund",
+                    reason=reason,
                     value=max(now_value, basis_value),
                     assessment_at=None,
                     program_version=program_version,

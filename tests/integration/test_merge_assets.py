@@ -13,11 +13,12 @@ from hypothesis import strategies as st
 
 from application.benefits import benefits_of, grant_benefit
 from application.context import CommandContext
-from application.levels import current_levels
+from application.levels import current_levels, level_status
 from application.merges import merge_customers, undo_merge
 from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
 from application.points import redeem_points
 from application.program import define_program
+from application.relationships import add_role, end_role
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
@@ -306,3 +307,81 @@ def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities
     assert balance(loyal, survivor) == 10
     assert level(loyal, source) == "gold"  # 12000 of spend came back with the identity
     assert level(loyal, survivor) == "normal"
+
+
+def qualifying(tenant: Tenant, customer_id: UUID, group: str = "consumer") -> int:
+    """The qualifying value on ``group`` now (0 without a membership)."""
+    for status in level_status(tenant.app, customer_id, now()):
+        if status["group"] == group:
+            return int(status["qualifying_value"])
+    return 0
+
+
+def test_undo_nets_a_refund_after_the_merge_of_an_order_the_source_placed_before(
+    loyal: Tenant,
+) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 6000)
+    order_id = buy(loyal, source, 5000)
+    merge_id = merge(loyal, survivor, source)
+    assert qualifying(loyal, survivor) == 11000
+    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=5000))
+    assert qualifying(loyal, survivor) == 6000
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    assert (qualifying(loyal, survivor), qualifying(loyal, source)) == (6000, 0)
+
+
+def test_a_merge_moves_level_qualification_off_the_source(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, source, 12_000)
+    assert level(loyal, source) == "gold"
+    merge(loyal, survivor, source)
+    assert (qualifying(loyal, source), level(loyal, source)) == (0, "normal")
+    assert (qualifying(loyal, survivor), level(loyal, survivor)) == (12_000, "gold")
+
+
+AGENTS_GROUP: dict[str, Any] = {
+    "code": "agents",
+    "role": "agent",
+    "basis": "spend",
+    "window": {"mode": "rolling_days", "days": 365},
+    "assessment": {"mode": "calendar", "period": "year"},
+    "levels": [{"code": "starter", "threshold": 0}, {"code": "star", "threshold": 5_000}],
+}
+
+
+@pytest.fixture
+def with_agents(tenant: Tenant) -> Tenant:
+    """The program with an agents' ladder from its first version (orders placed a minute ago
+    count by the version in force then)."""
+    program = {**PROGRAM, "level_groups": [*PROGRAM["level_groups"], AGENTS_GROUP]}
+    define_program(tenant.app, program, CommandContext("t"))
+    return tenant
+
+
+def test_a_ladder_of_a_role_the_source_brings_moves_with_it(with_agents: Tenant) -> None:
+    survivor, source = customer(with_agents), customer(with_agents)
+    add_role(with_agents.app, source, "agent", CommandContext("t"))
+    buy(with_agents, source, 6_000)
+    merge_id = merge(with_agents, survivor, source)
+    assert qualifying(with_agents, survivor, "agents") == 6_000
+    assert qualifying(with_agents, source, "agents") == 0
+    undo_merge(with_agents.app, merge_id, CommandContext("t"))
+    assert qualifying(with_agents, survivor, "agents") == 0
+    assert qualifying(with_agents, source, "agents") == 6_000
+
+
+def test_a_ladder_the_survivor_will_not_sit_on_keeps_its_qualification_with_the_source(
+    with_agents: Tenant,
+) -> None:
+    survivor, source = customer(with_agents), customer(with_agents)
+    add_role(with_agents.app, source, "agent", CommandContext("t"))
+    buy(with_agents, source, 6_000)
+    end_role(with_agents.app, source, "agent", "left", CommandContext("t"))
+    merge_id = merge(with_agents, survivor, source)
+    assert "agents" not in current_levels(with_agents.app, survivor, now())
+    assert qualifying(with_agents, source, "agents") == 6_000
+    assert qualifying(with_agents, survivor) == 6_000  # the consumer ladder moved
+    undo_merge(with_agents.app, merge_id, CommandContext("t"))
+    assert qualifying(with_agents, source, "agents") == 6_000
+    assert "agents" not in current_levels(with_agents.app, survivor, now())
