@@ -59,7 +59,7 @@ IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 # history; the same query parameter as PATCH's.
 Channel = Annotated[
     str | None,
-    Parameter(query="channel", max_length=64, description="the channel the change came through"),
+    Parameter(max_length=64, description="the channel the change came through"),
 ]
 WRITE = {"permission": Permission.CUSTOMERS_WRITE}
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
@@ -352,7 +352,6 @@ class CustomerCommandController(Controller):
         channel: Annotated[
             str | None,
             Parameter(
-                query="channel",
                 max_length=64,
                 description="the channel the request came through (the body's channel is the"
                 " one the consent covers)",

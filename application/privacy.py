@@ -40,19 +40,19 @@ def record_consent(
     ``via``: the channel the request came through (the API's ``?channel=``), recorded for the
     change history; ``channel`` is the channel the consent covers."""
     code = parse_role(purpose, field="purpose")  # same shape as a role code: snake_case
-    via = parse_role(channel, field="channel")
+    covered = parse_role(channel, field="channel")
     version = optional_text(policy_version, field="policy_version")
     if granted and not version:
         raise InvalidInput(
             [FieldProblem("policy_version", "a grant names the policy version agreed to")]
         )
-    came_through = optional_text(via, field="channel")
+    came_through = optional_text(via, field="via")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
         customer.record_consent(
             purpose=code,
-            channel=via,
+            channel=covered,
             granted=granted,
             policy_version=version,
             source=optional_text(source, field="source"),
@@ -60,7 +60,7 @@ def record_consent(
             at=app.clock(),
             via=came_through,
         )
-        detail = {"purpose": code, "channel": via, "granted": granted}
+        detail = {"purpose": code, "channel": covered, "granted": granted}
         return save_changes(app, ctx, customer, detail=detail, status=201 if granted else 200)
 
     return app.retrying(attempt)

@@ -518,6 +518,54 @@ async def test_merge_candidates_list_pairs_sharing_a_suggesting_identity(
     }
 
 
+async def test_linking_or_patching_to_a_suggesting_identity_others_hold_lists_the_pair(
+    live: Client, admin: dict[str, str]
+) -> None:
+    program = {
+        **PROGRAM,
+        "identity": {
+            "default_country": "CN",
+            "rules": {
+                "phone": {"match": "suggest", "max_customers": 5},
+                "store_card": {"match": "suggest", "max_customers": 5},
+            },
+        },
+    }
+    ok(await put_program(live, admin, program))
+    holder = await new_customer(live, admin, "sugg-1", phone="13800138011")
+    ok(
+        await live.post(
+            f"/v1/customers/{holder}/identities",
+            json={"identities": [identity("store_card", "card-77")]},
+            headers=admin,
+        )
+    )
+    linker = await new_customer(live, admin, "sugg-2")
+    patcher = await new_customer(live, admin, "sugg-3")
+
+    linked = ok(
+        await live.post(
+            f"/v1/customers/{linker}/identities",
+            json={"identities": [identity("store_card", "card-77")]},
+            headers=admin,
+        )
+    )
+    patched = ok(
+        await live.patch(f"/v1/customers/{patcher}", json={"phone": "13800138011"}, headers=admin)
+    )
+
+    assert linked["linked"] == ["store_card"]
+    assert patched["changed"] == ["phone"]
+    listed = await read(live, admin, "/v1/merge-candidates", patched["position"])
+    pairs = {(c["customer_id"], c["other_id"], c["reason"]) for c in listed["items"]}
+    assert pairs == {
+        (linker, holder, "identity:store_card"),
+        (patcher, holder, "identity:phone"),
+    }
+    doc = await read(live, admin, f"/v1/customers/{linker}", patched["position"])
+    assert identity("store_card", "card-77") in doc["identities"]  # linked, not merged
+
+
 # -- roles and the agent tree -------------------------------------------------------------------
 
 
@@ -538,6 +586,155 @@ async def test_roles_are_added_and_ended(live: Client, admin: dict[str, str]) ->
     assert_problem(not_held, 404, "role_not_held")
     doc = await read(live, admin, f"/v1/customers/{cid}", ended["position"])
     assert doc["roles"] == ["agent"]
+
+
+# -- static tags ---------------------------------------------------------------------------------
+
+
+async def test_tags_are_added_and_removed_and_the_profile_lists_them_sorted(
+    live: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(live, admin, "tags")
+    path = f"/v1/customers/{cid}/tags"
+
+    added = ok(await live.post(path, json={"tags": ["VIP", "tea_lover", "b2b"]}, headers=admin))
+    again = ok(await live.post(path, json={"tags": ["vip"]}, headers=admin))
+    removed = ok(await live.delete(f"{path}/b2b", headers=admin))
+    absent = ok(await live.delete(f"{path}/b2b", headers=admin))
+
+    assert added["added"] == ["vip", "tea_lover", "b2b"]
+    assert added["tags"] == ["b2b", "tea_lover", "vip"]
+    assert (again["added"], again["position"]) == ([], added["position"])
+    assert (removed["removed"], removed["tags"]) == (["b2b"], ["tea_lover", "vip"])
+    assert (absent["removed"], absent["position"]) == ([], removed["position"])
+    doc = await read(live, admin, f"/v1/customers/{cid}", removed["position"])
+    assert doc["tags"] == ["tea_lover", "vip"]
+
+
+async def test_bad_tag_codes_are_refused_naming_each_and_write_nothing(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(client, admin, "bad-tags")
+    path = f"/v1/customers/{cid}/tags"
+
+    bad = await client.post(path, json={"tags": ["ok", "has space", "li@x.cn"]}, headers=admin)
+    empty = await client.post(path, json={"tags": []}, headers=admin)
+    bad_path = await client.delete(f"{path}/no%20way", headers=admin)
+    fine = ok(await client.post(path, json={"tags": ["ok"]}, headers=admin))
+
+    body = assert_problem(bad, 400, "invalid_input")
+    assert [e["field"] for e in body["errors"]] == ["tags[1]", "tags[2]"]
+    assert_problem(empty, 400)
+    assert_problem(bad_path, 400, "invalid_input")
+    assert fine["added"] == ["ok"]
+
+
+async def test_more_tags_than_a_customer_may_carry_answer_tag_limit_reached(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(client, admin, "many-tags")
+    path = f"/v1/customers/{cid}/tags"
+    for start in (0, 50):
+        batch = [f"t{n}" for n in range(start, start + 50)]
+        ok(await client.post(path, json={"tags": batch}, headers=admin))
+
+    over = await client.post(path, json={"tags": ["one_more"]}, headers=admin)
+
+    body = assert_problem(over, 409, "tag_limit_reached")
+    assert (body["limit"], body["held"], body["adding"]) == (100, 100, 1)
+
+
+async def test_a_tag_command_repeated_with_its_idempotency_key_replays_the_first_answer(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(client, admin, "tag-key")
+    headers = {**admin, "Idempotency-Key": "tag-key-1"}
+    path = f"/v1/customers/{cid}/tags"
+
+    first = await client.post(path, json={"tags": ["vip"]}, headers=headers)
+    ok(await client.delete(f"{path}/vip", headers=admin))
+    replay = await client.post(path, json={"tags": ["vip"]}, headers=headers)
+
+    assert ok(replay) == ok(first)
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    now = ok(await client.post(path, json={"tags": ["other"]}, headers=admin))
+    assert now["tags"] == ["other"]  # the replay put nothing back on
+
+
+async def test_merging_unites_the_tags_and_the_undo_takes_back_what_it_added(
+    live: Client, admin: dict[str, str]
+) -> None:
+    survivor = await new_customer(live, admin, "tag-s")
+    source = await new_customer(live, admin, "tag-x")
+    ok(await live.post(f"/v1/customers/{survivor}/tags", json={"tags": ["vip"]}, headers=admin))
+    ok(
+        await live.post(
+            f"/v1/customers/{source}/tags", json={"tags": ["vip", "new"]}, headers=admin
+        )
+    )
+
+    merged = ok(
+        await live.post(
+            f"/v1/customers/{survivor}/merge", json={"source_customer_id": source}, headers=admin
+        ),
+        201,
+    )
+    during = await read(live, admin, f"/v1/customers/{survivor}", merged["position"])
+    undone = ok(await live.post(f"/v1/merges/{merged['merge_id']}/undo", headers=admin))
+    after = await read(live, admin, f"/v1/customers/{survivor}", undone["position"])
+    restored = await read(live, admin, f"/v1/customers/{source}", undone["position"])
+
+    assert during["tags"] == ["new", "vip"]
+    assert after["tags"] == ["vip"]
+    assert restored["tags"] == ["new", "vip"]
+
+
+async def test_role_owner_identity_consent_and_tag_commands_record_their_channel(
+    live: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(live, admin, "channels")
+    base = f"/v1/customers/{cid}"
+    via = {"channel": "wecom"}
+
+    ok(await live.post(f"{base}/roles", params=via, json={"role": "agent"}, headers=admin))
+    ok(await live.delete(f"{base}/roles/agent", params=via, headers=admin))
+    ok(await live.post(f"{base}/owner", params=via, json={"owner": "g1"}, headers=admin))
+    ok(await live.post(f"{base}/owner/end", params=via, json={"by": "g1"}, headers=admin))
+    ids = {"identities": [identity("jd_pin", "jd-channels")]}
+    ok(await live.post(f"{base}/identities", params=via, json=ids, headers=admin))
+    ok(
+        await live.delete(
+            f"{base}/identities", params={**via, "identity": "jd_pin:jd-channels"}, headers=admin
+        )
+    )
+    consent = {"purpose": "marketing", "channel": "sms", "granted": True, "policy_version": "v1"}
+    ok(await live.post(f"{base}/consents", params=via, json=consent, headers=admin), 201)
+    ok(await live.post(f"{base}/tags", params=via, json={"tags": ["vip"]}, headers=admin))
+    last = ok(await live.delete(f"{base}/tags/vip", params=via, headers=admin))
+    too_long = await live.post(
+        f"{base}/tags", params={"channel": "x" * 65}, json={"tags": ["a"]}, headers=admin
+    )
+
+    history = await read(live, admin, f"{base}/history", last["position"])
+    rows = [(r["kind"], r["channel"]) for r in history["items"]][1:]
+    assert rows == [
+        (kind, "wecom")
+        for kind in (
+            "role_added",
+            "role_ended",
+            "owner_assigned",
+            "owner_ended",
+            "identities_linked",
+            "identities_unlinked",
+            "consent_given",
+            "tags_added",
+            "tag_removed",
+        )
+    ]
+    assert history["items"][7]["changes"] == [
+        {"field": "consents.marketing.sms", "before": None, "after": True}
+    ]
+    assert_problem(too_long, 400)
 
 
 async def test_a_parent_agent_that_would_make_a_cycle_is_refused(
@@ -719,7 +916,16 @@ async def test_export_gives_admins_and_auditors_everything_and_refuses_sales(
     audited = await client.get(f"/v1/customers/{cid}/export", headers=key_for(tenant, Role.AUDITOR))
     sales = await client.get(f"/v1/customers/{cid}/export", headers=key_for(tenant, Role.SALES))
 
-    assert exported.keys() >= {"customer", "events", "behaviors"}
+    assert exported.keys() >= {
+        "customer",
+        "events",
+        "behaviors",
+        "points",
+        "orders",
+        "levels",
+        "benefits",
+    }
+    assert exported["customer"]["tags"] == []
     assert exported["customer"]["profile"]["name"] == "Exported Too"
     assert [e["type"] for e in exported["events"]] == ["Registered", "ProfileChanged"]
     assert exported["events"][0]["data"]["name"] == "Exported"

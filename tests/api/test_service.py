@@ -49,6 +49,8 @@ async def test_openapi_document_lists_every_operation_by_id(client: Client) -> N
         "ListMergeCandidates": ("GET", "/v1/merge-candidates"),
         "AddRole": ("POST", f"{c}/roles"),
         "EndRole": ("DELETE", f"{c}/roles/{{role}}"),
+        "AddTags": ("POST", f"{c}/tags"),
+        "RemoveTag": ("DELETE", f"{c}/tags/{{tag}}"),
         "SetParentAgent": ("POST", f"{c}/parent-agent"),
         "AssignOwner": ("POST", f"{c}/owner"),
         "EndOwner": ("POST", f"{c}/owner/end"),
