@@ -35,6 +35,7 @@ from application.benefits import (
     revoke_grant,
 )
 from application.context import CommandContext
+from application.merges import merged_into
 from application.permissions import Permission
 from domain.benefits import GrantNotFound
 
@@ -80,10 +81,12 @@ class BenefitOut(Struct):
     quota: QuotaOut | None
 
 
-class BenefitList(Struct):
+class BenefitList(Struct, omit_defaults=True):
     customer_id: str
     at: str
     benefits: list[BenefitOut]
+    # Only for a merged-away customer: the one its direct grants went to.
+    merged_into: str | None = None
 
 
 class BenefitRedeemed(Struct):
@@ -167,6 +170,7 @@ class BenefitController(Controller):
                 customer_id=str(cid),
                 at=when.isoformat(),
                 benefits=msgspec.convert([b.to_dict() for b in held], list[BenefitOut]),
+                merged_into=merged_into(app, cid),
             )
 
         return await asyncio.to_thread(read)

@@ -27,6 +27,7 @@ from application.levels import (
     parse_instant,
     set_level_override,
 )
+from application.merges import merged_into
 from application.permissions import Permission
 from application.program import loyalty_rules
 from projections.engine import catch_up
@@ -69,9 +70,11 @@ class LevelOverrideOut(Struct):
     position: int
 
 
-class LevelsOut(Struct):
+class LevelsOut(Struct, omit_defaults=True):
     customer_id: str
     levels: list[dict[str, Any]]
+    # Only for a merged-away customer: the one its qualification went to.
+    merged_into: str | None = None
 
 
 class AssessLevelsOut(Struct):
@@ -109,8 +112,12 @@ class LevelController(Controller):
     ) -> LevelsOut:
         cid = _customer_id(customer_id)
         app = tenant_of(request).app
-        levels = await asyncio.to_thread(lambda: level_status(app, cid, app.clock()))
-        return LevelsOut(customer_id=str(cid), levels=levels)
+
+        def read() -> LevelsOut:
+            levels = level_status(app, cid, app.clock())
+            return LevelsOut(str(cid), levels, merged_into(app, cid))
+
+        return await asyncio.to_thread(read)
 
     @post(
         "/{group:str}/overrides",

@@ -25,6 +25,7 @@ from api.commands import (
 )
 from api.errors import bad_request
 from api.schemas import ClientId, Page, Strict, problem_responses
+from application.merges import merged_into
 from application.permissions import Permission
 from application.points import (
     MAX_POINTS,
@@ -125,8 +126,10 @@ class BalanceOut(Struct):
     expiring: list[ExpiringOut]
 
 
-class BalancesOut(Struct):
+class BalancesOut(Struct, omit_defaults=True):
     balances: list[BalanceOut]
+    # Only for a merged-away customer: the one its points went to.
+    merged_into: str | None = None
 
 
 class PointsExpired(Struct):
@@ -189,8 +192,10 @@ class PointsController(Controller):
     )
     def balances(self, request: Request[Any, Any, Any], customer_id: FromPath[str]) -> BalancesOut:
         app = tenant_of(request).app
-        found = points_balances(app, customer_id_of(customer_id), app.clock())
+        cid = customer_id_of(customer_id)
+        found = points_balances(app, cid, app.clock())
         return BalancesOut(
+            merged_into=merged_into(app, cid),
             balances=[
                 BalanceOut(
                     b.point_type,
@@ -200,7 +205,7 @@ class PointsController(Controller):
                     [ExpiringOut(e.on, e.amount) for e in b.expiring],
                 )
                 for b in found
-            ]
+            ],
         )
 
     @get(

@@ -146,9 +146,14 @@ def benefits_of(
 ) -> list[HeldBenefit]:
     """The benefits the customer holds at ``at`` (now when None), in the program's order.
 
-    A benefit switched off in the program is still listed (``enabled`` false) when held.
+    A benefit switched off in the program is still listed (``enabled`` false) when held. A
+    customer merged into another holds none: its grants and level went with the merge (the
+    read answers with ``merged_into``).
     """
-    _active_customer(app, customer_id)
+    customer = load_customer(app, customer_id)
+    if customer.merged_into is not None and not customer.erased:
+        return []
+    customer.require_active()
     rules = loyalty_rules(app) if at is None else loyalty_rules(app, at)
     at = app.clock() if at is None else at
     tz = zone(rules.timezone)

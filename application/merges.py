@@ -152,6 +152,13 @@ def load_customer(app: Membercore, customer_id: UUID) -> Customer:
     return customer
 
 
+def merged_into(app: Membercore, customer_id: UUID) -> str | None:
+    """The customer ``customer_id`` was merged into, for reads of a merged-away id (404
+    ``customer_not_found`` for no customer)."""
+    into = load_customer(app, customer_id).merged_into
+    return str(into) if into is not None else None
+
+
 @dataclass(frozen=True)
 class MergeResult:
     merge_id: UUID
