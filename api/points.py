@@ -1,8 +1,9 @@
-"""Points over HTTP: balances, the ledger, redemptions, adjustments, holds, the expiry job.
+"""Points over HTTP: balances, the ledger, redemptions and their reversals, adjustments, holds,
+the expiry job.
 
 Commands run through ``api.commands.run_command``: the body's client id (``redemption_id``,
-``adjustment_id``, ``hold_id``) is the idempotency key, scoped by the route, the customer and the
-point type; capture and release take an optional ``Idempotency-Key`` header.
+``reversal_id``, ``adjustment_id``, ``hold_id``) is the idempotency key, scoped by the route, the
+customer and the point type; capture and release take an optional ``Idempotency-Key`` header.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from api.schemas import ClientId, Page, Strict, problem_responses
 from application.merges import merged_into
 from application.permissions import Permission
 from application.points import (
+    MAX_HOLD_SECONDS,
     MAX_POINTS,
     ExpiryRun,
     adjust_points,
@@ -37,6 +39,7 @@ from application.points import (
     points_entries,
     redeem_points,
     release_hold,
+    reverse_redemption,
 )
 from application.program import loyalty_rules
 from domain.expiry import local_midnight
@@ -68,6 +71,17 @@ class AdjustmentIn(Strict):
 class HoldIn(Strict):
     hold_id: ClientId
     amount: PositivePoints
+    # The timeout: seconds from now, or an instant (RFC 3339 with an offset); at most one.
+    # Neither: the point type's hold_timeout_minutes.
+    ttl_seconds: Annotated[int, Meta(ge=1, le=MAX_HOLD_SECONDS)] | None = None
+    expires_at: datetime | None = None
+
+
+class RedemptionReversalIn(Strict):
+    reversal_id: ClientId
+    # Default: what is left unreversed of the redemption.
+    amount: PositivePoints | None = None
+    reason: Reason | None = None
 
 
 class ExpirePointsIn(Strict):
@@ -108,7 +122,21 @@ class PointsHold(Struct):
     hold_id: str
     amount: int
     status: str
+    expires_at: str | None
     lots: list[LotTaken]
+    available: int
+    position: int
+
+
+class RedemptionReversed(Struct):
+    customer_id: str
+    point_type: str
+    redemption_id: str
+    reversal_id: str
+    amount: int
+    lots: list[LotTaken]
+    reversed_total: int
+    reversible: int
     available: int
     position: int
 
@@ -138,6 +166,7 @@ class PointsExpired(Struct):
     accounts_expired: int
     lots_expired: int
     points_expired: int
+    holds_expired: int
     position: int
 
 
@@ -268,6 +297,42 @@ class PointsController(Controller):
         )
 
     @post(
+        "/{point_type:str}/redemptions/{redemption_id:str}/reversals",
+        operation_id="ReverseRedemption",
+        opt={"permission": Permission.POINTS_REDEEM},
+        sync_to_thread=True,
+        status_code=201,
+        responses=COMMAND_ERRORS,
+        summary="Give a redemption's points back to the lots it took; 409 "
+        "reversal_exceeds_redemption",
+    )
+    def reverse(
+        self,
+        request: Request[Any, Any, Any],
+        customer_id: FromPath[str],
+        point_type: FromPath[str],
+        redemption_id: FromPath[str],
+        data: JSONBody[RedemptionReversalIn],
+    ) -> Response[RedemptionReversed]:
+        cid = customer_id_of(customer_id)
+        return run_for(
+            request,
+            f"ReverseRedemption:{cid}:{point_type}",
+            data.reversal_id,
+            {"redemption_id": redemption_id, "body": data},
+            lambda app, ctx: reverse_redemption(
+                app,
+                cid,
+                point_type,
+                redemption_id,
+                reversal_id=data.reversal_id,
+                amount=data.amount,
+                reason=data.reason,
+                ctx=ctx,
+            ),
+        )
+
+    @post(
         "/{point_type:str}/adjustments",
         operation_id="AdjustPoints",
         opt={"permission": Permission.POINTS_ADJUST},
@@ -307,7 +372,7 @@ class PointsController(Controller):
         sync_to_thread=True,
         status_code=201,
         responses=COMMAND_ERRORS,
-        summary="Set points aside (they count against available) until capture or release",
+        summary="Set points aside (they count against available) until capture, release or timeout",
     )
     def hold(
         self,
@@ -323,7 +388,14 @@ class PointsController(Controller):
             data.hold_id,
             data,
             lambda app, ctx: hold_points(
-                app, cid, point_type, hold_id=data.hold_id, amount=data.amount, ctx=ctx
+                app,
+                cid,
+                point_type,
+                hold_id=data.hold_id,
+                amount=data.amount,
+                ctx=ctx,
+                ttl_seconds=data.ttl_seconds,
+                expires_at=data.expires_at,
             ),
         )
 
@@ -334,7 +406,7 @@ class PointsController(Controller):
         sync_to_thread=True,
         status_code=200,
         responses=COMMAND_ERRORS,
-        summary="Spend a hold (once); 409 hold_already_resolved",
+        summary="Spend a hold (once, before its timeout); 409 hold_already_resolved, hold_expired",
     )
     def capture(
         self,
@@ -391,7 +463,8 @@ class PointsJobsController(Controller):
         sync_to_thread=True,
         status_code=200,
         responses=problem_responses(400, 401, 403, 409, 422, 503),
-        summary="Expire every lot due by as_of (not in the future); a second run changes nothing",
+        summary="Expire every lot due and release every hold timed out by as_of (not in the"
+        " future); a second run changes nothing",
     )
     def expire_points(
         self,

@@ -1,5 +1,5 @@
-"""Points commands and queries: redeem, adjust, hold / capture / release, balances, the ledger,
-and the expiry job.
+"""Points commands and queries: redeem (and reverse a redemption), adjust, hold / capture /
+release, balances, the ledger, and the expiry job (which also releases timed-out holds).
 
 Each command loads the customer's ``PointsAccount`` for the point type (opening it when the
 customer has none yet), lets it decide at ``app.clock()`` and saves its events in one
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -35,11 +35,13 @@ from domain.errors import (
     PointTypeNotFound,
 )
 from domain.expiry import expires_at
-from domain.loyalty import LoyaltyRules, PointTypeRules
+from domain.loyalty import MAX_HOLD_TIMEOUT_MINUTES, LoyaltyRules, PointTypeRules
 from domain.points_account import LotTakes, PointsAccount
 
 # Points are integers; this bound keeps every amount far inside bigint and exact in JSON (2^53).
 MAX_POINTS = 10**15
+# The longest a hold may last, whoever sets it (request or program).
+MAX_HOLD_SECONDS = MAX_HOLD_TIMEOUT_MINUTES * 60
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,24 @@ def adjust_points(
     return _command(app, customer_id, point_type, ctx, decide)
 
 
+def _hold_timeout(
+    pt: PointTypeRules, at: datetime, ttl_seconds: int | None, until: datetime | None
+) -> datetime:
+    """When a hold made at ``at`` times out: ``ttl_seconds`` from now, or ``until``, or the
+    type's ``hold_timeout_minutes``; never later than ``MAX_HOLD_SECONDS`` from now."""
+    if until is not None:
+        if until.tzinfo is None:
+            raise InvalidInput([FieldProblem("expires_at", "must carry a time zone offset")])
+        if not at < until <= at + timedelta(seconds=MAX_HOLD_SECONDS):
+            raise InvalidInput(
+                [FieldProblem("expires_at", f"must be within {MAX_HOLD_SECONDS} s from now")]
+            )
+        return until
+    if ttl_seconds is not None:
+        return at + timedelta(seconds=ttl_seconds)
+    return at + timedelta(minutes=pt.hold_timeout_minutes)
+
+
 def hold_points(
     app: Membercore,
     customer_id: UUID,
@@ -200,19 +220,36 @@ def hold_points(
     hold_id: str,
     amount: int,
     ctx: CommandContext,
+    ttl_seconds: int | None = None,
+    expires_at: datetime | None = None,
 ) -> PointsResult:
-    """Set points aside (they count against available) until captured or released."""
+    """Set points aside (they count against available) until captured or released, or until
+    the hold times out (``ttl_seconds`` or ``expires_at``; default the type's
+    ``hold_timeout_minutes``): then the expiry job releases it, and capture is refused."""
     _amount(amount)
+    if ttl_seconds is not None and expires_at is not None:
+        raise InvalidInput(
+            [FieldProblem("ttl_seconds", "give ttl_seconds or expires_at, not both")]
+        )
+    bad_ttl = isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int | None)
+    if bad_ttl or (ttl_seconds is not None and not 1 <= ttl_seconds <= MAX_HOLD_SECONDS):
+        raise InvalidInput(
+            [FieldProblem("ttl_seconds", f"must be an integer from 1 to {MAX_HOLD_SECONDS}")]
+        )
 
     def decide(account: PointsAccount, rules: LoyaltyRules, at: datetime) -> Any:
         pt = _point_type(rules, point_type)
         if not pt.redeemable:
             raise PointsNotRedeemable(point_type)
-        takes = account.hold(hold_id, amount, at=at, burn_order=pt.burn_order, actor=ctx.actor)
+        until = _hold_timeout(pt, at, ttl_seconds, expires_at)
+        takes = account.hold(
+            hold_id, amount, at=at, burn_order=pt.burn_order, actor=ctx.actor, expires_at=until
+        )
         return 201, {
             "hold_id": hold_id,
             "amount": amount,
             "status": "held",
+            "expires_at": until.isoformat(),
             "lots": _lots(takes),
             "available": account.available(at),
         }
@@ -237,6 +274,7 @@ def _resolve_hold(
             "hold_id": hold_id,
             "amount": hold.points,
             "status": resolution,
+            "expires_at": _iso(hold.expires_at),
             "lots": _lots(hold.lots),
             "available": account.available(at),
         }
@@ -248,15 +286,53 @@ def _resolve_hold(
 def capture_hold(
     app: Membercore, customer_id: UUID, point_type: str, hold_id: str, ctx: CommandContext
 ) -> PointsResult:
-    """Spend a hold, at most once (409 ``hold_already_resolved``, 404 ``hold_not_found``)."""
+    """Spend a hold, at most once and before its timeout (409 ``hold_already_resolved``,
+    409 ``hold_expired``, 404 ``hold_not_found``)."""
     return _resolve_hold(app, customer_id, point_type, hold_id, ctx, "captured")
 
 
 def release_hold(
     app: Membercore, customer_id: UUID, point_type: str, hold_id: str, ctx: CommandContext
 ) -> PointsResult:
-    """Give a hold back to its lots, at most once; what returns past its expiry expires."""
+    """Give a hold back to its lots, at most once and before its timeout (after it, the
+    timeout releases it: 409 ``hold_expired``); what returns past its expiry expires."""
     return _resolve_hold(app, customer_id, point_type, hold_id, ctx, "released")
+
+
+def reverse_redemption(
+    app: Membercore,
+    customer_id: UUID,
+    point_type: str,
+    redemption_id: str,
+    *,
+    reversal_id: str,
+    amount: int | None,
+    reason: str | None,
+    ctx: CommandContext,
+) -> PointsResult:
+    """Give back ``amount`` points (default: what is left unreversed) of a redemption to the
+    exact lots it took, last-taken first, with their original expiry (404
+    ``redemption_not_found``, 409 ``reversal_exceeds_redemption``)."""
+    if amount is not None:
+        _amount(amount)
+
+    def decide(account: PointsAccount, rules: LoyaltyRules, at: datetime) -> Any:
+        takes = account.reverse_redemption(
+            redemption_id, amount, reversal_id=reversal_id, at=at, reason=reason, actor=ctx.actor
+        )
+        redemption = account.redemptions[redemption_id]
+        return 201, {
+            "redemption_id": redemption_id,
+            "reversal_id": reversal_id,
+            "amount": sum(n for _, n in takes),
+            "lots": _lots(takes),
+            "reversed_total": redemption.reversed,
+            "reversible": redemption.points - redemption.reversed,
+            "available": account.available(at),
+        }
+
+    # Like a hold, a redemption made under an earlier program stays reversible.
+    return _command(app, customer_id, point_type, ctx, decide, needs_type=False)
 
 
 # -- queries ----------------------------------------------------------------------------------
@@ -290,7 +366,7 @@ def balance_of(
         point_type,
         account.available(at),
         account.pending(at),
-        account.held,
+        account.held_at(at),
         [Expiring(d, n) for d, n in sorted(by_day.items())],
     )
 
@@ -343,6 +419,28 @@ def entry_of(event: Any) -> dict[str, Any] | None:
             "kind": "held",
             "hold_id": event.hold_id,
             "amount": event.points,
+            "actor": event.actor,
+            "expires_at": _iso(event.expires_at),
+            "lots": _lots(event.lots),
+        }
+    if isinstance(event, PointsAccount.HoldExpired):
+        return {
+            **common,
+            "kind": "hold_expired",
+            "hold_id": event.hold_id,
+            "amount": event.points,
+            "expires_at": event.expires_at.isoformat(),
+            "as_of": event.as_of.isoformat(),
+            "lots": _lots(event.lots),
+        }
+    if isinstance(event, PointsAccount.RedemptionReversed):
+        return {
+            **common,
+            "kind": "redemption_reversed",
+            "reversal_id": event.reversal_id,
+            "redemption_id": event.redemption_id,
+            "amount": event.points,
+            "reason": event.reason,
             "actor": event.actor,
             "lots": _lots(event.lots),
         }
@@ -409,8 +507,9 @@ def points_entries(
     limit: int = 100,
 ) -> EntriesPage:
     """The account's ledger in order, from its events: earns (with ``expires_at``),
-    redemptions and holds (with the lots taken), expiries, reversals, adjustments (with
-    ``reason`` and ``actor``). Paged by stream version (``after``)."""
+    redemptions and holds (with the lots taken), hold timeouts, redemption reversals (with the
+    lots restored), expiries, reversals, adjustments (with ``reason`` and ``actor``). Paged by
+    stream version (``after``)."""
     load_customer(app, customer_id)
     if load_account(app, customer_id, point_type) is None:
         if point_type not in loyalty_rules(app).point_types:
@@ -435,6 +534,7 @@ class ExpiryRun:
     lots: int = 0
     points: int = 0
     position: int = 0
+    holds: int = 0
 
     def body(self) -> dict[str, Any]:
         return {
@@ -443,46 +543,58 @@ class ExpiryRun:
             "accounts_expired": self.expired_accounts,
             "lots_expired": self.lots,
             "points_expired": self.points,
+            "holds_expired": self.holds,
         }
 
 
-def expire_account(app: Membercore, account_id: UUID, as_of: datetime) -> tuple[int, int, int]:
-    """Expire what one account has due by ``as_of``: (lots, points, position); (0, 0, 0) when
-    nothing is due (already expired by an earlier or concurrent run: nothing is written)."""
+@dataclass(frozen=True)
+class AccountExpiry:
+    """What the job did to one account (all 0 when nothing was due)."""
 
-    def attempt(first: bool) -> tuple[int, int, int]:
+    holds: int = 0
+    lots: int = 0
+    points: int = 0
+    position: int = 0
+
+
+def expire_account(app: Membercore, account_id: UUID, as_of: datetime) -> AccountExpiry:
+    """Release the holds of one account timed out by ``as_of`` and expire its lots due by
+    then; nothing due (already done by an earlier or concurrent run): nothing is written."""
+
+    def attempt(first: bool) -> AccountExpiry:
         try:
             account: PointsAccount = app.repository.get(account_id)
         except AggregateNotFoundError:
-            return 0, 0, 0
-        lots = len(account.due(as_of))
-        points = account.expire(as_of, at=app.clock())
-        if not points:
-            return 0, 0, 0
+            return AccountExpiry()
+        settled = account.settle(as_of, at=app.clock())
+        if not (settled.holds or settled.points):
+            return AccountExpiry()
         recordings = app.save(account)
-        return lots, points, recordings[-1].notification.id
+        position = recordings[-1].notification.id
+        return AccountExpiry(settled.holds, settled.lots, settled.points, position)
 
     return app.retrying(attempt)
 
 
 def expire_points(app: Membercore, as_of: datetime, accounts: Iterable[UUID]) -> ExpiryRun:
-    """The expiry job over ``accounts`` (those the caller found with lots due by ``as_of``,
-    e.g. from the ``points_lots`` table). Idempotent: a second or concurrent run finds the lots
-    already expired in the accounts themselves and writes nothing. ``as_of`` may not be in the
-    future: points are never expired early."""
+    """The expiry job over ``accounts`` (those the caller found with lots due or holds timed
+    out by ``as_of``, e.g. from the ``points_lots`` and ``points_holds`` tables). Idempotent: a
+    second or concurrent run finds it done in the accounts themselves and writes nothing.
+    ``as_of`` may not be in the future: points are never expired early."""
     if as_of.tzinfo is None:
         raise InvalidInput([FieldProblem("as_of", "must carry a time zone offset")])
     if as_of > app.clock():
         raise InvalidInput([FieldProblem("as_of", "must not be in the future")])
-    checked = expired_accounts = lots = points = position = 0
+    checked = expired_accounts = lots = points = holds = position = 0
     for account_id in dict.fromkeys(accounts):
         checked += 1
-        n_lots, n_points, at = expire_account(app, account_id, as_of)
-        if n_points:
+        done = expire_account(app, account_id, as_of)
+        if done.points or done.holds:
             expired_accounts += 1
-            lots += n_lots
-            points += n_points
-            position = max(position, at)
+            lots += done.lots
+            points += done.points
+            holds += done.holds
+            position = max(position, done.position)
     if position == 0:
         position = app.recorder.max_notification_id() or 0
-    return ExpiryRun(as_of, checked, expired_accounts, lots, points, position)
+    return ExpiryRun(as_of, checked, expired_accounts, lots, points, position, holds)

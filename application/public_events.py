@@ -353,6 +353,10 @@ PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("points.held", 1, PointsAccount.Held.TOPIC, _points),
     PublicEventType("points.hold_captured", 1, PointsAccount.HoldCaptured.TOPIC, _points),
     PublicEventType("points.hold_released", 1, PointsAccount.HoldReleased.TOPIC, _points),
+    PublicEventType("points.hold_expired", 1, PointsAccount.HoldExpired.TOPIC, _points),
+    PublicEventType(
+        "points.redemption_reversed", 1, PointsAccount.RedemptionReversed.TOPIC, _points
+    ),
     PublicEventType("points.expired", 1, PointsAccount.Expired.TOPIC, _points),
     PublicEventType("points.reversed", 1, PointsAccount.Reversed.TOPIC, _points),
     PublicEventType("points.adjusted", 1, PointsAccount.Adjusted.TOPIC, _points),

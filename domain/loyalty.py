@@ -31,6 +31,9 @@ DECIMAL = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,4})?$")
 # Earn-rule condition keys shared by every kind of rule.
 CONDITIONS = ("channels", "stores", "min_amount")
 MAX_THRESHOLD = 10**15
+# Holds time out (no hold lives forever): the type's default, and the longest any hold may last.
+DEFAULT_HOLD_TIMEOUT_MINUTES = 30
+MAX_HOLD_TIMEOUT_MINUTES = 30 * 24 * 60
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class PointTypeRules:
     pending_days: int = 0
     rounding: str = "floor"
     cap_per_order: int | None = None
+    hold_timeout_minutes: int = DEFAULT_HOLD_TIMEOUT_MINUTES
 
 
 @dataclass(frozen=True)
@@ -318,6 +322,7 @@ POINT_TYPE_KEYS = (
     "pending_days",
     "rounding",
     "caps",
+    "hold_timeout_minutes",
 )
 
 
@@ -348,6 +353,10 @@ def _point_types(p: Problems, value: Any) -> set[str]:
             p.choice(pt["rounding"], f"{path}.rounding", ROUNDINGS)
         if "pending_days" in pt:
             p.positive_int(pt["pending_days"], f"{path}.pending_days", minimum=0)
+        if "hold_timeout_minutes" in pt:
+            minutes = p.positive_int(pt["hold_timeout_minutes"], f"{path}.hold_timeout_minutes")
+            if minutes is not None and minutes > MAX_HOLD_TIMEOUT_MINUTES:
+                p.add(f"{path}.hold_timeout_minutes", f"must be at most {MAX_HOLD_TIMEOUT_MINUTES}")
         caps = p.object(pt.get("caps", {}), f"{path}.caps", ("per_order",))
         if "per_order" in caps:
             p.positive_int(caps["per_order"], f"{path}.caps.per_order")
@@ -521,6 +530,7 @@ def _point_type_of(pt: Mapping[str, Any]) -> PointTypeRules:
         pending_days=pt.get("pending_days", 0),
         rounding=pt.get("rounding", "floor"),
         cap_per_order=pt.get("caps", {}).get("per_order"),
+        hold_timeout_minutes=pt.get("hold_timeout_minutes", DEFAULT_HOLD_TIMEOUT_MINUTES),
     )
 
 

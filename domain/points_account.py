@@ -19,6 +19,16 @@ Time is passed in (``at`` is when a command is recorded); every command first ex
 due by its ``at``, so a point is never both consumed and expired. A lot expires at the instant
 ``expires_at`` (valid while ``t < expires_at``). Lots that are fully consumed leave the state;
 running totals stay.
+
+Holds time out: a hold made with ``expires_at`` is released at that instant (ledger time, not
+the clock of whoever notices), by the expiry job or by the next command on the account
+(``settle``), recorded as ``HoldExpired``; until then ``available(t)`` already counts it as
+released. After its timeout a hold can be neither captured nor released (``HoldExpired``).
+
+A redemption can be reversed (``reverse_redemption``), in parts: the points go back to the
+exact lots it took, with their original expiry, the last-taken lots first. Lots a redemption
+still can give back to stay in ``spent_lots`` after they are consumed, so they can be restored;
+per lot ``redeemed`` is net of what reversals restored.
 """
 
 from __future__ import annotations
@@ -35,9 +45,12 @@ from domain.copying import ContainerCopies
 from domain.errors import (
     FieldProblem,
     HoldAlreadyResolved,
+    HoldExpired,
     HoldNotFound,
     InsufficientPoints,
     InvalidInput,
+    RedemptionNotFound,
+    ReversalExceedsRedemption,
 )
 from domain.loyalty import BURN_ORDERS, REFUND_POLICIES
 
@@ -54,6 +67,7 @@ TOTAL_KEYS = (
     "shortfall",
     "transferred_in",
     "transferred_out",
+    "restored",
 )
 
 LotTakes = tuple[tuple[str, int], ...]
@@ -94,6 +108,56 @@ class Hold:
     points: int
     lots: LotTakes
     held_at: datetime
+    # The timeout; None only for holds recorded before holds had one (they never time out).
+    expires_at: datetime | None = None
+
+    def timed_out(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """What a redemption took (``lots``, in burn order) and what reversals gave back so far
+    (``restored``, per lot)."""
+
+    redemption_id: str
+    points: int
+    lots: LotTakes
+    restored: LotTakes = ()
+
+    @property
+    def reversed(self) -> int:
+        return sum(n for _, n in self.restored)
+
+    def left(self) -> list[tuple[str, int]]:
+        """Per lot, in the order taken: what a reversal can still give back."""
+        restored = dict(self.restored)
+        return [(lot_id, n - restored.get(lot_id, 0)) for lot_id, n in self.lots]
+
+    def plan(self, points: int) -> LotTakes:
+        """``points`` to give back, the last-taken lots first."""
+        takes: list[tuple[str, int]] = []
+        for lot_id, n in reversed(self.left()):
+            k = min(n, points)
+            if k > 0:
+                takes.append((lot_id, k))
+                points -= k
+        return tuple(takes)
+
+    def with_restored(self, takes: LotTakes) -> Redemption:
+        restored = dict(self.restored)
+        for lot_id, n in takes:
+            restored[lot_id] = restored.get(lot_id, 0) + n
+        return replace(self, restored=tuple(restored.items()))
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What ``settle`` did: holds released by their timeout, lots and points expired."""
+
+    holds: int = 0
+    lots: int = 0
+    points: int = 0
 
 
 @dataclass(frozen=True)
@@ -195,11 +259,17 @@ class PointsAccount(ContainerCopies, Aggregate):
         actor: str
 
         def apply(self, aggregate: PointsAccount) -> None:
+            aggregate.redemptions[self.redemption_id] = Redemption(
+                self.redemption_id, self.points, _takes(self.lots)
+            )
+            for lot_id, n in self.lots:
+                aggregate.reversible[lot_id] = aggregate.reversible.get(lot_id, 0) + n
             aggregate._consume(self.lots, "redeemed")
             aggregate._count("redeemed", self.points)
 
     class Held(Event):
-        """Points were set aside from ``lots`` for a later capture or release. v1."""
+        """Points were set aside from ``lots`` for a later capture or release, until
+        ``expires_at`` (the timeout; added later: ``None`` on older events, no timeout). v1."""
 
         TOPIC = "membercore.PointsAccount.Held"
         hold_id: str
@@ -207,6 +277,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         lots: LotTakes
         burn_order: str
         actor: str
+        expires_at: datetime | None = None
 
         def apply(self, aggregate: PointsAccount) -> None:
             for lot_id, n in self.lots:
@@ -214,8 +285,9 @@ class PointsAccount(ContainerCopies, Aggregate):
                 aggregate.lots[lot_id] = replace(
                     lot, remaining=lot.remaining - n, held=lot.held + n
                 )
+            # Decoded lots may be lists: state keeps tuples, so replay equals live.
             aggregate.holds[self.hold_id] = Hold(
-                self.hold_id, self.points, self.lots, self.timestamp
+                self.hold_id, self.points, _takes(self.lots), self.timestamp, self.expires_at
             )
 
     class HoldCaptured(Event):
@@ -248,6 +320,54 @@ class PointsAccount(ContainerCopies, Aggregate):
                 lot = aggregate.lots[lot_id]
                 aggregate._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
             aggregate._resolve(self.hold_id, "released")
+
+    class HoldExpired(Event):
+        """A hold reached its timeout ``expires_at`` (at or before ``as_of``) and was given back
+        to the same lots, as a release at ``expires_at`` would: what returned to a lot already
+        past its own expiry expires in the same command (an ``Expired`` event). v1."""
+
+        TOPIC = "membercore.PointsAccount.HoldExpired"
+        hold_id: str
+        points: int
+        lots: LotTakes
+        expires_at: datetime
+        as_of: datetime
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            for lot_id, n in self.lots:
+                lot = aggregate.lots[lot_id]
+                aggregate._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
+            aggregate._resolve(self.hold_id, "expired")
+
+    class RedemptionReversed(Event):
+        """Part or all of redemption ``redemption_id`` was reversed: ``lots`` got their points
+        back (the last-taken lots first), with their original dates; ``restored_lots`` are
+        those lots' ``{lot_id, earned, earned_at, active_at, expires_at}`` (a lot that had
+        been consumed comes back). What returns to a lot past its expiry expires in the same
+        command (an ``Expired`` event). v1."""
+
+        TOPIC = "membercore.PointsAccount.RedemptionReversed"
+        reversal_id: str
+        redemption_id: str
+        points: int
+        reason: str | None
+        actor: str
+        lots: LotTakes
+        restored_lots: list[dict[str, Any]]
+
+        def apply(self, aggregate: PointsAccount) -> None:
+            redemption = aggregate.redemptions[self.redemption_id]
+            aggregate.redemptions[self.redemption_id] = redemption.with_restored(_takes(self.lots))
+            aggregate.redemption_reversals[self.reversal_id] = self.redemption_id
+            for lot_id, n in self.lots:
+                lot = aggregate.lots.get(lot_id) or aggregate.spent_lots.pop(lot_id)
+                left = aggregate.reversible[lot_id] - n
+                if left:
+                    aggregate.reversible[lot_id] = left
+                else:
+                    del aggregate.reversible[lot_id]
+                aggregate._put(replace(lot, redeemed=lot.redeemed - n, remaining=lot.remaining + n))
+            aggregate._count("restored", self.points)
 
     class Expired(Event):
         """Lots reached their ``expires_at`` (at or before ``as_of``): what they still had
@@ -382,6 +502,12 @@ class PointsAccount(ContainerCopies, Aggregate):
         self.closed = False
         # The order (channel, order id) each open lot earned on this account came from.
         self.lot_orders: dict[str, tuple[str, str]] = {}
+        # Every redemption (for reversals), reversal id -> redemption id, and per lot the points
+        # reversals could still give back; consumed lots with some stay in ``spent_lots``.
+        self.redemptions: dict[str, Redemption] = {}
+        self.redemption_reversals: dict[str, str] = {}
+        self.reversible: dict[str, int] = {}
+        self.spent_lots: dict[str, Lot] = {}
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -412,6 +538,9 @@ class PointsAccount(ContainerCopies, Aggregate):
         else:
             self.lots.pop(lot.lot_id, None)  # consumed lots leave the state; totals stay
             self.lot_orders.pop(lot.lot_id, None)
+            if self.reversible.get(lot.lot_id):
+                # A redemption reversal may still bring it back, with its dates and counters.
+                self.spent_lots[lot.lot_id] = lot
 
     def _count(self, key: str, n: int) -> None:
         if n:
@@ -453,32 +582,47 @@ class PointsAccount(ContainerCopies, Aggregate):
 
     # -- queries --------------------------------------------------------------------------------
 
+    def timed_out_holds(self, at: datetime) -> list[Hold]:
+        """Open holds whose timeout is at or before ``at``, soonest first (then by id)."""
+        due = [h for h in self.holds.values() if h.timed_out(at)]
+        due.sort(key=lambda h: (h.expires_at, h.hold_id))
+        return due
+
+    def _free(self, at: datetime) -> list[tuple[Lot, int]]:
+        """Each lot with its free points at ``at``: ``remaining`` plus what holds timed out by
+        then give back (so reads are right before anything settled them)."""
+        returned: dict[str, int] = {}
+        for hold in self.timed_out_holds(at):
+            for lot_id, n in hold.lots:
+                returned[lot_id] = returned.get(lot_id, 0) + n
+        return [(lot, lot.remaining + returned.get(lot.lot_id, 0)) for lot in self.lots.values()]
+
     def available(self, at: datetime) -> int:
-        """Active (not pending), unexpired, unheld remaining points minus outstanding debt."""
-        free = sum(
-            lot.remaining for lot in self.lots.values() if lot.active(at) and not lot.expired_by(at)
-        )
+        """Active (not pending), unexpired, unheld remaining points minus outstanding debt;
+        holds timed out by ``at`` count as released."""
+        free = sum(n for lot, n in self._free(at) if lot.active(at) and not lot.expired_by(at))
         return free - self.debt
 
     def pending(self, at: datetime) -> int:
         """Points of lots not active yet at ``at`` (and not expired by then)."""
-        return sum(
-            lot.remaining
-            for lot in self.lots.values()
-            if not lot.active(at) and not lot.expired_by(at)
-        )
+        return sum(n for lot, n in self._free(at) if not lot.active(at) and not lot.expired_by(at))
 
     @property
     def held(self) -> int:
+        """Points of every open hold (``held_at`` leaves out those timed out)."""
         return sum(h.points for h in self.holds.values())
+
+    def held_at(self, at: datetime) -> int:
+        """Points of the holds still open at ``at`` (not timed out by then)."""
+        return sum(h.points for h in self.holds.values() if not h.timed_out(at))
 
     def expiring(self, at: datetime) -> list[tuple[datetime, int]]:
         """``(expires_at, points)`` of what will expire after ``at`` if nothing else takes it:
         free remaining of unexpired lots with an expiry, pending ones included, soonest first."""
         return sorted(
-            (lot.expires_at, lot.remaining)
-            for lot in self.lots.values()
-            if lot.expires_at is not None and lot.expires_at > at and lot.remaining > 0
+            (lot.expires_at, n)
+            for lot, n in self._free(at)
+            if lot.expires_at is not None and lot.expires_at > at and n > 0
         )
 
     def due(self, as_of: datetime) -> LotTakes:
@@ -529,6 +673,24 @@ class PointsAccount(ContainerCopies, Aggregate):
         self._trigger(self.Expired, timestamp=at, as_of=as_of, points=points, lots=takes)
         return points
 
+    def settle(self, as_of: datetime, *, at: datetime) -> Settled:
+        """Release every hold timed out by ``as_of`` (one ``HoldExpired`` each, at its own
+        timeout), then expire what is due by ``as_of``, including what came back to lots past
+        their expiry. Nothing due: no event (running it again changes nothing)."""
+        holds = self.timed_out_holds(as_of)
+        for hold in holds:
+            self._trigger(
+                self.HoldExpired,
+                timestamp=at,
+                hold_id=hold.hold_id,
+                points=hold.points,
+                lots=hold.lots,
+                expires_at=hold.expires_at,
+                as_of=as_of,
+            )
+        lots = len(self.due(as_of))
+        return Settled(len(holds), lots, self.expire(as_of, at=at))
+
     def earn(
         self,
         lot_id: str,
@@ -548,7 +710,9 @@ class PointsAccount(ContainerCopies, Aggregate):
             raise InvalidInput([FieldProblem("lot_id", "must not be empty")])
         if lot_id in self.lots:
             raise InvalidInput([FieldProblem("lot_id", f"lot {lot_id!r} already exists")])
-        self.expire(at, at=at)
+        if lot_id in self.spent_lots:
+            raise InvalidInput([FieldProblem("lot_id", f"lot {lot_id!r} already exists")])
+        self.settle(at, at=at)
         expired_now = expires_at is not None and expires_at <= at
         repaid = 0 if expired_now else min(self.debt, points)
         self._trigger(
@@ -579,8 +743,10 @@ class PointsAccount(ContainerCopies, Aggregate):
         """Spend ``points`` from the lots in ``burn_order``; returns the lots taken."""
         _positive(points, "amount")
         _burn_order(burn_order)
+        if redemption_id in self.redemptions:
+            raise InvalidInput([FieldProblem("redemption_id", "already used")])
         self._require(points, at)  # expiry-aware: a rejected command triggers nothing
-        self.expire(at, at=at)
+        self.settle(at, at=at)
         takes = self._plan(points, at, burn_order)
         self._trigger(
             self.Redeemed,
@@ -602,17 +768,22 @@ class PointsAccount(ContainerCopies, Aggregate):
         at: datetime,
         burn_order: str = "soonest_expiry",
         actor: str = "",
+        expires_at: datetime | None = None,
     ) -> LotTakes:
         """Set ``points`` aside from the lots (in burn order): they count against available
-        until the hold is captured or released."""
+        until the hold is captured or released, or reaches its timeout ``expires_at`` (the
+        application always gives one; ``None`` is what holds recorded before timeouts read as).
+        """
         _positive(points, "amount")
         _burn_order(burn_order)
         if hold_id in self.resolved_holds:
             raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
         if hold_id in self.holds:
             raise InvalidInput([FieldProblem("hold_id", f"hold {hold_id!r} already exists")])
+        if expires_at is not None and expires_at <= at:
+            raise InvalidInput([FieldProblem("expires_at", "must be after the hold")])
         self._require(points, at)  # expiry-aware: a rejected command triggers nothing
-        self.expire(at, at=at)
+        self.settle(at, at=at)
         takes = self._plan(points, at, burn_order)
         self._trigger(
             self.Held,
@@ -622,21 +793,31 @@ class PointsAccount(ContainerCopies, Aggregate):
             lots=takes,
             burn_order=burn_order,
             actor=actor,
+            expires_at=expires_at,
         )
         return takes
 
-    def _open_hold(self, hold_id: str) -> Hold:
-        if hold_id in self.resolved_holds:
-            raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
+    def _open_hold(self, hold_id: str, at: datetime) -> Hold:
+        """The hold, if it can still be captured or released at ``at``: not resolved, and not
+        past its timeout (whether or not something released it yet)."""
+        resolution = self.resolved_holds.get(hold_id)
+        if resolution == "expired":
+            raise HoldExpired(hold_id, None)
+        if resolution is not None:
+            raise HoldAlreadyResolved(hold_id, resolution)
         hold = self.holds.get(hold_id)
         if hold is None:
             raise HoldNotFound(hold_id)
+        if hold.timed_out(at):
+            raise HoldExpired(hold_id, hold.expires_at)
         return hold
 
     def capture(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
-        """Spend a hold (at most once): its points count as redeemed from the lots held."""
-        hold = self._open_hold(hold_id)
-        self.expire(at, at=at)
+        """Spend a hold (at most once, before its timeout): its points count as redeemed from
+        the lots held, even from a lot whose own expiry passed while it was held (the hold was
+        a promise made while the points were valid)."""
+        hold = self._open_hold(hold_id, at)
+        self.settle(at, at=at)
         self._trigger(
             self.HoldCaptured,
             timestamp=at,
@@ -650,8 +831,8 @@ class PointsAccount(ContainerCopies, Aggregate):
     def release(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
         """Give a hold back (at most once) to the same lots with their original expiry; what
         returns to a lot already past its expiry expires at once."""
-        hold = self._open_hold(hold_id)
-        self.expire(at, at=at)
+        hold = self._open_hold(hold_id, at)
+        self.settle(at, at=at)
         self._trigger(
             self.HoldReleased,
             timestamp=at,
@@ -684,7 +865,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         _burn_order(burn_order)
         if policy not in REFUND_POLICIES:
             raise InvalidInput([FieldProblem("policy", f"must be one of {REFUND_POLICIES}")])
-        self.expire(at, at=at)
+        self.settle(at, at=at)
         lot = self.lots.get(lot_id)
         from_lot = min(points, lot.remaining) if lot is not None else 0
         elsewhere = self._plan(points - from_lot, at, burn_order, exclude=lot_id)
@@ -709,6 +890,61 @@ class PointsAccount(ContainerCopies, Aggregate):
             shortfall=reversal.shortfall,
         )
         return reversal
+
+    def reverse_redemption(
+        self,
+        redemption_id: str,
+        points: int | None,
+        *,
+        reversal_id: str,
+        at: datetime,
+        reason: str | None = None,
+        actor: str = "",
+    ) -> LotTakes:
+        """Give back ``points`` (default: all that is left) of a redemption to the exact lots
+        it took, the last-taken first, with their original dates. Partial reversals add up to
+        at most the redemption. A restored lot already past its expiry expires at once (its own
+        ``Expired`` event). Returns what each lot got back."""
+        if points is not None:
+            _positive(points, "amount")
+        if not reversal_id:
+            raise InvalidInput([FieldProblem("reversal_id", "must not be empty")])
+        if reversal_id in self.redemption_reversals:
+            raise InvalidInput([FieldProblem("reversal_id", "already used")])
+        redemption = self.redemptions.get(redemption_id)
+        if redemption is None:
+            raise RedemptionNotFound(redemption_id)
+        left = redemption.points - redemption.reversed
+        wanted = left if points is None else points
+        if wanted > left or wanted == 0:
+            raise ReversalExceedsRedemption(redemption_id, points, left)
+        self.settle(at, at=at)
+        takes = redemption.plan(wanted)
+        restored = []
+        for lot_id, _ in takes:
+            lot = self.lots.get(lot_id) or self.spent_lots[lot_id]
+            restored.append(
+                {
+                    "lot_id": lot_id,
+                    "earned": lot.earned,
+                    "earned_at": lot.earned_at.isoformat(),
+                    "active_at": lot.active_at.isoformat(),
+                    "expires_at": lot.expires_at.isoformat() if lot.expires_at else None,
+                }
+            )
+        self._trigger(
+            self.RedemptionReversed,
+            timestamp=at,
+            reversal_id=reversal_id,
+            redemption_id=redemption_id,
+            points=wanted,
+            reason=reason,
+            actor=actor,
+            lots=takes,
+            restored_lots=restored,
+        )
+        self.expire(at, at=at)
+        return takes
 
     def adjust(
         self,
@@ -744,7 +980,7 @@ class PointsAccount(ContainerCopies, Aggregate):
                 raise InvalidInput([FieldProblem("expires_at", "must be after the adjustment")])
         else:
             self._require(-amount, at)
-        self.expire(at, at=at)
+        self.settle(at, at=at)
         takes: LotTakes = () if amount > 0 else self._plan(-amount, at, burn_order)
         repaid = min(self.debt, amount) if amount > 0 else 0
         self._trigger(
@@ -781,7 +1017,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         expired first; held points stay (a hold is resolved where it was made). ``closes``
         (a merge) closes this account, ``reopens`` (its undo) reopens ``to``: both are recorded
         even with nothing to move. Returns the points moved."""
-        self.expire(at, at=at)
+        self.settle(at, at=at)
         wanted = set(self.lots) if lot_ids is None else set(lot_ids) & set(self.lots)
         moving = sorted(
             (self.lots[i] for i in wanted if self.lots[i].remaining > 0),
@@ -790,7 +1026,11 @@ class PointsAccount(ContainerCopies, Aggregate):
         owed = self.debt if debt is None else min(debt, self.debt)
         if not moving and not owed and not (closes or reopens):
             return 0
-        taken = set(to.lots) | {lot_id for ids in to.arrived.values() for lot_id in ids}
+        taken = (
+            set(to.lots)
+            | set(to.spent_lots)  # a redemption reversal may bring these back
+            | {lot_id for ids in to.arrived.values() for lot_id in ids}
+        )
         arriving = []
         for lot in moving:
             lot_id = lot.lot_id if lot.lot_id not in taken else f"{lot.lot_id}@{transfer_id}"

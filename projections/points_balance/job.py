@@ -1,11 +1,12 @@
 """The points expiry job of a tenant; ``projections.worker`` runs it on a schedule with the other
 scheduled jobs (``projections.jobs``) inside ``membercore worker`` and ``membercore serve``.
 
-``run_expiry(tenant, as_of)`` first brings ``points_lots`` up to the log head (a catch-up, safe
-to run beside the projection worker: exactly-once by compare-and-set), reads the accounts with
-lots due by ``as_of`` from its partial index, and lets each account expire what *it* says is
-due (``application.points.expire_points``). Running it twice, or in two processes at once,
-writes one ``Expired`` per lot: the second finds nothing due in the accounts.
+``run_expiry(tenant, as_of)`` first brings ``points_lots`` and ``points_holds`` up to the log head
+(a catch-up, safe to run beside the projection worker: exactly-once by compare-and-set), reads
+the accounts with lots due or holds timed out by ``as_of`` from their indexes, and lets each
+account release and expire what *it* says is due (``application.points.expire_points``).
+Running it twice, or in two processes at once, writes one ``HoldExpired`` per hold and one
+``Expired`` per lot: the second finds nothing due in the accounts.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def run_expiry(tenant: Tenant, as_of: datetime) -> ExpiryRun:
 
 
 def _expired(run: ExpiryRun) -> dict[str, Any] | None:
-    return run.body() if run.points else None
+    return run.body() if run.points or run.holds else None
 
 
 POINTS_EXPIRY = ScheduledJob("points_expiry", run_expiry, "points_expired", _expired)

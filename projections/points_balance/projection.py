@@ -5,7 +5,14 @@
 the lots still holding free (``remaining``) or held points; a lot leaves the table when both are
 0, as it leaves the aggregate. The partial index on ``expires_at`` (``remaining > 0``) is the
 expiry job's due index: ``due_accounts`` lists the accounts with something due by ``as_of``.
-The accounts themselves stay the authority: the job expires what the aggregate says is due.
+``points_holds (account_id, hold_id, points, expires_at)``: the open holds that have a timeout
+(holds recorded before timeouts existed have none and never need releasing); a hold leaves the
+table when it is captured, released or timed out. Its index on ``expires_at`` is the job's other
+due index. The accounts themselves stay the authority: the job expires what the aggregate says
+is due and releases the holds it says timed out.
+
+A redemption reversal can bring back a lot that had left ``points_lots``: its event carries the
+lot's dates, so the row is recreated (with ``remaining`` 0, then the reversal's delta).
 
 Available now (the profile's ``points``): the active (``active_at <= now()``), unexpired
 (``expires_at > now()`` or none) free remaining of the lots, minus the account's debt.
@@ -28,6 +35,7 @@ from projections.engine import Positioned, Projection
 
 BALANCE = "points_balance"
 LOTS = "points_lots"
+HOLDS = "points_holds"
 A = PointsAccount
 
 
@@ -54,6 +62,11 @@ class _Batch:
         self.new_lots: dict[tuple[UUID, str], _NewLot] = {}
         self.lot_deltas: dict[tuple[UUID, str], list[int]] = {}
         self.account_deltas: dict[UUID, list[int]] = {}
+        # Holds with a timeout opened (key -> (points, expires_at)) and closed in the batch.
+        self.holds_opened: dict[tuple[UUID, str], tuple[int, datetime]] = {}
+        self.holds_closed: set[tuple[UUID, str]] = set()
+        # Lots a redemption reversal gives back that may have left the table: their rows.
+        self.restored: dict[tuple[UUID, str], _NewLot] = {}
 
     def lot(self, account: UUID, lot_id: str, remaining: int, held: int = 0) -> None:
         new = self.new_lots.get((account, lot_id))
@@ -81,6 +94,28 @@ class _Batch:
         )
         self.account(account, debt=-repaid)
 
+    def close_hold(self, account: UUID, hold_id: str) -> None:
+        key = (account, hold_id)
+        if self.holds_opened.pop(key, None) is None:
+            self.holds_closed.add(key)
+
+    def restore(self, account: UUID, e: Any) -> None:
+        for lot in e.restored_lots:
+            key = (account, lot["lot_id"])
+            if key not in self.new_lots and key not in self.restored:
+                expires = lot["expires_at"]
+                self.restored[key] = _NewLot(
+                    account,
+                    lot["lot_id"],
+                    lot["earned"],
+                    0,
+                    datetime.fromisoformat(lot["earned_at"]),
+                    datetime.fromisoformat(lot["active_at"]),
+                    datetime.fromisoformat(expires) if expires else None,
+                )
+        for lot_id, n in e.lots:
+            self.lot(account, lot_id, n)
+
     def apply(self, e: Any) -> None:
         acc: UUID = e.originator_id
         if isinstance(e, A.Opened):
@@ -92,14 +127,20 @@ class _Batch:
         elif isinstance(e, A.Held):
             self.takes(acc, e.lots, to_held=True)
             self.account(acc, held=e.points)
+            if e.expires_at is not None:
+                self.holds_opened[(acc, e.hold_id)] = (e.points, e.expires_at)
         elif isinstance(e, A.HoldCaptured):
             for lot_id, n in e.lots:
                 self.lot(acc, lot_id, 0, -n)
             self.account(acc, held=-e.points)
-        elif isinstance(e, A.HoldReleased):
+            self.close_hold(acc, e.hold_id)
+        elif isinstance(e, A.HoldReleased | A.HoldExpired):
             for lot_id, n in e.lots:
                 self.lot(acc, lot_id, n, -n)
             self.account(acc, held=-e.points)
+            self.close_hold(acc, e.hold_id)
+        elif isinstance(e, A.RedemptionReversed):
+            self.restore(acc, e)
         elif isinstance(e, A.Reversed):
             self.takes(acc, ((e.lot_id, e.taken_from_lot), *e.lots))
             self.account(acc, debt=e.debt)
@@ -129,7 +170,7 @@ class _Batch:
 
 class PointsBalanceProjection(Projection):
     name: ClassVar[str] = "points_balance"
-    tables: ClassVar[tuple[str, ...]] = (BALANCE, LOTS)
+    tables: ClassVar[tuple[str, ...]] = (BALANCE, LOTS, HOLDS)
     topics: ClassVar[frozenset[str]] = frozenset(
         {
             A.Opened.TOPIC,
@@ -138,6 +179,8 @@ class PointsBalanceProjection(Projection):
             A.Held.TOPIC,
             A.HoldCaptured.TOPIC,
             A.HoldReleased.TOPIC,
+            A.HoldExpired.TOPIC,
+            A.RedemptionReversed.TOPIC,
             A.Expired.TOPIC,
             A.Reversed.TOPIC,
             A.Adjusted.TOPIC,
@@ -176,6 +219,19 @@ class PointsBalanceProjection(Projection):
                 Identifier(f"{LOTS}{suffix}_due"), s, lots
             )
         )
+        holds = Identifier(HOLDS + suffix)
+        curs.execute(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {}.{} ("
+                " account_id uuid NOT NULL, hold_id text NOT NULL, points bigint NOT NULL,"
+                " expires_at timestamptz NOT NULL, PRIMARY KEY (account_id, hold_id))"
+            ).format(s, holds)
+        )
+        curs.execute(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {}.{} (expires_at)").format(
+                Identifier(f"{HOLDS}{suffix}_due"), s, holds
+            )
+        )
 
     def apply(
         self, curs: Cursor[DictRow], schema: str, events: Sequence[Positioned], suffix: str = ""
@@ -196,6 +252,29 @@ class PointsBalanceProjection(Projection):
                 ).format(balance),
                 (ids, [batch.opened[a][0] for a in ids], [batch.opened[a][1] for a in ids]),
             )
+        if batch.restored:
+            # Rows for restored lots that left the table; the reversal's delta follows below.
+            back = list(batch.restored.values())
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, lot_id, earned, remaining, held, earned_at,"
+                    " active_at, expires_at)"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
+                    " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
+                    " ON CONFLICT (account_id, lot_id) DO NOTHING"
+                ).format(lots),
+                (
+                    [n.account_id for n in back],
+                    [n.lot_id for n in back],
+                    [n.earned for n in back],
+                    [0 for _ in back],
+                    [0 for _ in back],
+                    [n.earned_at for n in back],
+                    [n.active_at for n in back],
+                    [n.expires_at for n in back],
+                ),
+            )
+        self._holds(curs, SQL("{}.{}").format(s, Identifier(HOLDS + suffix)), batch)
         kept = [n for n in batch.new_lots.values() if n.remaining > 0 or n.held > 0]
         for arrived in (False, True):
             new = [n for n in kept if n.arrived is arrived]
@@ -229,6 +308,8 @@ class PointsBalanceProjection(Projection):
                 ),
             )
         deltas = [(k, d) for k, d in batch.lot_deltas.items() if d[0] or d[1]]
+        # A restored lot taken again in the same batch nets to 0: its recreated row must go.
+        deltas += [(k, [0, 0]) for k in batch.restored if k not in dict(deltas)]
         if deltas:
             params = (
                 [k[0] for k, _ in deltas],
@@ -271,15 +352,43 @@ class PointsBalanceProjection(Projection):
                 ),
             )
 
+    @staticmethod
+    def _holds(curs: Cursor[DictRow], holds: Any, batch: _Batch) -> None:
+        if batch.holds_opened:
+            keys = list(batch.holds_opened)
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, hold_id, points, expires_at)"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[],"
+                    " %b::timestamptz[]) ON CONFLICT (account_id, hold_id) DO NOTHING"
+                ).format(holds),
+                (
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [batch.holds_opened[k][0] for k in keys],
+                    [batch.holds_opened[k][1] for k in keys],
+                ),
+            )
+        if batch.holds_closed:
+            keys = list(batch.holds_closed)
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} h USING unnest(%b::uuid[], %b::text[]) AS d(account_id,"
+                    " hold_id) WHERE h.account_id = d.account_id AND h.hold_id = d.hold_id"
+                ).format(holds),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
+
 
 def due_accounts(curs: Cursor[Any], schema: str, as_of: datetime) -> list[UUID]:
-    """Accounts holding lots with free points whose expiry is at or before ``as_of``."""
+    """Accounts holding lots with free points whose expiry is at or before ``as_of``, or open
+    holds whose timeout is."""
     curs.execute(
         SQL(
-            "SELECT DISTINCT account_id FROM {}.{} WHERE remaining > 0 AND expires_at <= %s"
-            " ORDER BY account_id"
-        ).format(Identifier(schema), Identifier(LOTS)),
-        (as_of,),
+            "SELECT account_id FROM {}.{} WHERE remaining > 0 AND expires_at <= %s"
+            " UNION SELECT account_id FROM {}.{} WHERE expires_at <= %s ORDER BY account_id"
+        ).format(Identifier(schema), Identifier(LOTS), Identifier(schema), Identifier(HOLDS)),
+        (as_of, as_of),
     )
     return [row["account_id"] if isinstance(row, dict) else row[0] for row in curs.fetchall()]
 

@@ -72,6 +72,10 @@ async def test_openapi_document_lists_every_operation_by_id(client: Client) -> N
         "PointsBalances": ("GET", f"{c}/points"),
         "PointsEntries": ("GET", f"{c}/points/{{point_type}}/entries"),
         "RedeemPoints": ("POST", f"{c}/points/{{point_type}}/redemptions"),
+        "ReverseRedemption": (
+            "POST",
+            f"{c}/points/{{point_type}}/redemptions/{{redemption_id}}/reversals",
+        ),
         "AdjustPoints": ("POST", f"{c}/points/{{point_type}}/adjustments"),
         "HoldPoints": ("POST", f"{c}/points/{{point_type}}/holds"),
         "CaptureHold": ("POST", f"{c}/points/{{point_type}}/holds/{{hold_id}}/capture"),

@@ -237,6 +237,12 @@ def _loyalty_history() -> list[Any]:
     points.capture("hold-1", at=next(t), actor="mall")
     points.hold("hold-2", 10, at=next(t), actor="mall")
     points.release("hold-2", at=next(t), actor="mall")
+    held_at = next(t)
+    points.hold("hold-3", 5, at=held_at, actor="mall", expires_at=held_at + timedelta(minutes=30))
+    # A day later: hold-3 timed out (HoldExpired) before the reversal is recorded.
+    points.reverse_redemption(
+        "coupon-9", 5, reversal_id="rr-1", at=next(t), reason="returned", actor="guide-7"
+    )
     points.reverse(
         "order:pos:A1001", 50, reversal_id="refund:R1", policy="negative",
         burn_order="soonest_expiry", at=next(t),
@@ -344,6 +350,8 @@ SAMPLES: dict[type[Any], Callable[[], Any]] = {
             PointsAccount.Held,
             PointsAccount.HoldCaptured,
             PointsAccount.HoldReleased,
+            PointsAccount.HoldExpired,
+            PointsAccount.RedemptionReversed,
             PointsAccount.Expired,
             PointsAccount.Reversed,
             PointsAccount.Adjusted,

@@ -1,5 +1,6 @@
-"""The points account: burn order, holds, expiry, reversal policies and debt, adjustments, and
-replay (popo application and the msgspec mapper) equal to the live aggregate."""
+"""The points account: burn order, holds and their timeouts, expiry, reversal policies and debt,
+redemption reversals, adjustments, and replay (popo application and the msgspec mapper) equal to
+the live aggregate."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from uuid import uuid4
 import pytest
 from eventsourcing.application import Application
 
-from domain.errors import HoldAlreadyResolved, HoldNotFound, InsufficientPoints, InvalidInput
+from domain.errors import (
+    HoldAlreadyResolved,
+    HoldExpired,
+    HoldNotFound,
+    InsufficientPoints,
+    InvalidInput,
+    RedemptionNotFound,
+    ReversalExceedsRedemption,
+)
 from domain.points_account import PointsAccount
 from infrastructure.eventstore import MsgspecMapper
 
@@ -48,8 +57,11 @@ def lot_identity_holds(account: PointsAccount) -> bool:
     return all(
         lot.earned
         == lot.redeemed + lot.expired + lot.reversed + lot.adjusted + lot.remaining + lot.held
-        for lot in account.lots.values()
+        for lot in (*account.lots.values(), *account.spent_lots.values())
     )
+
+
+MINUTE = timedelta(minutes=1)
 
 
 def test_account_id_is_deterministic_per_customer_and_point_type() -> None:
@@ -342,6 +354,211 @@ def test_a_negative_adjustment_beyond_available_is_refused() -> None:
         account.adjust("a", -11, reason="fix", actor="k", at=T0, expires_at=None)
 
 
+# -- hold timeouts ----------------------------------------------------------------------------
+
+
+def test_a_hold_past_its_timeout_counts_as_released_before_anything_settles_it() -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    account.hold("h", 40, at=T0, expires_at=T0 + 30 * MINUTE)
+
+    assert account.available(T0 + 30 * MINUTE - timedelta(microseconds=1)) == 60
+    assert account.held_at(T0 + 29 * MINUTE) == 40
+    assert account.available(T0 + 30 * MINUTE) == 100
+    assert account.held_at(T0 + 30 * MINUTE) == 0
+    assert account.held == 40  # nothing recorded the release yet
+
+
+@pytest.mark.parametrize("late", [timedelta(0), DAY])
+def test_capturing_or_releasing_a_hold_at_or_after_its_timeout_is_refused_and_records_nothing(
+    late: timedelta,
+) -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    account.hold("h", 40, at=T0, expires_at=T0 + 30 * MINUTE)
+    account.collect_events()
+
+    for resolve in (account.capture, account.release):
+        with pytest.raises(HoldExpired) as refused:
+            resolve("h", at=T0 + 30 * MINUTE + late)
+        assert refused.value.expires_at == T0 + 30 * MINUTE
+
+    assert account.collect_events() == []
+
+
+def test_a_hold_captured_just_before_its_timeout_is_spent() -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    account.hold("h", 40, at=T0, expires_at=T0 + 30 * MINUTE)
+
+    account.capture("h", at=T0 + 30 * MINUTE - timedelta(microseconds=1))
+
+    assert account.totals["redeemed"] == 40
+    assert account.resolved_holds == {"h": "captured"}
+
+
+def test_settle_releases_a_timed_out_hold_once_at_its_timeout_and_again_changes_nothing() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 10 * DAY)
+    account.hold("h1", 30, at=T0, expires_at=T0 + 2 * MINUTE)
+    account.hold("h2", 20, at=T0, expires_at=T0 + MINUTE)
+    account.hold("h3", 10, at=T0, expires_at=T0 + DAY)
+    account.collect_events()
+
+    settled = account.settle(T0 + 5 * MINUTE, at=T0 + 2 * DAY)
+    again = account.settle(T0 + 5 * MINUTE, at=T0 + 2 * DAY)
+
+    events = account.collect_events()
+    assert [(type(e), e.hold_id, e.expires_at) for e in events] == [
+        (PointsAccount.HoldExpired, "h2", T0 + MINUTE),
+        (PointsAccount.HoldExpired, "h1", T0 + 2 * MINUTE),
+    ]
+    assert (settled.holds, settled.points, again.holds, again.points) == (2, 0, 0, 0)
+    assert account.resolved_holds == {"h1": "expired", "h2": "expired"}
+    assert account.lots["l1"].remaining == 90
+    assert account.held == 10  # h3 times out a day after the hold, after this as_of
+    with pytest.raises(HoldExpired):
+        account.capture("h1", at=T0 + 3 * MINUTE)
+
+
+def test_a_hold_timing_out_after_its_lot_expired_gives_back_points_that_expire_at_once() -> None:
+    account = new_account()
+    earn(account, "soon", 50, expires=T0 + 10 * MINUTE)
+    earn(account, "late", 50, expires=T0 + 10 * DAY)
+    account.hold("h", 70, at=T0, expires_at=T0 + 30 * MINUTE)
+    account.collect_events()
+
+    settled = account.settle(T0 + 30 * MINUTE, at=T0 + 30 * MINUTE)
+
+    released, expired = account.collect_events()
+    assert isinstance(released, PointsAccount.HoldExpired)
+    assert released.lots == (("soon", 50), ("late", 20))
+    assert isinstance(expired, PointsAccount.Expired)
+    assert expired.lots == (("soon", 50),)
+    assert (settled.holds, settled.lots, settled.points) == (1, 1, 50)
+    assert account.available(T0 + 30 * MINUTE) == 50
+    assert lot_identity_holds(account)
+
+
+def test_capture_within_the_timeout_spends_points_of_a_lot_that_expired_while_held() -> None:
+    account = new_account()
+    earn(account, "soon", 50, expires=T0 + 10 * MINUTE)
+    account.hold("h", 50, at=T0, expires_at=T0 + 30 * MINUTE)
+
+    account.capture("h", at=T0 + 20 * MINUTE)
+
+    assert account.totals["redeemed"] == 50
+    assert account.totals["expired"] == 0
+
+
+def test_the_next_command_on_the_account_first_releases_the_timed_out_holds() -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    account.hold("h", 100, at=T0, expires_at=T0 + MINUTE)
+    account.collect_events()
+
+    account.redeem("r", 100, at=T0 + DAY)
+
+    kinds = [type(e) for e in account.collect_events()]
+    assert kinds == [PointsAccount.HoldExpired, PointsAccount.Redeemed]
+
+
+def test_a_hold_timeout_must_be_after_the_hold() -> None:
+    account = new_account()
+    earn(account, "l1", 100)
+    with pytest.raises(InvalidInput):
+        account.hold("h", 10, at=T0, expires_at=T0)
+
+
+# -- redemption reversals -----------------------------------------------------------------------
+
+
+def test_a_full_reversal_gives_every_lot_back_what_the_redemption_took_with_its_expiry() -> None:
+    account = new_account()
+    earn(account, "soon", 30, expires=T0 + 10 * DAY)
+    earn(account, "late", 50, expires=T0 + 90 * DAY)
+    account.redeem("r", 60, at=T0)
+    assert "soon" not in account.lots
+
+    restored = account.reverse_redemption("r", None, reversal_id="v", at=T0 + DAY)
+
+    assert restored == (("late", 30), ("soon", 30))
+    assert account.lots["soon"].remaining == 30
+    assert account.lots["soon"].expires_at == T0 + 10 * DAY
+    assert account.lots["late"].remaining == 50
+    assert (account.lots["soon"].redeemed, account.lots["late"].redeemed) == (0, 0)
+    assert account.spent_lots == {}
+    assert account.available(T0 + DAY) == 80
+    assert (account.totals["redeemed"], account.totals["restored"]) == (60, 60)
+
+
+def test_partial_reversals_take_the_last_taken_lots_first_and_never_exceed_the_redemption() -> None:
+    account = new_account()
+    earn(account, "a", 30, expires=T0 + 10 * DAY)
+    earn(account, "b", 30, expires=T0 + 20 * DAY)
+    earn(account, "c", 30, expires=T0 + 30 * DAY)
+    account.redeem("r", 80, at=T0)  # a 30, b 30, c 20
+
+    first = account.reverse_redemption("r", 25, reversal_id="v1", at=T0)
+    second = account.reverse_redemption("r", 25, reversal_id="v2", at=T0)
+
+    assert first == (("c", 20), ("b", 5))
+    assert second == (("b", 25),)
+    assert account.redemptions["r"].reversed == 50
+    with pytest.raises(ReversalExceedsRedemption) as refused:
+        account.reverse_redemption("r", 31, reversal_id="v3", at=T0)
+    assert (refused.value.requested, refused.value.reversible) == (31, 30)
+    assert account.reverse_redemption("r", None, reversal_id="v4", at=T0) == (("a", 30),)
+    with pytest.raises(ReversalExceedsRedemption):
+        account.reverse_redemption("r", None, reversal_id="v5", at=T0)
+    assert account.available(T0) == 90
+    assert lot_identity_holds(account)
+
+
+def test_a_restored_lot_already_past_its_expiry_expires_at_once_in_its_own_entry() -> None:
+    account = new_account()
+    earn(account, "soon", 30, expires=T0 + DAY)
+    earn(account, "late", 30, expires=T0 + 90 * DAY)
+    account.redeem("r", 40, at=T0)
+    account.collect_events()
+
+    account.reverse_redemption("r", None, reversal_id="v", at=T0 + 2 * DAY)
+
+    reversed_, expired = account.collect_events()
+    assert isinstance(reversed_, PointsAccount.RedemptionReversed)
+    assert reversed_.lots == (("late", 10), ("soon", 30))
+    assert isinstance(expired, PointsAccount.Expired)
+    assert expired.lots == (("soon", 30),)
+    assert "soon" not in account.lots
+    assert account.available(T0 + 2 * DAY) == 30
+    assert account.totals["expired"] == 30
+    assert lot_identity_holds(account)
+
+
+def test_reversing_an_unknown_redemption_or_reusing_a_reversal_id_is_refused() -> None:
+    account = new_account()
+    earn(account, "l1", 30)
+    account.redeem("r", 10, at=T0)
+    account.reverse_redemption("r", 5, reversal_id="v", at=T0)
+    account.collect_events()
+
+    with pytest.raises(RedemptionNotFound):
+        account.reverse_redemption("nope", 1, reversal_id="w", at=T0)
+    with pytest.raises(InvalidInput):
+        account.reverse_redemption("r", 1, reversal_id="v", at=T0)
+    assert account.collect_events() == []
+
+
+def test_a_captured_hold_is_not_a_redemption_that_can_be_reversed() -> None:
+    account = new_account()
+    earn(account, "l1", 30)
+    account.hold("h", 10, at=T0, expires_at=T0 + DAY)
+    account.capture("h", at=T0)
+
+    with pytest.raises(RedemptionNotFound):
+        account.reverse_redemption("h", None, reversal_id="v", at=T0)
+
+
 # -- replay equals live -----------------------------------------------------------------------
 
 
@@ -360,6 +577,8 @@ def _busy_account() -> PointsAccount:
     account.adjust("a1", 5, reason="sorry", actor="k", at=T0 + 2 * DAY, expires_at=None)
     account.adjust("a2", -5, reason="oops", actor="k", at=T0 + 4 * DAY, expires_at=None)
     account.release("h2", at=T0 + 11 * DAY)
+    account.hold("h3", 5, at=T0 + 11 * DAY, expires_at=T0 + 11 * DAY + MINUTE)
+    account.reverse_redemption("r1", 10, reversal_id="v1", at=T0 + 12 * DAY, reason="returned")
     account.expire(T0 + 50 * DAY, at=T0 + 50 * DAY)
     return account
 
@@ -379,6 +598,8 @@ def test_replay_through_a_popo_application_equals_the_live_account() -> None:
         PointsAccount.Held,
         PointsAccount.HoldCaptured,
         PointsAccount.HoldReleased,
+        PointsAccount.HoldExpired,
+        PointsAccount.RedemptionReversed,
         PointsAccount.Reversed,
         PointsAccount.Adjusted,
         PointsAccount.Expired,

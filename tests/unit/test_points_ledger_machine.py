@@ -1,12 +1,15 @@
 """A stateful property test of the points ledger against a small reference model.
 
-Rules: earn (back-dated, pending, already expired), redeem, hold, capture, release, reverse
-(a refund, under either policy), expire, adjust, and advancing the clock (including exactly to
-an expiry instant and one microsecond before it). After every step:
+Rules: earn (back-dated, pending, already expired), redeem, reverse a redemption (in parts or
+whole), hold (with or without a timeout), capture, release, reverse (a refund, under either
+policy), expire, settle (the expiry job: timed-out holds, then due lots), adjust, and advancing
+the clock (including exactly to an expiry or hold timeout instant and one microsecond before
+it). After every step:
 
-* per lot: earned = redeemed + expired + reversed + adjusted + remaining + held, in the model,
-  in the live aggregate (open lots) and in a ledger recomputed from the recorded events
-  (every lot, consumed ones included), all three equal;
+* per lot: earned = redeemed + expired + reversed + adjusted + remaining + held (``redeemed`` net
+  of redemption reversals), in the model, in the live aggregate (open lots, and consumed lots a
+  reversal may still restore) and in a ledger recomputed from the recorded events (every lot,
+  consumed ones included), all three equal;
 * available, pending, held and debt equal the model's; available is below zero only by the
   debt a ``negative`` refund left, and never without such debt;
 * replaying the recorded events rebuilds a state equal to the live aggregate.
@@ -30,7 +33,14 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from domain.errors import HoldAlreadyResolved, HoldNotFound, InsufficientPoints
+from domain.errors import (
+    HoldAlreadyResolved,
+    HoldExpired,
+    HoldNotFound,
+    InsufficientPoints,
+    RedemptionNotFound,
+    ReversalExceedsRedemption,
+)
 from domain.points_account import PointsAccount
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)
@@ -63,11 +73,19 @@ class Model:
 
     lots: dict[str, MLot] = field(default_factory=dict)
     holds: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    hold_timeouts: dict[str, datetime | None] = field(default_factory=dict)
     resolved: dict[str, str] = field(default_factory=dict)
+    # Per redemption: what it took from each lot (in order) and what reversals gave back.
+    redemptions: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    restored: dict[str, dict[str, int]] = field(default_factory=dict)
     debt: int = 0
 
     def live(self, lot: MLot, t: datetime) -> bool:
         return lot.expires_at is None or lot.expires_at > t
+
+    def timed_out(self, hold_id: str, t: datetime) -> bool:
+        timeout = self.hold_timeouts[hold_id]
+        return timeout is not None and timeout <= t
 
     def expire_due(self, t: datetime) -> None:
         for lot in self.lots.values():
@@ -75,9 +93,35 @@ class Model:
                 lot.expired += lot.remaining
                 lot.remaining = 0
 
+    def settle(self, t: datetime) -> int:
+        """Release the holds timed out by ``t`` (back to their lots), then expire what is due."""
+        due = sorted(
+            (h for h in self.holds if self.timed_out(h, t)),
+            key=lambda h: (self.hold_timeouts[h], h),
+        )
+        for hold_id in due:
+            for lot_id, n in self.holds.pop(hold_id):
+                self.lots[lot_id].held -= n
+                self.lots[lot_id].remaining += n
+            self.resolved[hold_id] = "expired"
+        self.expire_due(t)
+        return len(due)
+
+    def returned(self, t: datetime) -> dict[str, int]:
+        """What holds timed out by ``t`` give back to each lot (counted before any settle)."""
+        back: dict[str, int] = {}
+        for hold_id, takes in self.holds.items():
+            if self.timed_out(hold_id, t):
+                for lot_id, n in takes:
+                    back[lot_id] = back.get(lot_id, 0) + n
+        return back
+
     def available(self, t: datetime) -> int:
+        back = self.returned(t)
         free = sum(
-            lot.remaining for lot in self.lots.values() if lot.active_at <= t and self.live(lot, t)
+            lot.remaining + back.get(lot.lot_id, 0)
+            for lot in self.lots.values()
+            if lot.active_at <= t and self.live(lot, t)
         )
         return free - self.debt
 
@@ -86,8 +130,21 @@ class Model:
             lot.remaining for lot in self.lots.values() if lot.active_at > t and self.live(lot, t)
         )
 
-    def held(self) -> int:
-        return sum(n for takes in self.holds.values() for _, n in takes)
+    def held(self, t: datetime | None = None) -> int:
+        return sum(
+            n
+            for hold_id, takes in self.holds.items()
+            if t is None or not self.timed_out(hold_id, t)
+            for _, n in takes
+        )
+
+    def reversible(self, lot_id: str) -> int:
+        return sum(
+            n - self.restored[r].get(lot_id, 0)
+            for r, takes in self.redemptions.items()
+            for other, n in takes
+            if other == lot_id
+        )
 
     def take(self, n: int, t: datetime, exclude: str | None = None) -> list[tuple[str, int]]:
         def key(lot: MLot) -> tuple[Any, ...]:
@@ -106,7 +163,7 @@ class Model:
         return taken
 
     def add(self, lot: MLot, t: datetime) -> None:
-        self.expire_due(t)
+        self.settle(t)
         expired_now = lot.expires_at is not None and lot.expires_at <= t
         repaid = 0 if expired_now else min(self.debt, lot.earned)
         self.debt -= repaid
@@ -146,8 +203,10 @@ def ledger_from_events(events: list[Any]) -> dict[str, dict[str, int]]:
             move(e.lots, "held")
         elif isinstance(e, PointsAccount.HoldCaptured):
             move(e.lots, "redeemed", source="held")
-        elif isinstance(e, PointsAccount.HoldReleased):
+        elif isinstance(e, PointsAccount.HoldReleased | PointsAccount.HoldExpired):
             move(e.lots, "remaining", source="held")
+        elif isinstance(e, PointsAccount.RedemptionReversed):
+            move(e.lots, "remaining", source="redeemed")
         elif isinstance(e, PointsAccount.Reversed):
             move([(e.lot_id, e.taken_from_lot), *e.lots], "reversed")
     return lots
@@ -160,6 +219,7 @@ def _state(account: PointsAccount) -> dict[str, Any]:
 class PointsLedgerMachine(RuleBasedStateMachine):
     lot_ids = Bundle("lot_ids")
     hold_ids = Bundle("hold_ids")
+    redemption_ids = Bundle("redemption_ids")
 
     def __init__(self) -> None:
         super().__init__()
@@ -184,11 +244,9 @@ class PointsLedgerMachine(RuleBasedStateMachine):
 
     @rule(just_before=st.booleans())
     def advance_to_the_next_expiry(self, just_before: bool) -> None:
-        upcoming = sorted(
-            lot.expires_at
-            for lot in self.model.lots.values()
-            if lot.expires_at is not None and lot.expires_at > self.now
-        )
+        instants = [lot.expires_at for lot in self.model.lots.values()]
+        instants += [self.model.hold_timeouts[h] for h in self.model.holds]
+        upcoming = sorted(t for t in instants if t is not None and t > self.now)
         if upcoming:
             self.now = max(self.now, upcoming[0] - US if just_before else upcoming[0])
 
@@ -227,47 +285,96 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         self.model.add(lot, self.now)
         return lot_id
 
-    @rule(points=st.integers(1, 300))
-    def redeem(self, points: int) -> None:
+    @rule(target=redemption_ids, points=st.integers(1, 300))
+    def redeem(self, points: int) -> str:
+        redemption_id = self._next_id("r-")
         expected_ok = points <= self.model.available(self.now)
         try:
-            taken = self.account.redeem(self._next_id("r-"), points, at=self.now)
+            taken = self.account.redeem(redemption_id, points, at=self.now)
         except InsufficientPoints:
             assert not expected_ok
             assert self.account.collect_events() == []
-            return
+            return redemption_id
         assert expected_ok
         self._record()
-        self.model.expire_due(self.now)
+        self.model.settle(self.now)
         expected = self.model.take(points, self.now)
         assert list(taken) == expected
         for lot_id, n in expected:
             self.model.lots[lot_id].remaining -= n
             self.model.lots[lot_id].redeemed += n
+        self.model.redemptions[redemption_id] = expected
+        self.model.restored[redemption_id] = {}
+        return redemption_id
 
-    @rule(target=hold_ids, points=st.integers(1, 200))
-    def hold(self, points: int) -> str:
+    @rule(redemption_id=redemption_ids, share=st.one_of(st.none(), st.integers(1, 120)))
+    def reverse_redemption(self, redemption_id: str, share: int | None) -> None:
+        takes = self.model.redemptions.get(redemption_id)
+        restored = self.model.restored.get(redemption_id, {})
+        left = sum(n for _, n in takes or []) - sum(restored.values())
+        # share > 100 asks for more than the redemption took: refused.
+        points = None if share is None else max(1, sum(n for _, n in takes or []) * share // 100)
+        try:
+            given = self.account.reverse_redemption(
+                redemption_id, points, reversal_id=self._next_id("v-"), at=self.now
+            )
+        except RedemptionNotFound:
+            assert takes is None
+            assert self.account.collect_events() == []
+            return
+        except ReversalExceedsRedemption:
+            assert takes is not None
+            assert (points or left) > left or left == 0
+            assert self.account.collect_events() == []
+            return
+        assert takes is not None
+        assert left > 0 and (points is None or points <= left)
+        self._record()
+        self.model.settle(self.now)
+        wanted = left if points is None else points
+        expected = []
+        for lot_id, n in reversed(takes):
+            k = min(n - restored.get(lot_id, 0), wanted)
+            if k > 0:
+                expected.append((lot_id, k))
+                wanted -= k
+        assert list(given) == expected
+        for lot_id, k in expected:
+            self.model.lots[lot_id].remaining += k
+            self.model.lots[lot_id].redeemed -= k
+            restored[lot_id] = restored.get(lot_id, 0) + k
+        self.model.expire_due(self.now)  # a restored lot past its expiry expires at once
+
+    @rule(
+        target=hold_ids,
+        points=st.integers(1, 200),
+        timeout_minutes=st.one_of(st.none(), st.integers(1, 20 * 24 * 60)),
+    )
+    def hold(self, points: int, timeout_minutes: int | None) -> str:
         hold_id = self._next_id("h-")
+        timeout = None if timeout_minutes is None else self.now + timedelta(minutes=timeout_minutes)
         expected_ok = points <= self.model.available(self.now)
         try:
-            taken = self.account.hold(hold_id, points, at=self.now)
+            taken = self.account.hold(hold_id, points, at=self.now, expires_at=timeout)
         except InsufficientPoints:
             assert not expected_ok
             self.model.resolved[hold_id] = "never"
             return hold_id
         assert expected_ok
         self._record()
-        self.model.expire_due(self.now)
+        self.model.settle(self.now)
         expected = self.model.take(points, self.now)
         assert list(taken) == expected
         for lot_id, n in expected:
             self.model.lots[lot_id].remaining -= n
             self.model.lots[lot_id].held += n
         self.model.holds[hold_id] = expected
+        self.model.hold_timeouts[hold_id] = timeout
         return hold_id
 
     def _resolve(self, hold_id: str, capture: bool) -> None:
         resolution = self.model.resolved.get(hold_id)
+        timed_out = hold_id in self.model.holds and self.model.timed_out(hold_id, self.now)
         try:
             if capture:
                 self.account.capture(hold_id, at=self.now)
@@ -276,12 +383,17 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         except HoldAlreadyResolved:
             assert resolution in ("captured", "released")
             return
+        except HoldExpired:
+            assert resolution == "expired" or timed_out
+            assert self.account.collect_events() == []
+            return
         except HoldNotFound:
             assert resolution == "never"
             return
         assert resolution is None
+        assert not timed_out
         self._record()
-        self.model.expire_due(self.now)
+        self.model.settle(self.now)
         for lot_id, n in self.model.holds.pop(hold_id):
             lot = self.model.lots[lot_id]
             lot.held -= n
@@ -316,7 +428,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         )
         self._record()
         lot.refundable -= points
-        self.model.expire_due(self.now)
+        self.model.settle(self.now)
         from_lot = min(points, lot.remaining)
         lot.remaining -= from_lot
         lot.reversed += from_lot
@@ -339,6 +451,17 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         self._record()
         self.model.expire_due(self.now)
 
+    @rule(runs=st.integers(1, 2))
+    def settle(self, runs: int) -> None:
+        """The expiry job at ledger time ``now``, once or twice (the second changes nothing)."""
+        expected = self.model.settle(self.now)
+        for run in range(runs):
+            settled = self.account.settle(self.now, at=self.now)
+            assert settled.holds == (expected if run == 0 else 0)
+            if run:
+                assert self.account.collect_events() == []
+            self._record()
+
     @rule(amount=st.integers(-150, 150).filter(bool), expires_in_days=st.integers(1, 90))
     def adjust(self, amount: int, expires_in_days: int) -> None:
         adjustment_id = self._next_id("a-")
@@ -357,7 +480,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
             lot = MLot(f"adjustment:{adjustment_id}", amount, self.now, self.now, expires, amount)
             self.model.add(lot, self.now)
             return
-        self.model.expire_due(self.now)
+        self.model.settle(self.now)
         expected = self.model.take(-amount, self.now)
         assert list(taken) == expected
         for lot_id, n in expected:
@@ -375,13 +498,19 @@ class PointsLedgerMachine(RuleBasedStateMachine):
             assert counters["earned"] == sum(counters[c] for c in COUNTERS), lot
             assert recomputed[lot_id] == counters, lot_id
             live = self.account.lots.get(lot_id)
+            spent = self.account.spent_lots.get(lot_id)
             if lot.remaining or lot.held:
                 assert live is not None
+                assert spent is None
+            else:
+                assert live is None  # consumed lots leave the state...
+                # ...but stay where a redemption reversal can find them while it may.
+                assert (spent is not None) == (self.model.reversible(lot_id) > 0)
+                live = spent
+            if live is not None:
                 assert {"earned": live.earned, **{c: getattr(live, c) for c in COUNTERS}} == (
                     counters
                 )
-            else:
-                assert live is None  # consumed lots leave the state
 
     @invariant()
     def balances_match_and_available_is_negative_only_by_debt(self) -> None:
@@ -389,6 +518,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         assert available == self.model.available(self.now)
         assert self.account.pending(self.now) == self.model.pending(self.now)
         assert self.account.held == self.model.held()
+        assert self.account.held_at(self.now) == self.model.held(self.now)
         assert self.account.debt == self.model.debt >= 0
         assert available >= -self.account.debt
         if self.account.debt == 0:

@@ -214,6 +214,20 @@ def test_yearly_clearing_on_a_day_of_every_year_is_valid(month: int, day: int) -
     validate(with_("point_types.0.expiry", {"mode": "yearly_clearing", "month": month, "day": day}))
 
 
+@pytest.mark.parametrize("minutes", [0, -5, 43201, 1.5, "30", True])
+def test_a_hold_timeout_outside_1_to_43200_minutes_is_refused(minutes: Any) -> None:
+    found = problems(with_("point_types.0.hold_timeout_minutes", minutes))
+
+    assert list(found) == ["point_types[0].hold_timeout_minutes"]
+
+
+def test_the_hold_timeout_defaults_to_30_minutes_and_takes_the_documents_value() -> None:
+    assert loyalty_of(MINIMAL, 1).point_types["points"].hold_timeout_minutes == 30
+    document = with_("point_types.0.hold_timeout_minutes", 43200)
+    validate(document)
+    assert loyalty_of(document, 1).point_types["points"].hold_timeout_minutes == 43200
+
+
 @pytest.mark.parametrize(("month", "day"), [(4, 31), (13, 1), (0, 5)])
 def test_yearly_clearing_on_no_such_day_is_refused(month: int, day: int) -> None:
     document = with_(
