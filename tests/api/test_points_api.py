@@ -1,5 +1,5 @@
-"""Points over HTTP: balances, entries, redemptions, adjustments, holds and the expiry job;
-status codes, problem bodies, idempotent replay and 400s."""
+"""Points over HTTP: balances, entries, redemptions and their reversals, adjustments, holds (and
+their timeouts) and the expiry job; status codes, problem bodies, idempotent replay and 400s."""
 
 from __future__ import annotations
 
@@ -367,6 +367,292 @@ async def test_capturing_an_unknown_hold_is_404(
     assert_problem(response, 404, "hold_not_found")
 
 
+async def test_six_holds_of_1000_on_5000_the_sixth_is_409_and_released_or_rejected_ones_fail(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    earn(tenant, cid, "a", 5000)
+    statuses = []
+    for n in range(6):
+        held = await client.post(
+            f"{base(cid)}/holds", json={"hold_id": f"h{n}", "amount": 1000}, headers=admin
+        )
+        statuses.append(held.status_code)
+    released = await client.post(f"{base(cid)}/holds/h0/release", headers=admin)
+
+    capture_released = await client.post(f"{base(cid)}/holds/h0/capture", headers=admin)
+    capture_rejected = await client.post(f"{base(cid)}/holds/h5/capture", headers=admin)
+
+    assert statuses == [201] * 5 + [409]
+    assert released.status_code == 200, released.text
+    body = assert_problem(capture_released, 409, "hold_already_resolved")
+    assert body["resolution"] == "released"
+    assert_problem(capture_rejected, 404, "hold_not_found")
+    account = load_account(tenant.app, cid, "points")
+    assert account is not None
+    assert (account.held, account.available(now()), account.totals["redeemed"]) == (4000, 1000, 0)
+
+
+async def test_a_hold_without_a_timeout_gets_the_types_default_of_30_minutes(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    earn(tenant, cid, "a", 50)
+    before = now()
+
+    held = await client.post(
+        f"{base(cid)}/holds", json={"hold_id": "h", "amount": 10}, headers=admin
+    )
+
+    assert held.status_code == 201, held.text
+    timeout = datetime.fromisoformat(held.json()["expires_at"])
+    assert before + timedelta(minutes=30) <= timeout <= now() + timedelta(minutes=30)
+
+
+async def test_a_hold_takes_its_timeout_from_ttl_seconds_or_expires_at(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    earn(tenant, cid, "a", 50)
+    until = (now() + timedelta(hours=2)).replace(microsecond=0)
+    before = now()
+
+    by_ttl = await client.post(
+        f"{base(cid)}/holds", json={"hold_id": "t", "amount": 10, "ttl_seconds": 90}, headers=admin
+    )
+    by_instant = await client.post(
+        f"{base(cid)}/holds",
+        json={"hold_id": "i", "amount": 10, "expires_at": until.isoformat()},
+        headers=admin,
+    )
+
+    assert by_ttl.status_code == 201, by_ttl.text
+    ttl_timeout = datetime.fromisoformat(by_ttl.json()["expires_at"])
+    assert before + timedelta(seconds=90) <= ttl_timeout <= now() + timedelta(seconds=90)
+    assert by_instant.status_code == 201, by_instant.text
+    assert datetime.fromisoformat(by_instant.json()["expires_at"]) == until
+    entries = (await client.get(f"{base(cid)}/entries", headers=admin)).json()["items"]
+    assert [e["expires_at"] for e in entries if e["kind"] == "held"] == [
+        by_ttl.json()["expires_at"],
+        by_instant.json()["expires_at"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ({"ttl_seconds": 0}, "invalid_value"),
+        ({"ttl_seconds": 30 * 86400 + 1}, "invalid_value"),
+        ({"ttl_seconds": "sixty"}, "invalid_type"),
+        ({"ttl_seconds": 60, "expires_at": "2999-01-01T00:00:00+00:00"}, "invalid_input"),
+        ({"expires_at": "2999-01-01T00:00:00+00:00"}, "invalid_input"),
+        ({"expires_at": "2000-01-01T00:00:00+00:00"}, "invalid_input"),
+        ({"expires_at": "2999-01-01T00:00:00"}, "invalid_input"),
+        ({"expires_at": "soon"}, "invalid_value"),
+    ],
+)
+async def test_bad_hold_timeouts_are_400_and_hold_nothing(
+    client: Client,
+    admin: dict[str, str],
+    tenant: Tenant,
+    cid: UUID,
+    extra: dict[str, Any],
+    code: str,
+) -> None:
+    earn(tenant, cid, "a", 50)
+    response = await client.post(
+        f"{base(cid)}/holds", json={"hold_id": "h", "amount": 10, **extra}, headers=admin
+    )
+
+    assert_problem(response, 400, code)
+    account = load_account(tenant.app, cid, "points")
+    assert account is not None
+    assert account.holds == {}
+
+
+async def test_a_hold_past_its_timeout_cannot_be_captured_before_or_after_the_job_released_it(
+    client: Client,
+    admin: dict[str, str],
+    tenant: Tenant,
+    cid: UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    earn(tenant, cid, "a", 50)
+    held = await client.post(
+        f"{base(cid)}/holds", json={"hold_id": "h", "amount": 30, "ttl_seconds": 60}, headers=admin
+    )
+    assert held.status_code == 201, held.text
+    later = datetime.fromisoformat(held.json()["expires_at"]) + timedelta(seconds=1)
+    monkeypatch.setattr(tenant.app, "clock", lambda: later)
+
+    before_job = await client.post(f"{base(cid)}/holds/h/capture", headers=admin)
+    balances = (await client.get(f"/v1/customers/{cid}/points", headers=admin)).json()
+    job = await client.post(
+        "/v1/jobs/expire-points", json={"as_of": later.isoformat()}, headers=admin
+    )
+    after_job = await client.post(
+        f"{base(cid)}/holds/h/capture", headers={**admin, "Idempotency-Key": "k2"}
+    )
+    release = await client.post(f"{base(cid)}/holds/h/release", headers=admin)
+
+    body = assert_problem(before_job, 409, "hold_expired")
+    assert body["expires_at"] == held.json()["expires_at"]
+    assert (balances["balances"][0]["available"], balances["balances"][0]["held"]) == (50, 0)
+    assert job.status_code == 200, job.text
+    assert job.json()["holds_expired"] == 1
+    assert_problem(after_job, 409, "hold_expired")
+    assert_problem(release, 409, "hold_expired")
+    entries = (await client.get(f"{base(cid)}/entries", headers=admin)).json()["items"]
+    (expired,) = [e for e in entries if e["kind"] == "hold_expired"]
+    assert expired["expires_at"] == held.json()["expires_at"]
+    assert expired["lots"] == [{"lot_id": "a", "amount": 30}]
+
+
+# -- redemption reversals -----------------------------------------------------------------------
+
+
+async def test_a_redemption_reversal_answers_201_restores_the_lots_and_a_replay_200(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    soon, late = now() + timedelta(days=2), now() + timedelta(days=20)
+    earn(tenant, cid, "soon", 50, expires_at=soon)
+    earn(tenant, cid, "late", 50, expires_at=late)
+    redeemed = await client.post(
+        f"{base(cid)}/redemptions", json={"redemption_id": "r", "amount": 70}, headers=admin
+    )
+    assert redeemed.status_code == 201, redeemed.text
+    url = f"{base(cid)}/redemptions/r/reversals"
+    body = {"reversal_id": "v1", "reason": "order cancelled"}
+
+    first = await client.post(url, json=body, headers=admin)
+    again = await client.post(url, json=body, headers=admin)
+
+    assert first.status_code == 201, first.text
+    assert first.json() == {
+        "customer_id": str(cid),
+        "point_type": "points",
+        "redemption_id": "r",
+        "reversal_id": "v1",
+        "amount": 70,
+        "lots": [{"lot_id": "late", "amount": 20}, {"lot_id": "soon", "amount": 50}],
+        "reversed_total": 70,
+        "reversible": 0,
+        "available": 100,
+        "position": first.json()["position"],
+    }
+    assert again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    account = load_account(tenant.app, cid, "points")
+    assert account is not None
+    assert account.lots["soon"].expires_at == soon
+    assert account.lots["late"].expires_at == late
+    entries = (await client.get(f"{base(cid)}/entries", headers=admin)).json()["items"]
+    (entry,) = [e for e in entries if e["kind"] == "redemption_reversed"]
+    assert (entry["redemption_id"], entry["reversal_id"], entry["amount"]) == ("r", "v1", 70)
+    assert entry["reason"] == "order cancelled"
+    assert entry["lots"] == first.json()["lots"]
+
+
+async def test_partial_reversals_accumulate_and_more_than_is_left_is_409(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    earn(tenant, cid, "a", 100)
+    await client.post(
+        f"{base(cid)}/redemptions", json={"redemption_id": "r", "amount": 60}, headers=admin
+    )
+    url = f"{base(cid)}/redemptions/r/reversals"
+
+    first = await client.post(url, json={"reversal_id": "v1", "amount": 25}, headers=admin)
+    second = await client.post(url, json={"reversal_id": "v2", "amount": 25}, headers=admin)
+    too_much = await client.post(url, json={"reversal_id": "v3", "amount": 11}, headers=admin)
+    rest = await client.post(url, json={"reversal_id": "v4"}, headers=admin)
+    nothing_left = await client.post(url, json={"reversal_id": "v5"}, headers=admin)
+
+    assert (first.status_code, second.status_code) == (201, 201)
+    assert second.json()["reversed_total"] == 50
+    body = assert_problem(too_much, 409, "reversal_exceeds_redemption")
+    assert (body["requested"], body["reversible"]) == (11, 10)
+    assert rest.status_code == 201, rest.text
+    assert (rest.json()["amount"], rest.json()["available"]) == (10, 100)
+    assert_problem(nothing_left, 409, "reversal_exceeds_redemption")
+
+
+async def test_a_restored_lot_past_its_expiry_expires_at_once_in_a_separate_entry(
+    client: Client,
+    admin: dict[str, str],
+    tenant: Tenant,
+    cid: UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    soon = now() + timedelta(days=1)
+    earn(tenant, cid, "soon", 40, expires_at=soon)
+    await client.post(
+        f"{base(cid)}/redemptions", json={"redemption_id": "r", "amount": 40}, headers=admin
+    )
+    monkeypatch.setattr(tenant.app, "clock", lambda: soon + timedelta(hours=1))
+
+    response = await client.post(
+        f"{base(cid)}/redemptions/r/reversals", json={"reversal_id": "v"}, headers=admin
+    )
+
+    assert response.status_code == 201, response.text
+    assert response.json()["available"] == 0
+    entries = (await client.get(f"{base(cid)}/entries", headers=admin)).json()["items"]
+    assert [e["kind"] for e in entries] == ["earned", "redeemed", "redemption_reversed", "expired"]
+    assert entries[-1]["lots"] == [{"lot_id": "soon", "amount": 40}]
+
+
+async def test_reversing_an_unknown_redemption_is_404(
+    client: Client, admin: dict[str, str], cid: UUID
+) -> None:
+    response = await client.post(
+        f"{base(cid)}/redemptions/nope/reversals", json={"reversal_id": "v"}, headers=admin
+    )
+    assert_problem(response, 404, "redemption_not_found")
+
+
+async def test_the_same_reversal_id_on_another_redemption_is_422(
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+) -> None:
+    earn(tenant, cid, "a", 100)
+    for r in ("r1", "r2"):
+        await client.post(
+            f"{base(cid)}/redemptions", json={"redemption_id": r, "amount": 10}, headers=admin
+        )
+    body = {"reversal_id": "v"}
+    first = await client.post(f"{base(cid)}/redemptions/r1/reversals", json=body, headers=admin)
+
+    other = await client.post(f"{base(cid)}/redemptions/r2/reversals", json=body, headers=admin)
+
+    assert first.status_code == 201, first.text
+    assert_problem(other, 422, "idempotency_key_reused")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"reversal_id": "v", "amount": 0}, "invalid_value"),
+        ({"reversal_id": "v", "amount": 1.5}, "invalid_type"),
+        ({"amount": 1}, "missing_field"),
+        ({"reversal_id": "v", "extra": 1}, "unknown_field"),
+    ],
+)
+async def test_malformed_reversals_are_400(
+    client: Client, admin: dict[str, str], cid: UUID, body: dict[str, Any], code: str
+) -> None:
+    response = await client.post(f"{base(cid)}/redemptions/r/reversals", json=body, headers=admin)
+    assert_problem(response, 400, code)
+
+
+async def test_reversals_need_the_points_redeem_permission(
+    client: Client, key_for: KeyFor, tenant: Tenant, cid: UUID
+) -> None:
+    response = await client.post(
+        f"{base(cid)}/redemptions/r/reversals",
+        json={"reversal_id": "v"},
+        headers=key_for(tenant, Role.SALES),
+    )
+    assert_problem(response, 403, "forbidden")
+
+
 # -- entries ----------------------------------------------------------------------------------
 
 
@@ -474,5 +760,9 @@ async def test_the_openapi_document_lists_the_points_routes(client: Client) -> N
     paths = (await client.get("/schema/openapi.json")).json()["paths"]
     assert "/v1/customers/{customer_id}/points" in paths
     assert "/v1/customers/{customer_id}/points/{point_type}/redemptions" in paths
+    assert (
+        "/v1/customers/{customer_id}/points/{point_type}/redemptions/{redemption_id}/reversals"
+        in paths
+    )
     assert "/v1/customers/{customer_id}/points/{point_type}/holds/{hold_id}/capture" in paths
     assert "/v1/jobs/expire-points" in paths
