@@ -1,5 +1,6 @@
-"""The points ledger on real PostgreSQL: redemptions racing the expiry job, the job run twice
-and concurrently, the ``points_balance`` projection (due index, profile SQL, rebuild) and the
+"""The points ledger on real PostgreSQL: redemptions racing the expiry job, captures racing
+releases of one hold, the job run twice and concurrently (lots and timed-out holds), the
+``points_balance`` projection (due indexes, profile SQL, rebuild, restored lots) and the
 scheduled job inside the projection worker."""
 
 from __future__ import annotations
@@ -15,14 +16,28 @@ import pytest
 from psycopg.sql import SQL, Identifier
 
 from application.context import CommandContext
-from application.points import load_account, points_balances, redeem_points
+from application.points import (
+    capture_hold,
+    hold_points,
+    load_account,
+    points_balances,
+    redeem_points,
+    release_hold,
+    reverse_redemption,
+)
 from application.program import define_program
-from domain.errors import InsufficientPoints, InvalidInput
+from domain.errors import HoldAlreadyResolved, InsufficientPoints, InvalidInput
 from domain.points_account import PointsAccount
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from projections.engine import build_fresh, catch_up
-from projections.points_balance import BALANCE, LOTS, PointsBalanceProjection, profile_points_sql
+from projections.points_balance import (
+    BALANCE,
+    HOLDS,
+    LOTS,
+    PointsBalanceProjection,
+    profile_points_sql,
+)
 from projections.points_balance.job import ExpiryScheduler, run_expiry
 from projections.worker import ProjectionWorker
 from tests.integration.support import dump, register, run_at_once, wait_until
@@ -173,6 +188,73 @@ def test_redemptions_racing_the_expiry_job_never_consume_a_lot_twice(loyal: Tena
     assert contested >= 1
 
 
+# -- B5: one hold, resolved at most once --------------------------------------------------------
+
+
+def _per_lot_identity_holds(events: list[Any]) -> bool:
+    """Per lot, from the stored events: earned = redeemed + expired + remaining + held."""
+    lots: dict[str, Counter[str]] = {}
+    for e in events:
+        if isinstance(e, PointsAccount.Earned):
+            lots[e.lot_id] = Counter(remaining=e.points)
+            lots[e.lot_id]["earned"] = e.points
+        moves = {
+            PointsAccount.Redeemed: ("remaining", "redeemed"),
+            PointsAccount.Expired: ("remaining", "expired"),
+            PointsAccount.Held: ("remaining", "held"),
+            PointsAccount.HoldCaptured: ("held", "redeemed"),
+            PointsAccount.HoldReleased: ("held", "remaining"),
+            PointsAccount.HoldExpired: ("held", "remaining"),
+            PointsAccount.RedemptionReversed: ("redeemed", "remaining"),
+        }.get(type(e))
+        if moves is not None:
+            for lot_id, n in e.lots:
+                lots[lot_id][moves[0]] -= n
+                lots[lot_id][moves[1]] += n
+    return all(
+        c["earned"] == c["redeemed"] + c["expired"] + c["remaining"] + c["held"]
+        and min(c.values()) >= 0
+        for c in lots.values()
+    )
+
+
+@pytest.mark.parametrize("rival", ["release", "capture"])
+def test_a_capture_racing_another_resolution_of_one_hold_resolves_it_exactly_once(
+    loyal: Tenant, rival: str
+) -> None:
+    ctx = CommandContext("t")
+    rounds = 20
+    for r in range(rounds):
+        cid = customer(loyal)
+        earn(loyal, cid, "a", 100, at=now(), expires_at=None)
+        hold_points(loyal.app, cid, "points", hold_id="h", amount=60, ctx=ctx)
+
+        def resolve(i: int, cid: UUID = cid) -> str:
+            act = capture_hold if i == 0 or rival == "capture" else release_hold
+            try:
+                return act(loyal.app, cid, "points", "h", ctx).detail["status"]
+            except HoldAlreadyResolved:
+                return "refused"
+
+        outcomes = run_at_once(2, resolve)
+
+        assert sorted(outcomes).count("refused") == 1, (r, outcomes)
+        events = account_events(loyal, cid)
+        resolutions = [
+            e
+            for e in events
+            if isinstance(e, PointsAccount.HoldCaptured | PointsAccount.HoldReleased)
+        ]
+        assert len(resolutions) == 1
+        account = load_account(loyal.app, cid, "points")
+        assert account is not None
+        captured = isinstance(resolutions[0], PointsAccount.HoldCaptured)
+        assert account.totals["redeemed"] == (60 if captured else 0)
+        assert account.available(now()) == (40 if captured else 100)
+        assert account.held == 0
+        assert _per_lot_identity_holds(events)
+
+
 # -- E4: the job twice and concurrently -------------------------------------------------------
 
 
@@ -199,6 +281,68 @@ def test_the_expiry_job_run_concurrently_and_again_writes_one_expired_event_per_
         assert sorted(expired[0].lots) == [("a", 10), ("b", 20)]
         balance = points_balances(loyal.app, cid, as_of)[0]
         assert balance.available == 5
+
+
+def redeem_at(
+    tenant: Tenant, customer_id: UUID, redemption_id: str, points: int, *, at: datetime
+) -> None:
+    """A redemption recorded at ``at`` (in the past: the API redeems at the server's now)."""
+
+    def attempt(first: bool) -> None:
+        account = load_account(tenant.app, customer_id, "points")
+        assert account is not None
+        account.redeem(redemption_id, points, at=at)
+        tenant.app.save(account)
+
+    tenant.app.retrying(attempt)
+
+
+def hold_until(
+    tenant: Tenant, customer_id: UUID, hold_id: str, points: int, *, at: datetime, until: datetime
+) -> None:
+    """A hold made at ``at`` (in the past: the API holds at the server's now) until ``until``."""
+
+    def attempt(first: bool) -> None:
+        account = load_account(tenant.app, customer_id, "points")
+        assert account is not None
+        account.hold(hold_id, points, at=at, expires_at=until)
+        tenant.app.save(account)
+
+    tenant.app.retrying(attempt)
+
+
+def test_the_expiry_job_run_concurrently_and_again_releases_a_timed_out_hold_once(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    past = now() - timedelta(hours=2)
+    customers = [customer(loyal) for _ in range(4)]
+    for cid in customers:
+        earn(loyal, cid, "a", 100, at=past, expires_at=past + timedelta(minutes=30))
+        earn(loyal, cid, "b", 100, at=past, expires_at=None)
+        hold_until(loyal, cid, "h", 150, at=past, until=past + timedelta(hours=1))
+        hold_until(loyal, cid, "open", 10, at=past, until=now() + timedelta(hours=1))
+    as_of = now()
+
+    runs = run_at_once(4, lambda i: run_expiry(loyal, as_of))
+    again = run_expiry(loyal, as_of)
+
+    assert sum(run.holds for run in runs) == 4
+    assert sum(run.points for run in runs) == 4 * 100  # lot a came back past its expiry
+    assert (again.holds, again.points) == (0, 0)
+    for cid in customers:
+        events = account_events(loyal, cid)
+        (released,) = [e for e in events if isinstance(e, PointsAccount.HoldExpired)]
+        assert released.hold_id == "h"
+        assert released.expires_at == past + timedelta(hours=1)
+        (expired,) = [e for e in events if isinstance(e, PointsAccount.Expired)]
+        assert expired.lots == (("a", 100),)
+        balance = points_balances(loyal.app, cid, as_of)[0]
+        assert (balance.available, balance.held) == (90, 10)
+        assert _per_lot_identity_holds(events)
+    catch_up(loyal, PROJECTION)
+    holds = {(r["account_id"], r["hold_id"]) for r in _rows(sql, loyal, HOLDS)}
+    assert holds >= {(PointsAccount.id_for(cid, "points"), "open") for cid in customers}
+    assert not any((PointsAccount.id_for(cid, "points"), "h") in holds for cid in customers)
 
 
 def test_the_expiry_job_refuses_an_as_of_in_the_future(loyal: Tenant) -> None:
@@ -249,6 +393,31 @@ def test_points_lots_hold_exactly_the_open_lots_of_the_accounts(
     assert (balance["customer_id"], balance["point_type"], balance["debt"]) == (cid, "points", 0)
 
 
+def test_a_reversal_brings_a_consumed_lot_back_into_points_lots_with_its_dates(
+    loyal: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    cid = customer(loyal)
+    t = now() - timedelta(days=1)
+    earn(loyal, cid, "a", 10, at=t, expires_at=t + timedelta(days=100))
+    earn(loyal, cid, "b", 20, at=t, expires_at=t + timedelta(days=200))
+    ctx = CommandContext("t")
+    redeem_points(loyal.app, cid, "points", redemption_id="r1", amount=15, reason=None, ctx=ctx)
+    catch_up(loyal, PROJECTION)  # lot a leaves the table
+    reverse_redemption(
+        loyal.app, cid, "points", "r1", reversal_id="v1", amount=12, reason=None, ctx=ctx
+    )
+    catch_up(loyal, PROJECTION)
+
+    account = load_account(loyal.app, cid, "points")
+    assert account is not None
+    rows = {r["lot_id"]: r for r in _rows(sql, loyal, LOTS)}
+    assert {k: (r["remaining"], r["held"]) for k, r in rows.items()} == {
+        lot.lot_id: (lot.remaining, lot.held) for lot in account.lots.values()
+    }
+    assert {k: r["remaining"] for k, r in rows.items()} == {"a": 7, "b": 20}
+    assert (rows["a"]["earned"], rows["a"]["expires_at"]) == (10, t + timedelta(days=100))
+
+
 def test_profile_points_sql_gives_available_points_per_type_now(
     loyal: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
@@ -285,10 +454,29 @@ def test_rebuilding_points_balance_from_scratch_equals_the_live_tables(
         cid = customer(loyal)
         earn(loyal, cid, "a", 50 + k, at=past, expires_at=past + timedelta(days=5))
         earn(loyal, cid, "b", 70, at=past, expires_at=None)
+        redeem_at(loyal, cid, f"old{k}", 40, at=past + timedelta(days=1))  # from lot a
+        hold_until(loyal, cid, "gone", 5, at=past, until=past + timedelta(days=1))
         catch_up(loyal, PROJECTION)  # the live tables see the history in several batches
         redeem_points(
             loyal.app, cid, "points", redemption_id=f"r{k}", amount=30, reason=None, ctx=ctx
         )
+        catch_up(loyal, PROJECTION)
+        # Lot a (consumed, then past its expiry) comes back and expires at once; b gets 10.
+        for redemption, amount in ((f"old{k}", None), (f"r{k}", 10)):
+            reverse_redemption(
+                loyal.app,
+                cid,
+                "points",
+                redemption,
+                reversal_id=f"v-{redemption}",
+                amount=amount,
+                reason=None,
+                ctx=ctx,
+            )
+        hold_points(loyal.app, cid, "points", hold_id="open", amount=7, ctx=ctx)
+        kinds = [(type(e), getattr(e, "lots", ())) for e in account_events(loyal, cid)]
+        assert (PointsAccount.RedemptionReversed, (("a", 40),)) in kinds
+        assert (PointsAccount.Expired, (("a", 40),)) in kinds
     run_expiry(loyal, now())
     catch_up(loyal, PROJECTION)
 
