@@ -1,7 +1,7 @@
 """D1 for every registered projection: rebuilt from event 0 after a mixed workload (every Customer
 event, static tags included, merges and their undo, erasures whose keys are gone; orders,
-refunds, points redeemed, held, adjusted and expired, levels upgraded, assessed, warned,
-downgraded and overridden), the tables equal the live ones byte for byte; swapping the rebuild in
+refunds, points redeemed (and reversed), held (captured, released, timed out), adjusted and
+expired, levels upgraded, assessed, warned, downgraded and overridden), the tables equal the live ones byte for byte; swapping the rebuild in
 changes nothing."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from application.points import (
     hold_points,
     redeem_points,
     release_hold,
+    reverse_redemption,
 )
 from application.program import define_program
 from domain.customer import Customer
@@ -186,11 +187,15 @@ def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
         if i % 4 == 1:
             redeem_points(app, c.id, "points", redemption_id=f"{order_id}-x", amount=10,
                           reason="coupon", ctx=ctx)  # fmt: skip
+            reverse_redemption(app, c.id, "points", f"{order_id}-x", reversal_id=f"{order_id}-v",
+                               amount=4, reason="returned", ctx=ctx)  # fmt: skip
         if i % 6 == 0:
             hold_points(app, c.id, "points", hold_id=f"{order_id}-h1", amount=5, ctx=ctx)
             capture_hold(app, c.id, "points", f"{order_id}-h1", ctx)
             hold_points(app, c.id, "points", hold_id=f"{order_id}-h2", amount=7, ctx=ctx)
             release_hold(app, c.id, "points", f"{order_id}-h2", ctx)
+            # Left open: it times out, and the expiry job of ``seasons`` releases it.
+            hold_points(app, c.id, "points", hold_id=f"{order_id}-h3", amount=3, ctx=ctx)
         if i % 4 == 3:
             adjust_points(app, c.id, "points", adjustment_id=f"{order_id}-a", amount=50,
                           reason="goodwill", ctx=ctx)  # fmt: skip
