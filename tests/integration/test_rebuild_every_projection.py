@@ -1,8 +1,8 @@
 """D1 for every registered projection: rebuilt from event 0 after a mixed workload (every Customer
 event, static tags included, merges and their undo, erasures whose keys are gone; orders,
 refunds, points redeemed (and reversed), held (captured, released, timed out), adjusted and
-expired, levels upgraded, assessed, warned, downgraded and overridden), the tables equal the live ones byte for byte; swapping the rebuild in
-changes nothing."""
+expired, levels upgraded, assessed, warned, downgraded and overridden), the tables equal the
+live ones byte for byte; swapping the rebuild in changes nothing."""
 
 from __future__ import annotations
 
