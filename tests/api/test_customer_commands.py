@@ -611,6 +611,27 @@ async def test_tags_are_added_and_removed_and_the_profile_lists_them_sorted(
     assert doc["tags"] == ["tea_lover", "vip"]
 
 
+async def test_the_feed_publishes_tags_put_on_and_taken_off_with_their_channel(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await new_customer(client, admin, "tag-feed")
+    path = f"/v1/customers/{cid}/tags"
+    ok(await client.post(path, params={"channel": "pos"}, json={"tags": ["vip"]}, headers=admin))
+    ok(await client.delete(f"{path}/vip", headers=admin))
+
+    response = await client.get(
+        "/v1/events",
+        params={"types": "customer.tags_added,customer.tag_removed"},
+        headers=admin,
+    )
+
+    items = [i for i in ok(response)["items"] if i["stream_id"] == cid]
+    assert [(i["type"], i["data"]) for i in items] == [
+        ("customer.tags_added", {"customer_id": cid, "tags": ["vip"], "channel": "pos"}),
+        ("customer.tag_removed", {"customer_id": cid, "tag": "vip", "channel": None}),
+    ]
+
+
 async def test_bad_tag_codes_are_refused_naming_each_and_write_nothing(
     client: Client, admin: dict[str, str]
 ) -> None:
