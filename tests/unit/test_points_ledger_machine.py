@@ -328,7 +328,8 @@ class PointsLedgerMachine(RuleBasedStateMachine):
             assert self.account.collect_events() == []
             return
         assert takes is not None
-        assert left > 0 and (points is None or points <= left)
+        assert left > 0
+        assert points is None or points <= left
         self._record()
         self.model.settle(self.now)
         wanted = left if points is None else points
