@@ -177,9 +177,9 @@ def orders_named(app: Membercore, entry_ids: Iterable[str]) -> dict[str, Order]:
             if ch == ":":
                 candidates[Order.id_for(rest[:n], rest[n + 1 :])] = entry_id
     found: dict[str, Order] = {}
-    for order_uuid, entry_id in candidates.items():
-        order = _order(app, order_uuid)
-        if order is not None and order_key(order) == entry_id:
+    for order_uuid, order in app.get_many(candidates).items():  # one query on PostgreSQL
+        entry_id = candidates[order_uuid]
+        if isinstance(order, Order) and order_key(order) == entry_id:
             found[entry_id] = order
     return found
 
