@@ -315,6 +315,40 @@ def test_undo_nets_a_refund_after_the_merge_of_an_order_the_source_placed_before
     assert (qualifying(loyal, survivor), qualifying(loyal, source)) == (6000, 0)
 
 
+def test_chained_merges_undone_in_reverse_net_a_refund_made_while_both_stood(
+    loyal: Tenant,
+) -> None:
+    a, b, c = customer(loyal), customer(loyal), customer(loyal)
+    buy(loyal, a, 1000)
+    buy(loyal, b, 2000)
+    order_id = buy(loyal, c, 4000)
+    first = merge(loyal, b, c)
+    second = merge(loyal, a, b)
+    assert qualifying(loyal, a) == 7000
+    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
+    assert qualifying(loyal, a) == 4000
+    undo_merge(loyal.app, second, CommandContext("t"))
+    assert (qualifying(loyal, a), qualifying(loyal, b)) == (1000, 3000)
+    undo_merge(loyal.app, first, CommandContext("t"))
+    assert [qualifying(loyal, x) for x in (a, b, c)] == [1000, 2000, 1000]
+
+
+def test_chained_merges_undone_in_reverse_net_a_refund_made_before_the_second(
+    loyal: Tenant,
+) -> None:
+    a, b, c = customer(loyal), customer(loyal), customer(loyal)
+    buy(loyal, a, 1000)
+    buy(loyal, b, 2000)
+    order_id = buy(loyal, c, 4000)
+    first = merge(loyal, b, c)
+    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
+    second = merge(loyal, a, b)
+    assert qualifying(loyal, a) == 4000
+    undo_merge(loyal.app, second, CommandContext("t"))
+    undo_merge(loyal.app, first, CommandContext("t"))
+    assert [qualifying(loyal, x) for x in (a, b, c)] == [1000, 2000, 1000]
+
+
 def test_a_merge_moves_level_qualification_off_the_source(loyal: Tenant) -> None:
     survivor, source = customer(loyal), customer(loyal)
     buy(loyal, source, 12_000)
