@@ -172,6 +172,16 @@ class Reversal:
     shortfall: int
 
 
+def _returning(spent: Lot, arriving: Lot) -> bool:
+    """``arriving`` is (part of) what ``spent`` sent away, coming back: same dates, no more
+    points than it transferred out."""
+    return (spent.earned_at, spent.active_at, spent.expires_at) == (
+        arriving.earned_at,
+        arriving.active_at,
+        arriving.expires_at,
+    ) and arriving.remaining <= spent.transferred
+
+
 def burn_key(lot: Lot, burn_order: str) -> tuple[Any, ...]:
     if burn_order == "oldest_first":
         return (lot.earned_at, lot.lot_id)
@@ -471,16 +481,23 @@ class PointsAccount(ContainerCopies, Aggregate):
 
         def apply(self, aggregate: PointsAccount) -> None:
             for lot in self.lots:
-                aggregate._put(
-                    Lot(
-                        lot["lot_id"],
-                        lot["points"],
-                        datetime.fromisoformat(lot["earned_at"]),
-                        datetime.fromisoformat(lot["active_at"]),
-                        datetime.fromisoformat(lot["expires_at"]) if lot["expires_at"] else None,
-                        remaining=lot["points"],
-                    )
+                arriving = Lot(
+                    lot["lot_id"],
+                    lot["points"],
+                    datetime.fromisoformat(lot["earned_at"]),
+                    datetime.fromisoformat(lot["active_at"]),
+                    datetime.fromisoformat(lot["expires_at"]) if lot["expires_at"] else None,
+                    remaining=lot["points"],
                 )
+                spent = aggregate.spent_lots.get(arriving.lot_id)
+                if spent is not None and _returning(spent, arriving):
+                    # The lot coming back (an undo) to where it waits for a reversal: one lot.
+                    del aggregate.spent_lots[arriving.lot_id]
+                    n = arriving.remaining
+                    arriving = replace(
+                        spent, remaining=spent.remaining + n, transferred=spent.transferred - n
+                    )
+                aggregate._put(arriving)
             aggregate.debt += self.debt
             aggregate.closed = aggregate.closed and not self.reopens
             aggregate.arrived[self.transfer_id] = tuple(lot["lot_id"] for lot in self.lots)
@@ -1026,14 +1043,14 @@ class PointsAccount(ContainerCopies, Aggregate):
         owed = self.debt if debt is None else min(debt, self.debt)
         if not moving and not owed and not (closes or reopens):
             return 0
-        taken = (
-            set(to.lots)
-            | set(to.spent_lots)  # a redemption reversal may bring these back
-            | {lot_id for ids in to.arrived.values() for lot_id in ids}
-        )
+        taken = set(to.lots) | {lot_id for ids in to.arrived.values() for lot_id in ids}
         arriving = []
         for lot in moving:
-            lot_id = lot.lot_id if lot.lot_id not in taken else f"{lot.lot_id}@{transfer_id}"
+            spent = to.spent_lots.get(lot.lot_id)
+            # A consumed lot kept for reversals is the same lot only if this is it coming back.
+            foreign = spent is not None and not _returning(spent, lot)
+            clash = lot.lot_id in taken or foreign
+            lot_id = lot.lot_id if not clash else f"{lot.lot_id}@{transfer_id}"
             arriving.append(
                 {
                     "lot_id": lot_id,

@@ -56,7 +56,13 @@ def earn(
 def lot_identity_holds(account: PointsAccount) -> bool:
     return all(
         lot.earned
-        == lot.redeemed + lot.expired + lot.reversed + lot.adjusted + lot.remaining + lot.held
+        == lot.redeemed
+        + lot.expired
+        + lot.reversed
+        + lot.adjusted
+        + lot.transferred
+        + lot.remaining
+        + lot.held
         for lot in (*account.lots.values(), *account.spent_lots.values())
     )
 
@@ -547,6 +553,37 @@ def test_reversing_an_unknown_redemption_or_reusing_a_reversal_id_is_refused() -
     with pytest.raises(InvalidInput):
         account.reverse_redemption("r", 1, reversal_id="v", at=T0)
     assert account.collect_events() == []
+
+
+def test_a_lot_a_merge_undo_brings_back_continues_the_consumed_lot_a_reversal_restores() -> None:
+    source, survivor = new_account(), new_account()
+    earn(source, "x", 100, expires=T0 + 90 * DAY)
+    source.redeem("r", 30, at=T0)
+    source.transfer_out("merge:m", survivor, at=T0 + DAY, closes=True)
+    assert "x" in source.spent_lots
+
+    survivor.transfer_out("unmerge:m", source, at=T0 + 2 * DAY, lot_ids=["x"], reopens=True)
+    source.reverse_redemption("r", None, reversal_id="v", at=T0 + 3 * DAY)
+
+    lot = source.lots["x"]
+    assert (lot.earned, lot.redeemed, lot.transferred, lot.remaining) == (100, 0, 0, 100)
+    assert source.spent_lots == {}
+    assert lot_identity_holds(source)
+
+
+def test_another_lot_of_the_same_id_as_a_consumed_one_arrives_under_a_new_id() -> None:
+    survivor, source = new_account(), new_account()
+    earn(survivor, "adjustment:a", 10, expires=T0 + 10 * DAY)
+    survivor.redeem("r", 10, at=T0)
+    earn(source, "adjustment:a", 20, expires=T0 + 20 * DAY)
+
+    source.transfer_out("merge:m", survivor, at=T0 + DAY, closes=True)
+
+    assert survivor.lots["adjustment:a@merge:m"].remaining == 20
+    assert survivor.spent_lots["adjustment:a"].redeemed == 10
+    survivor.reverse_redemption("r", None, reversal_id="v", at=T0 + DAY)
+    assert survivor.lots["adjustment:a"].remaining == 10
+    assert lot_identity_holds(survivor)
 
 
 def test_a_captured_hold_is_not_a_redemption_that_can_be_reversed() -> None:
