@@ -358,7 +358,7 @@ def _decide(
     # Every check before the first change: the accounts may be shared with the other orders
     # of a batch round, so a decision that stops half-way must have changed nothing.
     for account in earning.values():
-        if lot_id in account.lots:
+        if account.has_lot(lot_id):
             # The same order committed by a racing request after this one looked for it: the
             # retry finds the order and answers its replay.
             raise IntegrityError(f"order {cmd.order_id!r} placed concurrently")

@@ -542,6 +542,10 @@ class PointsAccount(ContainerCopies, Aggregate):
             point_type=point_type,
         )
 
+    def has_lot(self, lot_id: str) -> bool:
+        """Whether a lot with this id is open, or consumed but kept for reversals."""
+        return lot_id in self.lots or lot_id in self.spent_lots
+
     def _trigger(self, event_class: type[Any], **kwargs: Any) -> None:
         self.trigger_event(
             event_class, customer_id=self.customer_id, point_type=self.point_type, **kwargs
@@ -725,9 +729,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         _positive(points, "points")
         if not lot_id:
             raise InvalidInput([FieldProblem("lot_id", "must not be empty")])
-        if lot_id in self.lots:
-            raise InvalidInput([FieldProblem("lot_id", f"lot {lot_id!r} already exists")])
-        if lot_id in self.spent_lots:
+        if self.has_lot(lot_id):
             raise InvalidInput([FieldProblem("lot_id", f"lot {lot_id!r} already exists")])
         self.settle(at, at=at)
         expired_now = expires_at is not None and expires_at <= at
