@@ -273,17 +273,32 @@ def _save(
 def level_status(app: Membercore, customer_id: UUID, now: datetime) -> list[dict[str, Any]]:
     """Per level group the customer is on: the level, since when, the qualifying value in the
     window, the next level and the gap to it, and what keeps the current level by the next
-    assessment (GET /v1/customers/{id}/levels)."""
-    load_customer(app, customer_id)
+    assessment (GET /v1/customers/{id}/levels). A ladder the customer's roles put them on but
+    that nothing has counted on yet shows its entry level with ``since`` null, so a new member
+    sees the gap to the first upgrade too."""
+    customer = load_customer(app, customer_id)
     rules = loyalty_rules(app, now)
     tz = zone(rules)
     out: list[dict[str, Any]] = []
     for group in rules.level_groups.values():
         membership = load_membership(app, customer_id, group.code)
-        if membership is None:
-            continue
-        out.append(_status(group, tz, membership, now))
+        if membership is not None:
+            out.append(_status(group, tz, membership, now))
+        elif _may_join(customer) and rules.on_group(group.code, customer.roles):
+            out.append(_not_joined(customer_id, rules, group, tz, now))
     return out
+
+
+def _may_join(customer: Customer) -> bool:
+    return not customer.erased and customer.merged_into is None
+
+
+def _not_joined(
+    customer_id: UUID, rules: LoyaltyRules, group: LevelGroupRules, tz: ZoneInfo, now: datetime
+) -> dict[str, Any]:
+    # An unsaved membership at the entry level: what the first qualifying entry would open.
+    entry = LevelMembership.open(customer_id, group, at=now, program_version=rules.version)
+    return {**_status(group, tz, entry, now), "since": None, "keep": None}
 
 
 def _status(

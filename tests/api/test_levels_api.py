@@ -69,7 +69,7 @@ async def test_get_levels_shows_the_override_the_gap_and_what_keeps_the_level(
     r = await client.get(f"/v1/customers/{cid}/levels", headers=key_for(tenant, Role.FINANCE))
 
     assert r.status_code == 200, r.text
-    (consumer,) = r.json()["levels"]
+    consumer, _agent = r.json()["levels"]
     assert consumer["group"] == "consumer"
     assert consumer["level"] == "gold"
     assert consumer["level_name"] == "黄金"
@@ -140,3 +140,33 @@ async def test_assess_levels_job_runs_and_a_second_run_records_nothing(
     assert_problem(
         await client.post("/v1/jobs/assess-levels", json={"as_of": "soon"}, headers=admin), 400
     )
+
+
+async def test_a_ladder_not_joined_yet_shows_its_entry_level_and_the_gap_to_the_first_upgrade(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await _customer(client, admin, ["consumer", "agent"])
+
+    r = await client.get(f"/v1/customers/{cid}/levels", headers=admin)
+
+    assert r.status_code == 200, r.text
+    by_group = {g["group"]: g for g in r.json()["levels"]}
+    assert set(by_group) == {"consumer", "agent"}  # both roles' ladders, nothing counted yet
+    agent = by_group["agent"]
+    assert (agent["level"], agent["level_name"], agent["since"]) == ("rookie", "新手团长", None)
+    assert agent["qualifying_value"] == 0
+    assert agent["next_level"] == {
+        "code": "gold_leader", "name": "金牌团长", "threshold": 500, "gap": 500
+    }  # fmt: skip
+    assert agent["keep"] is None
+    assert agent["override"] is None
+
+
+async def test_a_ladder_of_a_role_the_customer_does_not_hold_is_not_shown(
+    client: Client, admin: dict[str, str]
+) -> None:
+    cid = await _customer(client, admin, ["consumer"])
+
+    r = await client.get(f"/v1/customers/{cid}/levels", headers=admin)
+
+    assert [g["group"] for g in r.json()["levels"]] == ["consumer"]
