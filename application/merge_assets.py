@@ -15,6 +15,10 @@ upgrade at once and the source drops to nothing. Undo gives back what is left of
 entries, net of the refunds of the orders they carry that followed the merge onto the survivor
 (``unmerge:...`` on the survivor, ``returned:...`` on the source), and re-runs the assessment
 like a refund. A group the survivor will not sit on stays with the source (docs/identity.md).
+
+Routed orders (placed for the survivor after the merge through an identity the undo gives back):
+their points and qualification go back to the source, and so does the order itself
+(``Order.Reassigned``, reason ``undo:<merge_id>``), so its later refunds reverse there.
 """
 
 from __future__ import annotations
@@ -436,4 +440,38 @@ class BenefitGrants:
         return out
 
 
-ASSET_PARTICIPANTS = (PointsAccounts(), LevelMemberships(), BenefitGrants())
+class RoutedOrders:
+    """Orders move with nothing on merge (they keep naming the customer they were placed for;
+    refunds follow the merge). On undo, each routed order is reassigned to the source, which
+    gets its points and qualification back (above): a later refund then reverses there, not on
+    the survivor."""
+
+    kind = "order"
+
+    def move(
+        self,
+        app: Membercore,
+        source: Customer,
+        survivor: Customer,
+        plan: MergePlan,
+        merge_id: UUID,
+        at: datetime,
+    ) -> list[tuple[Aggregate, AssetMove]]:
+        return []
+
+    def undo(
+        self,
+        app: Membercore,
+        merge: Merge,
+        moves: Sequence[AssetMove],
+        undo_plan: UndoPlan,
+        at: datetime,
+    ) -> list[Aggregate]:
+        out: list[Aggregate] = []
+        for order in routed_orders(app, merge, undo_plan):
+            order.reassign(merge.source_id, reason=f"undo:{merge.id}", at=at)
+            out.append(order)
+        return out
+
+
+ASSET_PARTICIPANTS = (PointsAccounts(), LevelMemberships(), BenefitGrants(), RoutedOrders())

@@ -236,6 +236,17 @@ def _order_refunded(e: Order.Refunded) -> dict[str, Any]:
     }
 
 
+def _order_reassigned(e: Order.Reassigned) -> dict[str, Any]:
+    return {
+        "order_stream_id": str(e.originator_id),
+        "order_id": e.order_id,
+        "channel": e.channel,
+        "customer_id": str(e.customer_id),
+        "previous_customer_id": str(e.previous_customer_id),
+        "reason": e.reason,
+    }
+
+
 def _benefit_granted(e: BenefitAccount.Granted) -> dict[str, Any]:
     return {
         "customer_id": str(e.customer_id),
@@ -348,6 +359,7 @@ PUBLIC_EVENTS: tuple[PublicEventType, ...] = (
     PublicEventType("benefit.redeemed", 1, BenefitAccount.Redeemed.TOPIC, _benefit_redeemed),
     PublicEventType("order.placed", 1, Order.Placed.TOPIC, _order_placed),
     PublicEventType("order.refunded", 1, Order.Refunded.TOPIC, _order_refunded),
+    PublicEventType("order.reassigned", 1, Order.Reassigned.TOPIC, _order_reassigned),
     PublicEventType("points.earned", 1, PointsAccount.Earned.TOPIC, _points),
     PublicEventType("points.redeemed", 1, PointsAccount.Redeemed.TOPIC, _points),
     PublicEventType("points.held", 1, PointsAccount.Held.TOPIC, _points),

@@ -87,6 +87,22 @@ class Order(ContainerCopies, Aggregate):
                 aggregate.points_reversed[pt] = aggregate.points_reversed.get(pt, 0) + points
             aggregate.refunds[self.refund_id] = (self.fingerprint, self.outcome)
 
+    class Reassigned(Event):
+        """The order now belongs to ``customer_id`` (was ``previous_customer_id``): a merge
+        undo gives back the identity that routed it to the survivor (``reason``
+        ``undo:<merge_id>``), so its later refunds reverse on the customer holding its points
+        and qualification. ``channel`` and ``order_id`` name the order for the feed. v1."""
+
+        TOPIC = "membercore.Order.Reassigned"
+        channel: str
+        order_id: str
+        customer_id: UUID
+        previous_customer_id: UUID
+        reason: str
+
+        def apply(self, aggregate: Order) -> None:
+            aggregate.customer_id = self.customer_id
+
     def __init__(
         self,
         channel: str,
@@ -232,6 +248,20 @@ class Order(ContainerCopies, Aggregate):
             if part > left:
                 raise RefundExceedsOrder(part, left, key)
         return {k: v for k, v in lines.items() if v}
+
+    def reassign(self, customer_id: UUID, *, reason: str, at: datetime) -> None:
+        """Hand the order to ``customer_id`` (nothing is recorded when it already is theirs)."""
+        if customer_id == self.customer_id:
+            return
+        self.trigger_event(
+            self.Reassigned,
+            channel=self.channel,
+            order_id=self.order_id,
+            customer_id=customer_id,
+            previous_customer_id=self.customer_id,
+            reason=reason,
+            timestamp=at,
+        )
 
     def refund(
         self,

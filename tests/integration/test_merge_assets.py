@@ -293,6 +293,78 @@ def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities
     assert level(loyal, survivor) == "normal"
 
 
+def test_a_refund_after_the_undo_of_a_routed_order_reverses_on_the_source_not_the_survivor(
+    loyal: Tenant,
+) -> None:
+    survivor = customer(loyal)
+    who = ("jd_pin", f"pin-{uuid4()}")
+    source = UUID(
+        place_order(
+            loyal.app,
+            PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
+        ).body["customer_id"]
+    )
+    merge_id = merge(loyal, survivor, source)
+    place_order(
+        loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
+    )
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    survivor_account = account(loyal, survivor)
+    assert survivor_account is not None
+    untouched = survivor_account.version
+
+    refund = refund_order(loyal.app, "jd", "jd-2", RefundOrder("r1", amount=9000))
+
+    order: Order = loyal.app.repository.get(Order.id_for("jd", "jd-2"))
+    assert order.customer_id == source
+    assert refund.body["customer_id"] == str(source)
+    assert refund.body["points"] == [
+        {"point_type": "points", "reversed": 90, "debt": 0, "shortfall": 0}
+    ]
+    source_account = account(loyal, source)
+    assert source_account is not None
+    assert (balance(loyal, source), source_account.debt) == (30, 0)
+    after = account(loyal, survivor)
+    assert after is not None
+    assert (after.version, after.debt, balance(loyal, survivor)) == (untouched, 0, 0)
+    assert (qualifying(loyal, source), qualifying(loyal, survivor)) == (3000, 0)
+    assert (level(loyal, source), level(loyal, survivor)) == ("normal", "normal")
+
+
+def test_the_undo_records_the_reassignment_of_each_routed_order_to_the_source(
+    loyal: Tenant,
+) -> None:
+    survivor = customer(loyal)
+    who = ("jd_pin", f"pin-{uuid4()}")
+    source = UUID(
+        place_order(
+            loyal.app,
+            PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
+        ).body["customer_id"]
+    )
+    merge_id = merge(loyal, survivor, source)
+    place_order(
+        loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
+    )
+    own = buy(loyal, survivor, 1000)
+
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+
+    routed = Order.id_for("jd", "jd-2")
+    (reassigned,) = [
+        e for e in loyal.app.events.get(routed) if isinstance(e, Order.Reassigned)
+    ]
+    assert (reassigned.customer_id, reassigned.previous_customer_id, reassigned.reason) == (
+        source,
+        survivor,
+        f"undo:{merge_id}",
+    )
+    survivors: Order = loyal.app.repository.get(Order.id_for("pos", own))
+    assert survivors.customer_id == survivor
+    before: Order = loyal.app.repository.get(Order.id_for("jd", "jd-1"))
+    assert before.customer_id == source
+
+
 def qualifying(tenant: Tenant, customer_id: UUID, group: str = "consumer") -> int:
     """The qualifying value on ``group`` now (0 without a membership)."""
     for status in level_status(tenant.app, customer_id, now()):

@@ -220,6 +220,7 @@ def _loyalty_history() -> list[Any]:
         program_version=3,
         at=at,
     )
+    order.reassign(uuid4(), reason=f"undo:{uuid4()}", at=at)
 
     points = PointsAccount.open(customer_id, "points", at=at)
     expiring = datetime(2025, 12, 31, 16, tzinfo=UTC)
@@ -344,6 +345,7 @@ SAMPLES: dict[type[Any], Callable[[], Any]] = {
         for cls in (
             Order.Placed,
             Order.Refunded,
+            Order.Reassigned,
             PointsAccount.Opened,
             PointsAccount.Earned,
             PointsAccount.Redeemed,
