@@ -14,7 +14,7 @@ redeemability, expiry of positive adjustments; the tenant's time zone is ``rules
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -22,10 +22,12 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from application.app import Membercore
 from application.context import CommandContext
+from application.levels import qualify
 from application.merges import load_customer
 from application.program import loyalty_rules
 from domain.errors import (
@@ -88,7 +90,11 @@ def _amount(amount: int, *, signed: bool = False) -> None:
         raise InvalidInput([FieldProblem("amount", f"must be {reason} of at most {MAX_POINTS}")])
 
 
-Decide = Callable[[PointsAccount, LoyaltyRules, datetime], tuple[int, dict[str, Any]]]
+# (status, response detail) or (status, detail, other aggregates the command changed).
+Decide = Callable[
+    [PointsAccount, LoyaltyRules, datetime],
+    tuple[int, dict[str, Any]] | tuple[int, dict[str, Any], Sequence[Aggregate]],
+]
 
 
 def _command(
@@ -112,10 +118,10 @@ def _command(
         if account.closed:
             # Merged away after the customer was read: the retry answers customer_merged.
             raise IntegrityError(f"customer {customer_id} merged concurrently")
-        status, detail = decide(account, rules, at)
+        status, detail, *also = decide(account, rules, at)
         body = {"customer_id": str(customer_id), "point_type": point_type, **detail}
         side_effect = ctx.complete(status, body)
-        recordings = app.save(account, side_effect=side_effect)
+        recordings = app.save(account, *(also[0] if also else ()), side_effect=side_effect)
         position = recordings[-1].notification.id if recordings else 0
         return PointsResult(status, body, position, side_effect is not None)
 
@@ -164,7 +170,11 @@ def adjust_points(
     ctx: CommandContext,
 ) -> PointsResult:
     """A signed manual correction by ``ctx.actor`` with a ``reason``. A positive one is a new lot
-    expiring per the type's rule counted from now; a negative one consumes like a redemption."""
+    expiring per the type's rule counted from now; a negative one consumes like a redemption.
+    Where the type is the basis of a ladder the customer is on (growth value, 成长值), the
+    correction counts there too, effective now: up moves the level at once; down lowers the
+    value, and the level follows at the next assessment (a refund, by contrast, is effective at
+    its order's time, so it takes back a level that order gave)."""
     _amount(amount, signed=True)
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInput([FieldProblem("reason", "a reason is required")])
@@ -189,7 +199,18 @@ def adjust_points(
         else:
             detail["lots"] = _lots(takes)
         detail["available"] = account.available(at)
-        return 201, detail
+        levels = qualify(
+            app,
+            customer_id,
+            tuple(load_customer(app, customer_id).roles),
+            rules,
+            {point_type: amount},
+            entry_id=f"adjustment:{point_type}:{adjustment_id}",
+            effective_at=at,
+            at=at,
+        )
+        detail["levels"] = levels.changes
+        return 201, detail, levels.aggregates
 
     return _command(app, customer_id, point_type, ctx, decide)
 

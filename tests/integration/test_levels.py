@@ -19,6 +19,7 @@ from application.levels import (
     qualify,
     set_level_override,
 )
+from application.points import adjust_points
 from application.program import define_program, loyalty_rules
 from application.public_events import BY_TOPIC
 from domain.level_membership import LevelMembership
@@ -212,3 +213,54 @@ def test_an_override_is_the_level_until_its_end_and_level_events_reach_the_feed(
     stream = tenant.app.events.get(LevelMembership.id_for(c, "consumer"))
     topics = [get_topic(type(e)) for e in stream]
     assert [BY_TOPIC[t].name for t in topics] == ["level.joined", "level.override_set"]
+
+
+def _adjust(tenant: Tenant, customer_id: Any, adjustment_id: str, amount: int) -> Any:
+    return adjust_points(
+        tenant.app, customer_id, "growth", adjustment_id=adjustment_id, amount=amount,
+        reason="campaign correction", ctx=CommandContext("ops-1"),
+    )  # fmt: skip
+
+
+def test_a_growth_adjustment_counts_on_the_ladder_it_is_the_basis_of(tenant: Tenant) -> None:
+    at = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    _setup(tenant, at)
+    c = register(tenant, ("wechat_unionid", "adj1"), roles=["consumer", "agent"]).customer_id
+
+    result = _adjust(tenant, c, "a1", 600)
+
+    assert result.body()["levels"] == [{"group": "agent", "from": None, "to": "gold_leader"}]
+    assert current_levels(tenant.app, c, at) == {"agent": "gold_leader"}  # consumer: on spend
+
+
+def test_a_negative_growth_adjustment_lowers_the_value_and_the_level_waits_for_assessment(
+    tenant: Tenant,
+) -> None:
+    at = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    _setup(tenant, at)
+    c = register(tenant, ("wechat_unionid", "adj2"), roles=["agent"]).customer_id
+    _adjust(tenant, c, "a1", 600)
+    tenant.app.clock = lambda: at + timedelta(minutes=5)
+
+    result = _adjust(tenant, c, "a2", -200)
+
+    assert result.body()["levels"] == []
+    (agent,) = level_status(tenant.app, c, at + timedelta(minutes=5))
+    assert (agent["level"], agent["qualifying_value"]) == ("gold_leader", 400)
+    assert agent["keep"]["gap"] == 100  # what the anniversary assessment will ask for
+
+
+def test_an_adjustment_of_a_type_no_ladder_uses_touches_no_level(tenant: Tenant) -> None:
+    at = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    doc = {**PROGRAM, "point_types": [*PROGRAM["point_types"], {"code": "points"}]}
+    define_program(tenant.app, doc, CommandContext("t"))
+    tenant.app.clock = lambda: at
+    c = register(tenant, ("wechat_unionid", "adj4"), roles=["agent"]).customer_id
+
+    result = adjust_points(
+        tenant.app, c, "points", adjustment_id="p1", amount=900, reason="goodwill",
+        ctx=CommandContext("ops-1"),
+    )  # fmt: skip
+
+    assert result.body()["levels"] == []
+    assert load_membership(tenant.app, c, "agent") is None
