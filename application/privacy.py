@@ -46,7 +46,7 @@ def record_consent(
         raise InvalidInput(
             [FieldProblem("policy_version", "a grant names the policy version agreed to")]
         )
-    came_through = optional_text(via, field="via")
+    came_through = optional_text(via, field="channel")
 
     def attempt(first: bool) -> Changed:
         customer = load_customer(app, customer_id)
