@@ -32,7 +32,7 @@ SLUG = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 CONTROL_SCHEMA = "membercore"
 TRACKING_TABLE = "projection_tracking"
 # Bump when the per-tenant DDL changes; tenants below it are upgraded when first loaded.
-TENANT_SCHEMA_VERSION = 3
+TENANT_SCHEMA_VERSION = 4
 
 SchemaInstaller = Callable[[Cursor[DictRow], str], None]
 """Creates (idempotently) the tables one component needs in a tenant schema."""

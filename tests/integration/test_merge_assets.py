@@ -351,9 +351,7 @@ def test_the_undo_records_the_reassignment_of_each_routed_order_to_the_source(
     undo_merge(loyal.app, merge_id, CommandContext("t"))
 
     routed = Order.id_for("jd", "jd-2")
-    (reassigned,) = [
-        e for e in loyal.app.events.get(routed) if isinstance(e, Order.Reassigned)
-    ]
+    (reassigned,) = [e for e in loyal.app.events.get(routed) if isinstance(e, Order.Reassigned)]
     assert (reassigned.customer_id, reassigned.previous_customer_id, reassigned.reason) == (
         source,
         survivor,

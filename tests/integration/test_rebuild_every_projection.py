@@ -1,8 +1,8 @@
 """D1 for every registered projection: rebuilt from event 0 after a mixed workload (every Customer
 event, static tags included, merges and their undo, erasures whose keys are gone; orders,
-refunds, points redeemed (and reversed), held (captured, released, timed out), adjusted and
-expired, levels upgraded, assessed, warned, downgraded and overridden), the tables equal the
-live ones byte for byte; swapping the rebuild in changes nothing."""
+refunds, orders reassigned by an undo, points redeemed (and reversed), held (captured, released,
+timed out), adjusted and expired, levels upgraded, assessed, warned, downgraded and overridden),
+the tables equal the live ones byte for byte; swapping the rebuild in changes nothing."""
 
 from __future__ import annotations
 
@@ -209,16 +209,23 @@ def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
                                level="platinum", until=until, reason="launch", ctx=ctx)  # fmt: skip
             if i % 7 == 3:
                 end_level_override(app, c.id, "consumer", f"{order_id}-o", ctx)
-    # Points lots and level entries move with a merge, and come back with its undo (two
+    # Points lots and level entries move with a merge, and come back with its undo (three
     # customers of their own: the workload's other steps hold the people's aggregates).
     pair = [
         register_customer(app, RegisterCustomer([("pos_member_no", f"{prefix}-m{n}")]), ctx)
-        for n in range(2)
+        for n in range(3)
     ]
     for n, r in enumerate(pair):
         place_order(app, PlaceOrder(f"{prefix}-m{n}", "pos", clock(), 60000, r.customer_id))
     merged = merges.merge_customers(app, pair[0].customer_id, pair[1].customer_id, ctx)
+    # Through the source's identity while merged: the undo hands the order back (Reassigned),
+    # and its refund then reverses on the source.
+    who = ("pos_member_no", f"{prefix}-m1")
+    assert place_order(app, PlaceOrder(f"{prefix}-mr", "pos", clock(), 30000, identity=who))
     merges.undo_merge(app, merged.merge_id, ctx)
+    assert refund_order(app, "pos", f"{prefix}-mr", RefundOrder("r1", amount=10000)).status == 201
+    # A merge left in force: the survivor's stats count both customers' orders.
+    merges.merge_customers(app, pair[0].customer_id, pair[2].customer_id, ctx)
     return [c.id for c in buyers]
 
 
