@@ -348,9 +348,11 @@ def test_the_undo_records_the_reassignment_of_each_routed_order_to_the_source(
     )
     own = buy(loyal, survivor, 1000)
 
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    head = loyal.app.recorder.max_notification_id()
+    undone = undo_merge(loyal.app, merge_id, CommandContext("t"))
 
     routed = Order.id_for("jd", "jd-2")
+    assert head < loyal.app.last_position_of(routed) <= undone.position  # the undo's save
     (reassigned,) = [e for e in loyal.app.events.get(routed) if isinstance(e, Order.Reassigned)]
     assert (reassigned.customer_id, reassigned.previous_customer_id, reassigned.reason) == (
         source,
