@@ -20,16 +20,23 @@ from domain.points_account import PointsAccount
 from domain.staff import StaffActivity
 from infrastructure.tenancy import Tenant
 from tests.integration.golden import replay
+from tests.unit.test_mapper import _stored_event_classes
+
+
+@pytest.fixture(scope="module", params=replay.ERAS)
+def era(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
 
 
 @pytest.fixture(scope="module")
-def fixture() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    return replay.read_events()
+def fixture(era: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    return replay.read_events(replay.events_path(era))
 
 
 @pytest.fixture(scope="module")
-def golden() -> dict[str, Any]:
-    loaded: dict[str, Any] = json.loads(replay.BALANCES.read_text(encoding="utf-8"))
+def golden(era: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(replay.balances_path(era).read_text(encoding="utf-8"))
     return loaded
 
 
@@ -83,3 +90,17 @@ def test_projections_rebuilt_from_the_fixture_give_the_golden_read_models(
     assert models["points"] == replay.points_view(golden["aggregates"])
     assert models["levels"] == {k: v["level"] for k, v in golden["aggregates"]["levels"].items()}
     assert models["profiles"] == golden["profiles"]
+
+
+# The aggregates whose every stored event class the latest era must hold a row of.
+LOYALTY = ("PointsAccount", "LevelMembership", "BenefitAccount", "Order", "Merge")
+
+
+def test_the_latest_era_holds_a_row_of_every_stored_event_class_of_the_loyalty_aggregates() -> None:
+    _, events = replay.read_events(replay.events_path(replay.LATEST))
+    stored = {e["topic"] for e in events}
+    classes = [c for c in _stored_event_classes() if c.__qualname__.split(".")[0] in LOYALTY]
+
+    assert len(classes) > 20
+    missing = sorted(c.TOPIC for c in classes if c.TOPIC not in stored)
+    assert not missing, f"record a new era (make_fixture.py) with a scenario step for: {missing}"

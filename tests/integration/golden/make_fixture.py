@@ -1,7 +1,11 @@
-"""Regenerate the golden fixture (``events.jsonl``) and its golden balances (``balances.json``).
+"""Record a golden fixture era: ``<era>/events.jsonl`` and its balances ``<era>/balances.json``.
 
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/test \\
-        .venv/bin/python -m tests.integration.golden.make_fixture
+        .venv/bin/python -m tests.integration.golden.make_fixture 2027-03
+
+The era is a new folder name (by convention the month it is recorded in). Recording into an
+existing era is refused: an era's events are what the code of its day stored, and rewriting them
+would hide exactly the incompatibility the tests exist to catch.
 
 Creates a throw-away database on that server, records ``scenario.run`` in a fresh tenant on
 PostgreSQL, builds its projections, writes every stored event row (plus the identity secret and
@@ -15,10 +19,12 @@ the first merge's ``Merge.Undone`` as v1 (no ``class_version``, no survivor or s
 staff alert's ``StaffActivity.AlertRaised`` as v1 (no ``staff_id``). The balances come from the
 events as recorded (v2), so the test proves the upcast rows replay to the same balances.
 
-When to regenerate: only after an *additive* change (a new event, a new field with a default,
-a new aggregate in the scenario) and never to make ``test_golden_events.py`` pass again after
-an incompatible change to an existing event: that failure is the test doing its job (write an
-upcaster instead). Review the diff of both files: old lines must not change meaning.
+When to record a new era: after an *additive* change (a new event, a new field with a default,
+a new step in the scenario) — ``test_golden_events.py`` asks for one when the latest era lacks a
+stored event class. Never to make an old era pass again after an incompatible change to an
+existing event: that failure is the test doing its job (write an upcaster instead). An old era's
+``balances.json`` may be edited by hand only where a *read model* (not an aggregate) legitimately
+changed its output, e.g. a projection that now follows merges; say so in the commit.
 """
 
 from __future__ import annotations
@@ -57,7 +63,7 @@ def as_v1(events: list[dict[str, Any]]) -> None:
             del state[name]
 
 
-def generate(database_url: str) -> None:
+def generate(database_url: str, era: str) -> None:
     with tempfile.TemporaryDirectory() as data_dir:
         settings = Settings(database_url=database_url, data_dir=Path(data_dir), log_level="warning")
         runtime = Runtime.open(settings)
@@ -75,22 +81,29 @@ def generate(database_url: str) -> None:
         finally:
             runtime.close()
     as_v1(events)
-    replay.write_events(header, events)
-    replay.BALANCES.write_text(
+    replay.write_events(header, events, replay.events_path(era))
+    replay.balances_path(era).write_text(
         json.dumps(golden, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
-    print(f"{len(events)} events -> {replay.EVENTS}; balances -> {replay.BALANCES}")
+    print(
+        f"{len(events)} events -> {replay.events_path(era)}; balances -> {replay.balances_path(era)}"
+    )
 
 
 def main() -> None:
     server = os.environ.get("DATABASE_URL")
     if not server:
         sys.exit("DATABASE_URL must name a PostgreSQL server (a database is created on it)")
+    if len(sys.argv) != 2 or not sys.argv[1] or "/" in sys.argv[1]:
+        sys.exit("usage: python -m tests.integration.golden.make_fixture <new era folder>")
+    era = sys.argv[1]
+    if replay.events_path(era).exists():
+        sys.exit(f"era {era} exists: record a new era instead of rewriting one")
     dbname = f"mc_golden_{secrets.token_hex(4)}"
     with psycopg.connect(server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     try:
-        generate(urlunsplit(urlsplit(server)._replace(path=f"/{dbname}")))
+        generate(urlunsplit(urlsplit(server)._replace(path=f"/{dbname}")), era)
     finally:
         with psycopg.connect(server, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')

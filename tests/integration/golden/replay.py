@@ -1,4 +1,9 @@
-"""Reading and writing the golden fixture, and the balances it is judged by.
+"""Reading and writing the golden fixtures, and the balances they are judged by.
+
+Fixtures come in *eras*: one folder per generation (``2026-11/``, ``2026-12/``, ...), each with
+the events the code of its day stored and the balances they gave. An era is never rewritten:
+when the code starts storing new kinds of events, a new era is recorded beside the old ones,
+and every era must keep replaying to its own balances (old rows read by new code).
 
 ``events.jsonl``: line 1 is a header (format, the tenant's identity secret and the customers'
 data keys, so sealed personal fields open again); every other line is one stored event row
@@ -41,9 +46,18 @@ from projections.registry import PROJECTIONS
 from tests.integration.golden.scenario import AS_OF
 
 HERE = Path(__file__).parent
-EVENTS = HERE / "events.jsonl"
-BALANCES = HERE / "balances.json"
+ERAS = tuple(sorted(p.name for p in HERE.iterdir() if (p / "events.jsonl").is_file()))
+LATEST = ERAS[-1]
 FORMAT = 1
+
+
+def events_path(era: str = LATEST) -> Path:
+    return HERE / era / "events.jsonl"
+
+
+def balances_path(era: str = LATEST) -> Path:
+    return HERE / era / "balances.json"
+
 
 Row = dict[str, Any]
 
@@ -88,13 +102,15 @@ def dump_tenant(sql: psycopg.Connection[Any], tenant: Tenant) -> tuple[Row, list
     return header, events
 
 
-def write_events(header: Row, events: Iterable[Row], path: Path = EVENTS) -> None:
+def write_events(header: Row, events: Iterable[Row], path: Path) -> None:
+    path.parent.mkdir(exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for row in (header, *events):
             f.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def read_events(path: Path = EVENTS) -> tuple[Row, list[Row]]:
+def read_events(path: Path | None = None) -> tuple[Row, list[Row]]:
+    path = path or events_path()
     lines = path.read_text(encoding="utf-8").splitlines()
     header = json.loads(lines[0])
     assert header["format"] == FORMAT, f"fixture format {header['format']}, expected {FORMAT}"

@@ -13,6 +13,9 @@ recorded events carry these times, not the wall clock's:
 * redemptions, holds captured and released, adjustments both ways;
 * benefits redeemed up to a quota, granted directly, granted and revoked;
 * a level override; merges (one kept, two undone) moving points, levels and grants;
+* since era 2026-12: tags put on and taken off, a redemption partly reversed, a growth
+  adjustment counted on the ladder, an order placed through a merged-away customer's identity
+  that the undo reassigns (then refunded on its rightful owner), and dan's open hold timing out;
 * time passes to 2026-07-02: the level assessment job (a downgrade warning, downgrades, the
   override's end) and the expiry job run three times.
 
@@ -31,7 +34,7 @@ from psycopg.sql import SQL, Identifier
 
 from application.benefits import grant_benefit, redeem_benefit, revoke_grant
 from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.customers import RegisterCustomer, add_tags, register_customer, remove_tag
 from application.levels import assess_levels, set_level_override
 from application.merges import merge_customers, undo_merge
 from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
@@ -42,6 +45,7 @@ from application.points import (
     hold_points,
     redeem_points,
     release_hold,
+    reverse_redemption,
 )
 from application.program import define_program
 from domain.points_account import PointsAccount
@@ -274,6 +278,20 @@ def run(tenant: Tenant) -> dict[str, UUID]:
     redeem_points(app, c["ann"], "points", redemption_id="ann-r1", amount=700,
                   reason="gift", ctx=CTX)  # fmt: skip
     _refund(tenant, "ann-2", RefundOrder("ann-2-r1", amount=10000))
+    # Era 2026-12: tags, a redemption reversal, growth adjusted by hand, an order routed through
+    # hal's identity while hal is merged into ann, given back to hal by the undo and refunded.
+    add_tags(app, c["ann"], ["vip", "tea_lover"], CTX, channel="wecom")
+    remove_tag(app, c["ann"], "tea_lover", CTX)
+    reverse_redemption(app, c["ann"], "points", "ann-r1", reversal_id="ann-rv1", amount=200,
+                       reason="gift returned", ctx=CTX)  # fmt: skip
+    adjust_points(app, c["bob"], "growth", adjustment_id="bob-g1", amount=500,
+                  reason="campaign", ctx=CTX)  # fmt: skip
+    c["hal"] = _customer(tenant, "hal")
+    hal_merge = merge_customers(app, c["ann"], c["hal"], CTX).merge_id
+    routed = PlaceOrder("hal-1", "tmall", clock(), 40000, identity=("member_no", "golden-hal"))
+    assert place_order(app, routed).status == 201
+    undo_merge(app, hal_merge, CTX)
+    _refund(tenant, "hal-1", RefundOrder("hal-1-r1", amount=10000))
     # A staff member's burst of ownership removals (a StaffActivity alert, upcast in the fixture).
     activity = StaffActivity.start("guide-golden", at=clock())
     activity.record_removals(3, threshold=2, window_minutes=60, at=clock())
