@@ -208,24 +208,40 @@ def _points(app: Membercore, customer_id: UUID) -> list[dict[str, Any]]:
 
 
 def _orders(app: Membercore, customer_id: UUID) -> list[dict[str, Any]]:
-    """The orders naming the customer as buyer, each with its refunds, in log order.
+    """The orders whose buyer the customer is now (placed for them, or reassigned to them by a
+    merge undo), each with its refunds, in log order.
 
     No read model lists a customer's orders yet, so this follows the tenant's order events
-    (filtered by topic in the database): its cost grows with the tenant's orders, acceptable
-    for an access request, not for a hot path.
+    (filtered by topic in the database) to find them, then reads each one's own stream: its cost
+    grows with the tenant's orders, acceptable for an access request, not for a hot path.
     """
-    topics = (Order.Placed.TOPIC, Order.Refunded.TOPIC)
-    orders: dict[UUID, dict[str, Any]] = {}
+    topics = (Order.Placed.TOPIC, Order.Reassigned.TOPIC)
+    theirs: dict[UUID, None] = {}  # ordered: log order of the event that made them theirs
     start = 1
     while notifications := app.recorder.select_notifications(start, EXPORT_PAGE, topics=topics):
         for n in notifications:
             e: Any = app.mapper.to_domain_event(n)
-            if isinstance(e, Order.Placed) and e.customer_id == customer_id:
-                orders[e.originator_id] = _order(e)
-            elif isinstance(e, Order.Refunded) and e.originator_id in orders:
-                orders[e.originator_id]["refunds"].append(_refund(e))
+            if e.customer_id == customer_id:
+                theirs[e.originator_id] = None
+            elif isinstance(e, Order.Reassigned) and e.previous_customer_id == customer_id:
+                theirs.pop(e.originator_id, None)
         start = notifications[-1].id + 1
-    return list(orders.values())
+    return [_order_history(app, order_id) for order_id in theirs]
+
+
+def _order_history(app: Membercore, order_id: UUID) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for stored in app.recorder.select_events(order_id):
+        e: Any = app.mapper.to_domain_event(stored)
+        if isinstance(e, Order.Placed):
+            out = _order(e)
+        elif isinstance(e, Order.Refunded):
+            out["refunds"].append(_refund(e))
+        elif isinstance(e, Order.Reassigned):
+            out["reassigned"].append(
+                {"from": str(e.previous_customer_id), "to": str(e.customer_id), "reason": e.reason}
+            )
+    return out
 
 
 def _order(e: Order.Placed) -> dict[str, Any]:
@@ -242,6 +258,7 @@ def _order(e: Order.Placed) -> dict[str, Any]:
         "program_version": e.program_version,
         "recorded_at": e.timestamp.isoformat(),
         "refunds": [],
+        "reassigned": [],
     }
 
 

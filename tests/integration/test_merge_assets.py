@@ -18,6 +18,7 @@ from application.levels import current_levels, level_status
 from application.merges import merge_customers, undo_merge
 from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
 from application.points import adjust_points, redeem_points
+from application.privacy import export_customer
 from application.program import define_program
 from application.relationships import add_role, end_role
 from domain.order import Order
@@ -738,3 +739,29 @@ def test_merging_is_associative_in_its_effect_on_balances_and_qualification(
     merge(growing, y, z)
     merge(growing, x, y)
     assert holdings(growing, a) == holdings(growing, x)
+
+
+def test_the_export_lists_a_routed_order_under_the_customer_the_undo_gave_it_back_to(
+    loyal: Tenant,
+) -> None:
+    survivor = customer(loyal)
+    who = ("jd_pin", f"pin-{uuid4()}")
+    first = PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who)
+    source = UUID(place_order(loyal.app, first).body["customer_id"])
+    merge_id = merge(loyal, survivor, source)
+    routed = PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
+    place_order(loyal.app, routed)
+    buy(loyal, survivor, 1000)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+
+    def order_ids(customer_id: UUID) -> list[str]:
+        return [o["order_id"] for o in export_customer(loyal.app, customer_id).document["orders"]]
+
+    assert order_ids(source) == ["jd-1", "jd-2"]
+    assert len(order_ids(survivor)) == 1  # its own purchase only
+    (moved,) = [
+        o for o in export_customer(loyal.app, source).document["orders"] if o["order_id"] == "jd-2"
+    ]
+    assert moved["reassigned"] == [
+        {"from": str(survivor), "to": str(source), "reason": f"undo:{merge_id}"}
+    ]
