@@ -85,9 +85,7 @@ def generate(database_url: str, era: str) -> None:
     replay.balances_path(era).write_text(
         json.dumps(golden, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
-    print(
-        f"{len(events)} events -> {replay.events_path(era)}; balances -> {replay.balances_path(era)}"
-    )
+    print(f"{len(events)} events -> {replay.events_path(era).parent}")
 
 
 def main() -> None:
