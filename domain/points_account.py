@@ -1033,10 +1033,15 @@ class PointsAccount(ContainerCopies, Aggregate):
     ) -> int:
         """Move the free points of ``lot_ids`` (default: every lot) and ``debt`` (default: all
         of it) to ``to``, which receives them as lots with the same dates. Expired lots are
-        expired first; held points stay (a hold is resolved where it was made). ``closes``
-        (a merge) closes this account, ``reopens`` (its undo) reopens ``to``: both are recorded
-        even with nothing to move. Returns the points moved."""
+        expired first; held points stay (a hold is resolved where it was made), except that a
+        closing transfer first releases every open hold: a closed account takes no capture or
+        release, so what it held would be stranded there. ``closes`` (a merge) closes this
+        account, ``reopens`` (its undo) reopens ``to``: both are recorded even with nothing to
+        move. Returns the points moved."""
         self.settle(at, at=at)
+        if closes:
+            for hold_id in list(self.holds):
+                self.release(hold_id, at=at, actor=f"transfer:{transfer_id}")
         wanted = set(self.lots) if lot_ids is None else set(lot_ids) & set(self.lots)
         moving = sorted(
             (self.lots[i] for i in wanted if self.lots[i].remaining > 0),

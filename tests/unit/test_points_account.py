@@ -596,6 +596,34 @@ def test_a_captured_hold_is_not_a_redemption_that_can_be_reversed() -> None:
         account.reverse_redemption("h", None, reversal_id="v", at=T0)
 
 
+def test_a_closing_transfer_releases_open_holds_so_their_points_move_with_the_lots() -> None:
+    source, survivor = new_account(), new_account()
+    earn(source, "x", 1000, expires=T0 + 90 * DAY)
+    source.hold("h", 300, at=T0, expires_at=T0 + DAY)
+
+    moved = source.transfer_out("merge:m", survivor, at=T0 + DAY / 2, closes=True)
+
+    assert moved == 1000
+    assert source.holds == {}
+    assert source.resolved_holds["h"] == "released"
+    assert survivor.available(T0 + DAY) == 1000
+    # Its timeout later finds nothing stranded on the closed account.
+    assert source.timed_out_holds(T0 + 2 * DAY) == []
+    assert lot_identity_holds(source)
+    assert lot_identity_holds(survivor)
+
+
+def test_a_transfer_that_does_not_close_leaves_holds_where_they_were_made() -> None:
+    giving, taking = new_account(), new_account()
+    earn(giving, "x", 1000)
+    giving.hold("h", 300, at=T0, expires_at=T0 + DAY)
+
+    moved = giving.transfer_out("unmerge:m", taking, at=T0, lot_ids=["x"])
+
+    assert moved == 700
+    assert set(giving.holds) == {"h"}
+
+
 # -- replay equals live -----------------------------------------------------------------------
 
 
