@@ -21,7 +21,7 @@ Available now (the profile's ``points``): the active (``active_at <= now()``), u
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
@@ -40,43 +40,85 @@ A = PointsAccount
 
 
 @dataclass
-class _NewLot:
-    account_id: UUID
-    lot_id: str
+class _Lot:
+    """One ``points_lots`` row (its key aside)."""
+
     earned: int
     remaining: int
+    held: int
     earned_at: datetime
     active_at: datetime
     expires_at: datetime | None
+
+
+def _dates(lot: dict[str, Any]) -> tuple[datetime, datetime, datetime | None]:
+    expires = lot["expires_at"]
+    return (
+        datetime.fromisoformat(lot["earned_at"]),
+        datetime.fromisoformat(lot["active_at"]),
+        datetime.fromisoformat(expires) if expires else None,
+    )
+
+
+# What an event does to one lot row (``_LotOp.run``): a lot earned (kept if the row exists),
+# arrived by a transfer (added to the row if it exists), restored by a redemption reversal
+# (recreated empty if it had left), or a change of its free and held points (none if absent).
+NEW, ARRIVE, RESTORE, DELTA = "new", "arrive", "restore", "delta"
+
+
+@dataclass(frozen=True)
+class _LotOp:
+    kind: str
+    lot: _Lot | None = None
+    remaining: int = 0
     held: int = 0
-    # Arrived by a transfer (merge or undo): the row may still exist with what a transfer out
-    # earlier in the same batch is about to take, so it is added to, not skipped.
-    arrived: bool = False
+
+    def run(self, row: _Lot | None) -> _Lot | None:
+        if self.kind == DELTA:
+            if row is None:
+                return None
+            return replace(row, remaining=row.remaining + self.remaining, held=row.held + self.held)
+        assert self.lot is not None
+        if row is None:
+            return replace(self.lot, remaining=0, held=0) if self.kind == RESTORE else self.lot
+        if self.kind == ARRIVE:
+            return replace(row, remaining=row.remaining + self.lot.remaining)
+        return row
 
 
 class _Batch:
-    """The net effect of a batch of events, folded in memory before one round of SQL."""
+    """A batch of events, gathered in memory before one round of SQL.
+
+    Lot rows are not folded into net deltas: whether a row exists when an event reaches it
+    decides what the event does (a lot emptied by one event leaves the table, and a transfer
+    bringing it back later starts a new row with its own ``earned`` and dates). So each lot's
+    changes are kept per event, in log order, and replayed on the rows as they stood before
+    the batch (``lot_rows``): the result is the one-event-per-batch result, wherever the batch
+    boundaries fall. Account counters and holds are simple enough to net.
+    """
 
     def __init__(self) -> None:
         self.opened: dict[UUID, tuple[UUID, str]] = {}
-        self.new_lots: dict[tuple[UUID, str], _NewLot] = {}
-        self.lot_deltas: dict[tuple[UUID, str], list[int]] = {}
         self.account_deltas: dict[UUID, list[int]] = {}
-        # Holds with a timeout opened (key -> (points, expires_at)) and closed in the batch.
-        self.holds_opened: dict[tuple[UUID, str], tuple[int, datetime]] = {}
+        # Per lot, its changes grouped by event, in log order.
+        self.lot_ops: dict[tuple[UUID, str], list[list[_LotOp]]] = {}
+        self._event = 0
+        self._last_event: dict[tuple[UUID, str], int] = {}
+        # Per hold with a timeout: whether the batch closes it (first), and the hold it leaves
+        # open (points, expires_at) after its last close.
         self.holds_closed: set[tuple[UUID, str]] = set()
-        # Lots a redemption reversal gives back that may have left the table: their rows.
-        self.restored: dict[tuple[UUID, str], _NewLot] = {}
+        self.holds_opened: dict[tuple[UUID, str], tuple[int, datetime]] = {}
+
+    def op(self, account: UUID, lot_id: str, op: _LotOp) -> None:
+        key = (account, lot_id)
+        groups = self.lot_ops.setdefault(key, [])
+        if self._last_event.get(key) != self._event:
+            self._last_event[key] = self._event
+            groups.append([])
+        groups[-1].append(op)
 
     def lot(self, account: UUID, lot_id: str, remaining: int, held: int = 0) -> None:
-        new = self.new_lots.get((account, lot_id))
-        if new is not None:
-            new.remaining += remaining
-            new.held += held
-            return
-        delta = self.lot_deltas.setdefault((account, lot_id), [0, 0])
-        delta[0] += remaining
-        delta[1] += held
+        self.op(account, lot_id, _LotOp(DELTA, remaining=remaining, held=held))
 
     def takes(self, account: UUID, takes: LotTakes, *, to_held: bool = False) -> None:
         for lot_id, n in takes:
@@ -88,35 +130,28 @@ class _Batch:
         delta[1] += held
 
     def add_lot(self, account: UUID, e: Any, points: int, repaid: int, at: datetime) -> None:
-        lot_id = e.lot_id
-        self.new_lots[(account, lot_id)] = _NewLot(
-            account, lot_id, points, points - repaid, at, e.active_at or at, e.expires_at
-        )
+        lot = _Lot(points, points - repaid, 0, at, e.active_at or at, e.expires_at)
+        self.op(account, e.lot_id, _LotOp(NEW, lot))
         self.account(account, debt=-repaid)
+
+    def open_hold(self, account: UUID, hold_id: str, points: int, expires_at: datetime) -> None:
+        # Like an insert that keeps an existing row: the first open after the last close.
+        self.holds_opened.setdefault((account, hold_id), (points, expires_at))
 
     def close_hold(self, account: UUID, hold_id: str) -> None:
         key = (account, hold_id)
-        if self.holds_opened.pop(key, None) is None:
-            self.holds_closed.add(key)
+        self.holds_opened.pop(key, None)
+        self.holds_closed.add(key)
 
     def restore(self, account: UUID, e: Any) -> None:
         for lot in e.restored_lots:
-            key = (account, lot["lot_id"])
-            if key not in self.new_lots and key not in self.restored:
-                expires = lot["expires_at"]
-                self.restored[key] = _NewLot(
-                    account,
-                    lot["lot_id"],
-                    lot["earned"],
-                    0,
-                    datetime.fromisoformat(lot["earned_at"]),
-                    datetime.fromisoformat(lot["active_at"]),
-                    datetime.fromisoformat(expires) if expires else None,
-                )
+            back = _Lot(lot["earned"], 0, 0, *_dates(lot))
+            self.op(account, lot["lot_id"], _LotOp(RESTORE, back))
         for lot_id, n in e.lots:
             self.lot(account, lot_id, n)
 
     def apply(self, e: Any) -> None:
+        self._event += 1
         acc: UUID = e.originator_id
         if isinstance(e, A.Opened):
             self.opened[acc] = (e.customer_id, e.point_type)
@@ -128,7 +163,7 @@ class _Batch:
             self.takes(acc, e.lots, to_held=True)
             self.account(acc, held=e.points)
             if e.expires_at is not None:
-                self.holds_opened[(acc, e.hold_id)] = (e.points, e.expires_at)
+                self.open_hold(acc, e.hold_id, e.points, e.expires_at)
         elif isinstance(e, A.HoldCaptured):
             for lot_id, n in e.lots:
                 self.lot(acc, lot_id, 0, -n)
@@ -154,18 +189,25 @@ class _Batch:
             self.account(acc, debt=-e.debt)
         elif isinstance(e, A.TransferredIn):
             for lot in e.lots:
-                expires = lot["expires_at"]
-                self.new_lots[(acc, lot["lot_id"])] = _NewLot(
-                    acc,
-                    lot["lot_id"],
-                    lot["points"],
-                    lot["points"],
-                    datetime.fromisoformat(lot["earned_at"]),
-                    datetime.fromisoformat(lot["active_at"]),
-                    datetime.fromisoformat(expires) if expires else None,
-                    arrived=True,
-                )
+                arrived = _Lot(lot["points"], lot["points"], 0, *_dates(lot))
+                self.op(acc, lot["lot_id"], _LotOp(ARRIVE, arrived))
             self.account(acc, debt=e.debt)
+
+    def lots_after(
+        self, before: dict[tuple[UUID, str], _Lot]
+    ) -> dict[tuple[UUID, str], _Lot | None]:
+        """Each touched lot's row after the batch (None: no row), from its row ``before``.
+        After each event, a lot with nothing free or held left leaves the table."""
+        after: dict[tuple[UUID, str], _Lot | None] = {}
+        for key, groups in self.lot_ops.items():
+            row = before.get(key)
+            for ops in groups:
+                for op in ops:
+                    row = op.run(row)
+                if row is not None and row.remaining == 0 and row.held == 0:
+                    row = None
+            after[key] = row
+        return after
 
 
 class PointsBalanceProjection(Projection):
@@ -240,8 +282,14 @@ class PointsBalanceProjection(Projection):
         for p in events:
             batch.apply(p.event)
         s = Identifier(schema)
-        balance = SQL("{}.{}").format(s, Identifier(BALANCE + suffix))
-        lots = SQL("{}.{}").format(s, Identifier(LOTS + suffix))
+        # Tables in the order a rebuild's swap locks them (balance, lots, holds): a batch
+        # running beside a swap waits for it, or makes it wait, but never deadlocks with it.
+        self._balances(curs, SQL("{}.{}").format(s, Identifier(BALANCE + suffix)), batch)
+        self._lots(curs, SQL("{}.{}").format(s, Identifier(LOTS + suffix)), batch)
+        self._holds(curs, SQL("{}.{}").format(s, Identifier(HOLDS + suffix)), batch)
+
+    @staticmethod
+    def _balances(curs: Cursor[DictRow], balance: Any, batch: _Batch) -> None:
         if batch.opened:
             ids = list(batch.opened)
             curs.execute(
@@ -251,91 +299,6 @@ class PointsBalanceProjection(Projection):
                     " ON CONFLICT (account_id) DO NOTHING"
                 ).format(balance),
                 (ids, [batch.opened[a][0] for a in ids], [batch.opened[a][1] for a in ids]),
-            )
-        if batch.restored:
-            # Rows for restored lots that left the table; the reversal's delta follows below.
-            back = list(batch.restored.values())
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} (account_id, lot_id, earned, remaining, held, earned_at,"
-                    " active_at, expires_at)"
-                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
-                    " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
-                    " ON CONFLICT (account_id, lot_id) DO NOTHING"
-                ).format(lots),
-                (
-                    [n.account_id for n in back],
-                    [n.lot_id for n in back],
-                    [n.earned for n in back],
-                    [0 for _ in back],
-                    [0 for _ in back],
-                    [n.earned_at for n in back],
-                    [n.active_at for n in back],
-                    [n.expires_at for n in back],
-                ),
-            )
-        self._holds(curs, SQL("{}.{}").format(s, Identifier(HOLDS + suffix)), batch)
-        kept = [n for n in batch.new_lots.values() if n.remaining > 0 or n.held > 0]
-        for arrived in (False, True):
-            new = [n for n in kept if n.arrived is arrived]
-            if not new:
-                continue
-            curs.execute(
-                SQL(
-                    "INSERT INTO {} AS l (account_id, lot_id, earned, remaining, held, earned_at,"
-                    " active_at, expires_at)"
-                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
-                    " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
-                    # Earned lots: only a concurrent catch-up of the same batch conflicts, and
-                    # its tracking compare-and-set rolls it back: it must not fail before that.
-                    # Arrived lots add to a row a transfer out in this batch is about to empty.
-                    + (
-                        " ON CONFLICT (account_id, lot_id) DO UPDATE SET"
-                        " remaining = l.remaining + excluded.remaining"
-                        if arrived
-                        else " ON CONFLICT (account_id, lot_id) DO NOTHING"
-                    )
-                ).format(lots),
-                (
-                    [n.account_id for n in new],
-                    [n.lot_id for n in new],
-                    [n.earned for n in new],
-                    [n.remaining for n in new],
-                    [n.held for n in new],
-                    [n.earned_at for n in new],
-                    [n.active_at for n in new],
-                    [n.expires_at for n in new],
-                ),
-            )
-        deltas = [(k, d) for k, d in batch.lot_deltas.items() if d[0] or d[1]]
-        # A restored lot taken again in the same batch nets to 0: its recreated row must go.
-        deltas += [(k, [0, 0]) for k in batch.restored if k not in dict(deltas)]
-        if deltas:
-            params = (
-                [k[0] for k, _ in deltas],
-                [k[1] for k, _ in deltas],
-                [d[0] for _, d in deltas],
-                [d[1] for _, d in deltas],
-            )
-            curs.execute(
-                SQL(
-                    "UPDATE {} l SET remaining = l.remaining + d.remaining,"
-                    " held = l.held + d.held"
-                    " FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[])"
-                    " AS d(account_id, lot_id, remaining, held)"
-                    " WHERE l.account_id = d.account_id AND l.lot_id = d.lot_id"
-                ).format(lots),
-                params,
-            )
-            # Consumed lots leave the table (a second statement: a data-modifying CTE's
-            # DELETE would not see the rows its UPDATE changed).
-            curs.execute(
-                SQL(
-                    "DELETE FROM {} l USING unnest(%b::uuid[], %b::text[]) AS d(account_id, lot_id)"
-                    " WHERE l.account_id = d.account_id AND l.lot_id = d.lot_id"
-                    " AND l.remaining = 0 AND l.held = 0"
-                ).format(lots),
-                params[:2],
             )
         accounts = [(a, d) for a, d in batch.account_deltas.items() if d[0] or d[1]]
         if accounts:
@@ -353,7 +316,76 @@ class PointsBalanceProjection(Projection):
             )
 
     @staticmethod
+    def _lots(curs: Cursor[DictRow], lots: Any, batch: _Batch) -> None:
+        if not batch.lot_ops:
+            return
+        keys = list(batch.lot_ops)
+        curs.execute(
+            SQL(
+                "SELECT l.account_id, l.lot_id, l.earned, l.remaining, l.held, l.earned_at,"
+                " l.active_at, l.expires_at FROM {} l"
+                " JOIN unnest(%b::uuid[], %b::text[]) AS k(account_id, lot_id)"
+                " ON l.account_id = k.account_id AND l.lot_id = k.lot_id"
+            ).format(lots),
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        before = {
+            (r["account_id"], r["lot_id"]): _Lot(
+                r["earned"], r["remaining"], r["held"], r["earned_at"], r["active_at"],
+                r["expires_at"],
+            )
+            for r in curs.fetchall()
+        }  # fmt: skip
+        after = batch.lots_after(before)
+        gone = [k for k, row in after.items() if row is None and k in before]
+        if gone:
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} l USING unnest(%b::uuid[], %b::text[]) AS d(account_id, lot_id)"
+                    " WHERE l.account_id = d.account_id AND l.lot_id = d.lot_id"
+                ).format(lots),
+                ([k[0] for k in gone], [k[1] for k in gone]),
+            )
+        changed = [(k, r) for k, r in after.items() if r is not None and r != before.get(k)]
+        if changed:
+            # Whole rows, not increments: the batch computed them from the rows it read. A
+            # concurrent catch-up of the same batch may write the same keys; its tracking
+            # compare-and-set rolls one of the two back, so a conflict must not fail first.
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} (account_id, lot_id, earned, remaining, held, earned_at,"
+                    " active_at, expires_at)"
+                    " SELECT * FROM unnest(%b::uuid[], %b::text[], %b::bigint[], %b::bigint[],"
+                    " %b::bigint[], %b::timestamptz[], %b::timestamptz[], %b::timestamptz[])"
+                    " ON CONFLICT (account_id, lot_id) DO UPDATE SET earned = excluded.earned,"
+                    " remaining = excluded.remaining, held = excluded.held,"
+                    " earned_at = excluded.earned_at, active_at = excluded.active_at,"
+                    " expires_at = excluded.expires_at"
+                ).format(lots),
+                (
+                    [k[0] for k, _ in changed],
+                    [k[1] for k, _ in changed],
+                    [r.earned for _, r in changed],
+                    [r.remaining for _, r in changed],
+                    [r.held for _, r in changed],
+                    [r.earned_at for _, r in changed],
+                    [r.active_at for _, r in changed],
+                    [r.expires_at for _, r in changed],
+                ),
+            )
+
+    @staticmethod
     def _holds(curs: Cursor[DictRow], holds: Any, batch: _Batch) -> None:
+        # Closes first: a hold the batch closes and opens again is open after it.
+        if batch.holds_closed:
+            keys = list(batch.holds_closed)
+            curs.execute(
+                SQL(
+                    "DELETE FROM {} h USING unnest(%b::uuid[], %b::text[]) AS d(account_id,"
+                    " hold_id) WHERE h.account_id = d.account_id AND h.hold_id = d.hold_id"
+                ).format(holds),
+                ([k[0] for k in keys], [k[1] for k in keys]),
+            )
         if batch.holds_opened:
             keys = list(batch.holds_opened)
             curs.execute(
@@ -368,15 +400,6 @@ class PointsBalanceProjection(Projection):
                     [batch.holds_opened[k][0] for k in keys],
                     [batch.holds_opened[k][1] for k in keys],
                 ),
-            )
-        if batch.holds_closed:
-            keys = list(batch.holds_closed)
-            curs.execute(
-                SQL(
-                    "DELETE FROM {} h USING unnest(%b::uuid[], %b::text[]) AS d(account_id,"
-                    " hold_id) WHERE h.account_id = d.account_id AND h.hold_id = d.hold_id"
-                ).format(holds),
-                ([k[0] for k in keys], [k[1] for k in keys]),
             )
 
 
