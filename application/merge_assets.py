@@ -2,11 +2,11 @@
 
 Points: every account of the source (one per point type of the program; opened if need be, and
 closed while merged) sends what its lots still have free, and its debt, to the survivor's account
-of the same type, as lots with their
-original dates (``PointsAccount.TransferredOut``/``TransferredIn``, transfer id
-``merge:<merge_id>``). Undo sends back what is still left of exactly those lots, and of that
-debt; what the survivor spent of them meanwhile stays spent. The source's open holds are released
-first (a merged-away account takes no capture), so held points move too. Points the survivor earns after the merge stay with the survivor (the orders name it).
+of the same type, as lots with their original dates (``PointsAccount.TransferredOut``/
+``TransferredIn``, transfer id ``merge:<merge_id>``). Undo sends back what is still left of
+exactly those lots, and of that debt; what the survivor spent of them meanwhile stays spent. The
+source's open holds are released first (a merged-away account takes no capture), so held points
+move too. Points the survivor earns after the merge stay with the survivor (the orders name it).
 
 Levels: the source's qualifying entries move to the survivor's membership of each group the
 survivor sits on once the merge is done (``merge:<merge_id>:<entry id>`` there, the negation

@@ -464,6 +464,9 @@ def entry_of(event: Any) -> dict[str, Any] | None:
             "reason": event.reason,
             "actor": event.actor,
             "lots": _lots(event.lots),
+            # Of what came back: settling a clamp refund's write-off, and repaying debt.
+            "reclaimed": _lots(event.reclaimed),
+            "repaid": _lots(event.repaid),
         }
     if isinstance(event, PointsAccount.HoldCaptured | PointsAccount.HoldReleased):
         kind = "hold_captured" if isinstance(event, PointsAccount.HoldCaptured) else "hold_released"

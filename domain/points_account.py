@@ -353,8 +353,11 @@ class PointsAccount(ContainerCopies, Aggregate):
         """Part or all of redemption ``redemption_id`` was reversed: ``lots`` got their points
         back (the last-taken lots first), with their original dates; ``restored_lots`` are
         those lots' ``{lot_id, earned, earned_at, active_at, expires_at}`` (a lot that had
-        been consumed comes back). What returns to a lot past its expiry expires in the same
-        command (an ``Expired`` event). v1."""
+        been consumed comes back). Of what came back, ``reclaimed`` (per lot) settles what a
+        ``clamp`` refund of that lot had written off, and ``repaid`` (per lot) outstanding
+        debt, both counted as reversed on the lot, as an earn's ``repaid`` is: the customer
+        does not get back points a refund already took. What returns to a lot past its expiry
+        expires in the same command (an ``Expired`` event). v1."""
 
         TOPIC = "membercore.PointsAccount.RedemptionReversed"
         reversal_id: str
@@ -364,11 +367,14 @@ class PointsAccount(ContainerCopies, Aggregate):
         actor: str
         lots: LotTakes
         restored_lots: list[dict[str, Any]]
+        reclaimed: LotTakes = ()
+        repaid: LotTakes = ()
 
         def apply(self, aggregate: PointsAccount) -> None:
             redemption = aggregate.redemptions[self.redemption_id]
             aggregate.redemptions[self.redemption_id] = redemption.with_restored(_takes(self.lots))
             aggregate.redemption_reversals[self.reversal_id] = self.redemption_id
+            reclaimed, repaid = dict(self.reclaimed), dict(self.repaid)
             for lot_id, n in self.lots:
                 lot = aggregate.lots.get(lot_id) or aggregate.spent_lots.pop(lot_id)
                 left = aggregate.reversible[lot_id] - n
@@ -376,8 +382,26 @@ class PointsAccount(ContainerCopies, Aggregate):
                     aggregate.reversible[lot_id] = left
                 else:
                     del aggregate.reversible[lot_id]
-                aggregate._put(replace(lot, redeemed=lot.redeemed - n, remaining=lot.remaining + n))
+                back = reclaimed.get(lot_id, 0) + repaid.get(lot_id, 0)
+                aggregate._put(
+                    replace(
+                        lot,
+                        redeemed=lot.redeemed - n,
+                        remaining=lot.remaining + n - back,
+                        reversed=lot.reversed + back,
+                    )
+                )
+            for lot_id, n in reclaimed.items():
+                owed = aggregate.written_off[lot_id] - n
+                if owed:
+                    aggregate.written_off[lot_id] = owed
+                else:
+                    del aggregate.written_off[lot_id]
+            aggregate.debt -= sum(repaid.values())
             aggregate._count("restored", self.points)
+            aggregate._count("shortfall", -sum(reclaimed.values()))
+            aggregate._count("reversed", sum(reclaimed.values()))
+            aggregate._count("debt_repaid", sum(repaid.values()))
 
     class Expired(Event):
         """Lots reached their ``expires_at`` (at or before ``as_of``): what they still had
@@ -411,6 +435,9 @@ class PointsAccount(ContainerCopies, Aggregate):
             taken = ((self.lot_id, self.taken_from_lot), *self.lots)
             aggregate._consume(_takes(taken), "reversed")
             aggregate.debt += self.debt
+            if self.shortfall:
+                owed = aggregate.written_off.get(self.lot_id, 0) + self.shortfall
+                aggregate.written_off[self.lot_id] = owed
             aggregate._count("reversed", self.points - self.debt - self.shortfall)
             aggregate._count("debt_incurred", self.debt)
             aggregate._count("shortfall", self.shortfall)
@@ -525,6 +552,9 @@ class PointsAccount(ContainerCopies, Aggregate):
         self.redemption_reversals: dict[str, str] = {}
         self.reversible: dict[str, int] = {}
         self.spent_lots: dict[str, Lot] = {}
+        # Per lot: what a ``clamp`` refund of it wrote off because the points were spent; a
+        # redemption reversal that brings points back to the lot takes that back first.
+        self.written_off: dict[str, int] = {}
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -939,6 +969,7 @@ class PointsAccount(ContainerCopies, Aggregate):
             raise ReversalExceedsRedemption(redemption_id, points, left)
         self.settle(at, at=at)
         takes = redemption.plan(wanted)
+        reclaimed, repaid = self._settle_from_restored(takes, at)
         restored = []
         for lot_id, _ in takes:
             lot = self.lots.get(lot_id) or self.spent_lots[lot_id]
@@ -961,9 +992,28 @@ class PointsAccount(ContainerCopies, Aggregate):
             actor=actor,
             lots=takes,
             restored_lots=restored,
+            reclaimed=reclaimed,
+            repaid=repaid,
         )
         self.expire(at, at=at)
         return takes
+
+    def _settle_from_restored(self, takes: LotTakes, at: datetime) -> tuple[LotTakes, LotTakes]:
+        """What of the points a reversal brings back to each lot settles first: the part a
+        ``clamp`` refund of that lot wrote off, then outstanding debt (as a new lot repays it;
+        not from a lot already past its expiry, whose points expire at once instead)."""
+        reclaimed, repaid = [], []
+        debt = self.debt
+        for lot_id, n in takes:
+            k = min(n, self.written_off.get(lot_id, 0))
+            lot = self.lots.get(lot_id) or self.spent_lots[lot_id]
+            j = 0 if lot.expired_by(at) else min(n - k, debt)
+            debt -= j
+            if k:
+                reclaimed.append((lot_id, k))
+            if j:
+                repaid.append((lot_id, j))
+        return _takes(reclaimed), _takes(repaid)
 
     def adjust(
         self,

@@ -14,6 +14,12 @@ is due and releases the holds it says timed out.
 A redemption reversal can bring back a lot that had left ``points_lots``: its event carries the
 lot's dates, so the row is recreated (with ``remaining`` 0, then the reversal's delta).
 
+The rows do not depend on where batch boundaries fall (a live projector applies a few events
+per batch, a catch-up or a rebuild thousands): a batch replays each lot's changes event by event
+on its row as read before the batch, so a lot emptied by one event leaves the table there, and a
+transfer bringing it back later (a merge's undo, the same pair merged again) starts a new row
+with its own ``earned``, exactly as when the events come one per batch.
+
 Available now (the profile's ``points``): the active (``active_at <= now()``), unexpired
 (``expires_at > now()`` or none) free remaining of the lots, minus the account's debt.
 """
@@ -39,7 +45,7 @@ HOLDS = "points_holds"
 A = PointsAccount
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Lot:
     """One ``points_lots`` row (its key aside)."""
 
@@ -149,6 +155,9 @@ class _Batch:
             self.op(account, lot["lot_id"], _LotOp(RESTORE, back))
         for lot_id, n in e.lots:
             self.lot(account, lot_id, n)
+        # What settled a clamp refund's write-off or repaid debt does not stay free on the lot.
+        self.takes(account, (*e.reclaimed, *e.repaid))
+        self.account(account, debt=-sum(n for _, n in e.repaid))
 
     def apply(self, e: Any) -> None:
         self._event += 1

@@ -31,7 +31,7 @@ from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up, head_position
 from projections.points_balance import PointsBalanceProjection
-from tests.integration.support import dump, register
+from tests.integration.support import dump, register, rows
 from tests.integration.test_merge_assets import PROGRAM, now
 
 PROJECTION = PointsBalanceProjection()
@@ -222,3 +222,27 @@ def test_any_batch_split_leaves_the_tables_one_event_per_batch_leaves(
     # Two batches split between any two steps: a row the first leaves, changed in the second.
     for n, start in enumerate(starts):
         assert differing(one, applied_in(sql, tenant, f"at{n}", [start], 10_000)) == [], start
+
+
+def test_a_reversal_settling_a_refund_of_spent_points_is_the_same_in_any_batches(
+    tenant: Tenant, sql: psycopg.Connection[Any]
+) -> None:
+    customer, _ = pair(tenant)
+    place_order(tenant.app, PlaceOrder("s1", "pos", now(), 30000, customer))
+    redeem_points(tenant.app, customer, "points", redemption_id="x1", amount=300, reason=None,
+                  ctx=CTX)  # fmt: skip
+    refund_order(tenant.app, "pos", "s1", RefundOrder("r1", amount=30000))  # 300 spent: debt
+    cut = head_position(tenant)
+    reverse_redemption(tenant.app, customer, "points", "x1", reversal_id="v1", amount=None,
+                       reason=None, ctx=CTX)  # fmt: skip
+
+    one = one_by_one(sql, tenant, "one")
+
+    assert differing(one, applied_in(sql, tenant, "cut", [cut], 10_000)) == []
+    # The 300 restored paid the refund's debt: no debt, nothing free on the lot.
+    (account,) = rows(sql, tenant, "SELECT account_id, debt FROM {s}.points_balance_one"
+                      " WHERE customer_id = %s AND point_type = 'points'", customer)  # fmt: skip
+    assert account["debt"] == 0
+    lots = rows(sql, tenant, "SELECT remaining FROM {s}.points_lots_one WHERE account_id = %s",
+                account["account_id"])  # fmt: skip
+    assert sum(r["remaining"] for r in lots) == 0

@@ -624,6 +624,71 @@ def test_a_transfer_that_does_not_close_leaves_holds_where_they_were_made() -> N
     assert set(giving.holds) == {"h"}
 
 
+def _refund_after_spending_then_reverse_the_redemption(policy: str) -> PointsAccount:
+    account = new_account()
+    earn(account, "order:pos:1", 100, expires=T0 + 90 * DAY)
+    account.redeem("r", 100, at=T0)
+    account.reverse(
+        "order:pos:1", 100, reversal_id="refund:1", policy=policy,
+        burn_order="soonest_expiry", at=T0 + DAY,
+    )  # fmt: skip
+    account.reverse_redemption("r", None, reversal_id="v", at=T0 + 2 * DAY)
+    return account
+
+
+def test_a_reversal_of_spent_points_a_clamp_refund_wrote_off_gives_the_customer_nothing() -> None:
+    account = _refund_after_spending_then_reverse_the_redemption("clamp")
+
+    assert account.available(T0 + 2 * DAY) == 0
+    assert account.written_off == {}
+    lot = account.spent_lots.get("order:pos:1") or account.lots.get("order:pos:1")
+    assert lot is None or lot.remaining == 0
+    assert account.totals["shortfall"] == 0  # written off, then recovered in full
+    assert account.totals["reversed"] == 100
+    assert lot_identity_holds(account)
+
+
+def test_a_reversal_of_spent_points_repays_the_debt_a_negative_refund_left() -> None:
+    account = _refund_after_spending_then_reverse_the_redemption("negative")
+
+    assert (account.available(T0 + 2 * DAY), account.debt) == (0, 0)
+    # Nothing is left to expire into a negative balance later.
+    account.settle(T0 + 100 * DAY, at=T0 + 100 * DAY)
+    assert (account.available(T0 + 100 * DAY), account.debt) == (0, 0)
+    assert account.totals["debt_repaid"] == 100
+    assert lot_identity_holds(account)
+
+
+def test_a_partial_write_off_is_reclaimed_and_the_rest_comes_back_to_the_customer() -> None:
+    account = new_account()
+    earn(account, "order:pos:1", 100, expires=T0 + 90 * DAY)
+    account.redeem("r", 100, at=T0)
+    account.reverse(
+        "order:pos:1", 40, reversal_id="refund:1", policy="clamp",
+        burn_order="soonest_expiry", at=T0 + DAY,
+    )  # fmt: skip
+
+    account.reverse_redemption("r", None, reversal_id="v", at=T0 + 2 * DAY)
+
+    assert account.available(T0 + 2 * DAY) == 60
+    lot = account.lots["order:pos:1"]
+    assert (lot.remaining, lot.reversed, lot.redeemed) == (60, 40, 0)
+    assert lot_identity_holds(account)
+
+
+def test_replay_of_a_reversal_that_reclaims_and_repays_equals_the_live_account() -> None:
+    live = _refund_after_spending_then_reverse_the_redemption("negative")
+    events = live.collect_events()
+    mapper = MsgspecMapper()
+    replayed = None
+    for event in events:
+        decoded = mapper.to_domain_event(mapper.to_stored_event(event))
+        replayed = decoded.mutate(replayed)  # type: ignore[attr-defined]
+
+    assert replayed is not None
+    assert vars(replayed) | {"_pending_events": []} == vars(live) | {"_pending_events": []}
+
+
 # -- replay equals live -----------------------------------------------------------------------
 
 

@@ -62,6 +62,7 @@ class MLot:
     reversed: int = 0
     adjusted: int = 0
     refundable: int = 0
+    written_off: int = 0  # what a clamp refund of this lot could not take (points spent)
 
     def counters(self) -> dict[str, int]:
         return {"earned": self.earned, **{c: getattr(self, c) for c in COUNTERS}}
@@ -207,6 +208,7 @@ def ledger_from_events(events: list[Any]) -> dict[str, dict[str, int]]:
             move(e.lots, "remaining", source="held")
         elif isinstance(e, PointsAccount.RedemptionReversed):
             move(e.lots, "remaining", source="redeemed")
+            move((*e.reclaimed, *e.repaid), "reversed")
         elif isinstance(e, PointsAccount.Reversed):
             move([(e.lot_id, e.taken_from_lot), *e.lots], "reversed")
     return lots
@@ -341,8 +343,16 @@ class PointsLedgerMachine(RuleBasedStateMachine):
                 wanted -= k
         assert list(given) == expected
         for lot_id, k in expected:
-            self.model.lots[lot_id].remaining += k
-            self.model.lots[lot_id].redeemed -= k
+            lot = self.model.lots[lot_id]
+            # What a clamp refund of the lot wrote off is taken back first, then debt is repaid
+            # (not from a lot past its expiry): the customer never regains refunded points.
+            reclaim = min(k, lot.written_off)
+            repay = 0 if not self.model.live(lot, self.now) else min(k - reclaim, self.model.debt)
+            lot.written_off -= reclaim
+            self.model.debt -= repay
+            lot.remaining += k - reclaim - repay
+            lot.reversed += reclaim + repay
+            lot.redeemed -= k
             restored[lot_id] = restored.get(lot_id, 0) + k
         self.model.expire_due(self.now)  # a restored lot past its expiry expires at once
 
@@ -440,6 +450,8 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         missing = points - from_lot - sum(n for _, n in elsewhere)
         if policy == "negative":
             self.model.debt += missing
+        else:
+            lot.written_off += missing
         assert reversal.taken_from_lot == from_lot
         assert reversal.taken_elsewhere == sum(n for _, n in elsewhere)
         assert (reversal.debt, reversal.shortfall) == (
