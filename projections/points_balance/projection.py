@@ -20,12 +20,6 @@ on its row as read before the batch, so a lot emptied by one event leaves the ta
 transfer bringing it back later (a merge's undo, the same pair merged again) starts a new row
 with its own ``earned``, exactly as when the events come one per batch.
 
-The rows do not depend on where batch boundaries fall (a live projector applies a few events
-per batch, a catch-up or a rebuild thousands): a batch replays each lot's changes event by event
-on its row as read before the batch, so a lot emptied by one event leaves the table there, and a
-transfer bringing it back later (a merge's undo, the same pair merged again) starts a new row
-with its own ``earned``, exactly as when the events come one per batch.
-
 Available now (the profile's ``points``): the active (``active_at <= now()``), unexpired
 (``expires_at > now()`` or none) free remaining of the lots, minus the account's debt.
 """
