@@ -326,10 +326,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         actor: str
 
         def apply(self, aggregate: PointsAccount) -> None:
-            for lot_id, n in self.lots:
-                lot = aggregate.lots[lot_id]
-                aggregate._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
-            aggregate._resolve(self.hold_id, "released")
+            aggregate._unhold(self.hold_id, self.lots, "released")
 
     class HoldExpired(Event):
         """A hold reached its timeout ``expires_at`` (at or before ``as_of``) and was given back
@@ -344,10 +341,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         as_of: datetime
 
         def apply(self, aggregate: PointsAccount) -> None:
-            for lot_id, n in self.lots:
-                lot = aggregate.lots[lot_id]
-                aggregate._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
-            aggregate._resolve(self.hold_id, "expired")
+            aggregate._unhold(self.hold_id, self.lots, "expired")
 
     class RedemptionReversed(Event):
         """Part or all of redemption ``redemption_id`` was reversed: ``lots`` got their points
@@ -592,6 +586,13 @@ class PointsAccount(ContainerCopies, Aggregate):
             if self.reversible.get(lot.lot_id):
                 # A redemption reversal may still bring it back, with its dates and counters.
                 self.spent_lots[lot.lot_id] = lot
+
+    def _unhold(self, hold_id: str, lots: LotTakes, resolution: str) -> None:
+        """The hold's points go back to the lots they were taken from (a release or timeout)."""
+        for lot_id, n in lots:
+            lot = self.lots[lot_id]
+            self._put(replace(lot, held=lot.held - n, remaining=lot.remaining + n))
+        self._resolve(hold_id, resolution)
 
     def _count(self, key: str, n: int) -> None:
         if n:
