@@ -234,19 +234,16 @@ class LevelMemberships:
             )
             # Moved, not copied: the source's value drops to nothing (its level with it), so
             # nothing stale shows on the merged-away id and the undo gives back what is left.
-            for entry_id, c in entries:
-                sides = ((taking, "merge", c.value), (giving, "merged-out", -c.value))
-                for holder, tag, value in sides:
-                    holder.qualify(
-                        group,
-                        tz,
-                        entry_id=f"{tag}:{merge_id}:{entry_id}",
-                        value=value,
-                        effective_at=c.effective_at,
-                        at=at,
-                        program_version=rules.version,
-                        reason="merge",
-                    )
+            # Each side moves its level once, by the net of what moved.
+            for holder, tag, sign in ((taking, "merge", 1), (giving, "merged-out", -1)):
+                holder.qualify_all(
+                    group,
+                    tz,
+                    [(f"{tag}:{merge_id}:{e}", sign * c.value, c.effective_at) for e, c in entries],
+                    at=at,
+                    program_version=rules.version,
+                    reason="merge",
+                )
             out.append((taking, AssetMove(self.kind, taking.id)))
             out.append((giving, AssetMove(self.source_kind, giving.id)))
         return out
@@ -274,28 +271,27 @@ class LevelMemberships:
             giving = load_membership(app, merge.source_id, group.code) or LevelMembership.open(
                 merge.source_id, group, at=at, program_version=rules.version
             )
-            for entry_id, c, back in self._left(app, merge, holder, giving):
-                holder.qualify(
-                    group,
-                    tz,
-                    entry_id=f"unmerge:{merge.id}:{entry_id}",
-                    value=-c.value,
-                    effective_at=c.effective_at,
-                    at=at,
-                    program_version=rules.version,
-                    reason="merge",
-                )
-                if back:
-                    giving.qualify(
-                        group,
-                        tz,
-                        entry_id=f"returned:{merge.id}:{entry_id}",
-                        value=c.value,
-                        effective_at=c.effective_at,
-                        at=at,
-                        program_version=rules.version,
-                        reason="merge",
-                    )
+            left = self._left(app, merge, holder, giving)
+            holder.qualify_all(
+                group,
+                tz,
+                [(f"unmerge:{merge.id}:{e}", -c.value, c.effective_at) for e, c, _ in left],
+                at=at,
+                program_version=rules.version,
+                reason="merge",
+            )
+            giving.qualify_all(
+                group,
+                tz,
+                [
+                    (f"returned:{merge.id}:{e}", c.value, c.effective_at)
+                    for e, c, back in left
+                    if back
+                ],
+                at=at,
+                program_version=rules.version,
+                reason="merge",
+            )
             loaded[holder.id] = holder
             loaded[giving.id] = giving
         self._routed_back(app, merge, undo_plan, at, loaded)

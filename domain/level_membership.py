@@ -12,6 +12,7 @@ with an ``at`` before the membership's last one is taken as processed at that on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, ClassVar, NamedTuple
@@ -370,6 +371,34 @@ class LevelMembership(ContainerCopies, Aggregate):
         """Count a qualifying entry and move the level as it says; False if ``entry_id`` was
         counted already (nothing recorded). ``reason``: what a downgrade at once records (a
         refund, or a merge taking qualification away)."""
+        if not self._count(entry_id, value, effective_at, at, program_version):
+            return False
+        self._follow(group, tz, value, at, program_version, reason)
+        return True
+
+    def qualify_all(
+        self,
+        group: LevelGroupRules,
+        tz: tzinfo,
+        entries: Iterable[tuple[str, int, datetime]],
+        *,
+        at: datetime,
+        program_version: int,
+        reason: str,
+    ) -> None:
+        """Count several entries ``(entry id, value, effective at)`` (those not counted yet),
+        then move the level once, as their net says: a merge moving an order and its refund
+        together shows no upgrade and downgrade that cancel out."""
+        net = sum(
+            value
+            for entry_id, value, effective_at in entries
+            if self._count(entry_id, value, effective_at, at, program_version)
+        )
+        self._follow(group, tz, net, at, program_version, reason)
+
+    def _count(
+        self, entry_id: str, value: int, effective_at: datetime, at: datetime, version: int
+    ) -> bool:
         if entry_id in self.entry_ids:
             return False
         t = max(at, self.now)
@@ -378,9 +407,23 @@ class LevelMembership(ContainerCopies, Aggregate):
             entry_id=entry_id,
             value=value,
             effective_at=min(effective_at, t),
-            program_version=program_version,
+            program_version=version,
             timestamp=t,
         )
+        return True
+
+    def _follow(
+        self,
+        group: LevelGroupRules,
+        tz: tzinfo,
+        value: int,
+        at: datetime,
+        program_version: int,
+        reason: str,
+    ) -> None:
+        """The level after counting ``value``: up at once when it qualifies higher; down at
+        once, for a negative one, only below what the assessment basis still supports."""
+        t = max(at, self.now)
         now_value = self.value_at(group, tz, t)
         rank = rank_of(group, self.base_level)
         if value > 0:
@@ -418,7 +461,6 @@ class LevelMembership(ContainerCopies, Aggregate):
                     check_at=self._check_at(group, tz, base=to_level, since=t),
                     timestamp=t,
                 )
-        return True
 
     def assess(
         self,

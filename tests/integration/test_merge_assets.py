@@ -21,6 +21,7 @@ from application.points import adjust_points, redeem_points
 from application.privacy import export_customer
 from application.program import define_program
 from application.relationships import add_role, end_role
+from domain.level_membership import LevelMembership
 from domain.order import Order
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
@@ -765,3 +766,43 @@ def test_the_export_lists_a_routed_order_under_the_customer_the_undo_gave_it_bac
     assert moved["reassigned"] == [
         {"from": str(survivor), "to": str(source), "reason": f"undo:{merge_id}"}
     ]
+
+
+def _level_moves(tenant: Tenant, customer_id: UUID) -> list[str]:
+    """The level changes recorded on the customer's consumer membership, in order."""
+    stored = tenant.app.recorder.select_events(LevelMembership.id_for(customer_id, "consumer"))
+    events = [tenant.app.mapper.to_domain_event(s) for s in stored]
+    return [
+        type(e).__name__
+        for e in events
+        if isinstance(e, LevelMembership.Upgraded | LevelMembership.Downgraded)
+    ]
+
+
+def test_a_merge_moving_an_order_and_its_full_refund_moves_no_level_on_either_side(
+    loyal: Tenant,
+) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 1000)
+    order_id = buy(loyal, source, 20_000, days_ago=3)  # gold, then refunded in full
+    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=20_000))
+    before = (_level_moves(loyal, survivor), _level_moves(loyal, source))
+
+    merge_id = merge(loyal, survivor, source)
+    undo_merge(loyal.app, merge_id, CommandContext("t"))
+
+    # The source's upgrade and refund downgrade happened before; nothing more on either side.
+    assert (_level_moves(loyal, survivor), _level_moves(loyal, source)) == before
+    assert (level(loyal, survivor), level(loyal, source)) == ("normal", "normal")
+
+
+def test_a_merge_bringing_a_qualifying_order_upgrades_the_survivor_once(loyal: Tenant) -> None:
+    survivor, source = customer(loyal), customer(loyal)
+    buy(loyal, survivor, 1000)
+    buy(loyal, source, 6000, days_ago=2)
+    buy(loyal, source, 6000, days_ago=1)
+
+    merge(loyal, survivor, source)
+
+    assert _level_moves(loyal, survivor) == ["Upgraded"]
+    assert level(loyal, survivor) == "gold"
