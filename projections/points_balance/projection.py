@@ -21,7 +21,10 @@ transfer bringing it back later (a merge's undo, the same pair merged again) sta
 with its own ``earned``, exactly as when the events come one per batch.
 
 Available now (the profile's ``points``): the active (``active_at <= now()``), unexpired
-(``expires_at > now()`` or none) free remaining of the lots, minus the account's debt.
+(``expires_at > now()`` or none) free remaining of the lots, minus the account's debt. A hold
+past its timeout still counts as held here until the expiry job (or the account's next command)
+records its ``HoldExpired``, at most one job interval later; ``GET .../points`` reads the account
+itself and counts it as released at once.
 """
 
 from __future__ import annotations
