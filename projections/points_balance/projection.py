@@ -303,7 +303,7 @@ class PointsBalanceProjection(Projection):
     @staticmethod
     def _balances(curs: Cursor[DictRow], balance: Any, batch: _Batch) -> None:
         if batch.opened:
-            ids = list(batch.opened)
+            ids = sorted(batch.opened)
             curs.execute(
                 SQL(
                     "INSERT INTO {} (account_id, customer_id, point_type)"
@@ -312,7 +312,7 @@ class PointsBalanceProjection(Projection):
                 ).format(balance),
                 (ids, [batch.opened[a][0] for a in ids], [batch.opened[a][1] for a in ids]),
             )
-        accounts = [(a, d) for a, d in batch.account_deltas.items() if d[0] or d[1]]
+        accounts = sorted((a, d) for a, d in batch.account_deltas.items() if d[0] or d[1])
         if accounts:
             curs.execute(
                 SQL(
@@ -331,13 +331,17 @@ class PointsBalanceProjection(Projection):
     def _lots(curs: Cursor[DictRow], lots: Any, batch: _Batch) -> None:
         if not batch.lot_ops:
             return
-        keys = list(batch.lot_ops)
+        # Every row is locked here, in one order, before anything is written (and new rows are
+        # written in key order): catch-ups of the same projection running at once (the worker
+        # and the expiry job) wait for each other instead of deadlocking.
+        keys = sorted(batch.lot_ops)
         curs.execute(
             SQL(
                 "SELECT l.account_id, l.lot_id, l.earned, l.remaining, l.held, l.earned_at,"
                 " l.active_at, l.expires_at FROM {} l"
                 " JOIN unnest(%b::uuid[], %b::text[]) AS k(account_id, lot_id)"
                 " ON l.account_id = k.account_id AND l.lot_id = k.lot_id"
+                " ORDER BY l.account_id, l.lot_id FOR UPDATE OF l"
             ).format(lots),
             ([k[0] for k in keys], [k[1] for k in keys]),
         )
@@ -349,7 +353,7 @@ class PointsBalanceProjection(Projection):
             for r in curs.fetchall()
         }  # fmt: skip
         after = batch.lots_after(before)
-        gone = [k for k, row in after.items() if row is None and k in before]
+        gone = [k for k in keys if after[k] is None and k in before]
         if gone:
             curs.execute(
                 SQL(
@@ -358,7 +362,7 @@ class PointsBalanceProjection(Projection):
                 ).format(lots),
                 ([k[0] for k in gone], [k[1] for k in gone]),
             )
-        changed = [(k, r) for k, r in after.items() if r is not None and r != before.get(k)]
+        changed = [(k, r) for k in keys if (r := after[k]) is not None and r != before.get(k)]
         if changed:
             # Whole rows, not increments: the batch computed them from the rows it read. A
             # concurrent catch-up of the same batch may write the same keys; its tracking
@@ -390,7 +394,7 @@ class PointsBalanceProjection(Projection):
     def _holds(curs: Cursor[DictRow], holds: Any, batch: _Batch) -> None:
         # Closes first: a hold the batch closes and opens again is open after it.
         if batch.holds_closed:
-            keys = list(batch.holds_closed)
+            keys = sorted(batch.holds_closed)
             curs.execute(
                 SQL(
                     "DELETE FROM {} h USING unnest(%b::uuid[], %b::text[]) AS d(account_id,"
@@ -399,7 +403,7 @@ class PointsBalanceProjection(Projection):
                 ([k[0] for k in keys], [k[1] for k in keys]),
             )
         if batch.holds_opened:
-            keys = list(batch.holds_opened)
+            keys = sorted(batch.holds_opened)
             curs.execute(
                 SQL(
                     "INSERT INTO {} (account_id, hold_id, points, expires_at)"
