@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -52,6 +53,13 @@ class Membercore(Application[UUID]):
     env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Held while one batch round is decided and saved: concurrent batches of one tenant in
+        # this process take turns by round instead of racing for the same buyers' streams
+        # (each lost race re-decides half a round on fresh reads).
+        self.batch_rounds = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def last_position_of(self, aggregate_id: UUID) -> int:
         """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""

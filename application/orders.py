@@ -507,7 +507,8 @@ def place_orders(
     items: list[BatchItem | None] = [None] * len(cmds)
     position = 0
     for round_ in rounds_of(cmds):
-        position = max(position, _place_round(app, cmds, round_, items, status_of))
+        with app.batch_rounds:
+            position = max(position, _place_round(app, cmds, round_, items, status_of))
     return [i for i in items if i is not None], position
 
 
