@@ -146,13 +146,21 @@ def redeem_points(
         pt = _point_type(rules, point_type)
         if not pt.redeemable:
             raise PointsNotRedeemable(point_type)
+        until = at + timedelta(days=pt.reversal_days)
         takes = account.redeem(
-            redemption_id, amount, at=at, burn_order=pt.burn_order, reason=reason, actor=ctx.actor
+            redemption_id,
+            amount,
+            at=at,
+            burn_order=pt.burn_order,
+            reason=reason,
+            actor=ctx.actor,
+            reversible_until=until,
         )
         return 201, {
             "redemption_id": redemption_id,
             "amount": amount,
             "lots": _lots(takes),
+            "reversible_until": until.isoformat(),
             "available": account.available(at),
         }
 
@@ -333,7 +341,8 @@ def reverse_redemption(
 ) -> PointsResult:
     """Give back ``amount`` points (default: what is left unreversed) of a redemption to the
     exact lots it took, last-taken first, with their original expiry (404
-    ``redemption_not_found``, 409 ``reversal_exceeds_redemption``)."""
+    ``redemption_not_found``, 409 ``reversal_exceeds_redemption``, 409
+    ``reversal_window_closed`` past the type's ``reversal_days``)."""
     if amount is not None:
         _amount(amount)
 

@@ -303,6 +303,21 @@ class RedemptionNotFound(DomainError):
         super().__init__(f"no redemption {redemption_id!r}")
 
 
+class ReversalWindowClosed(DomainError):
+    """A redemption reversal after the point type's reversal window (``until``) closed."""
+
+    code = "reversal_window_closed"
+
+    def __init__(self, redemption_id: str, until: datetime) -> None:
+        self.redemption_id, self.until = redemption_id, until
+        super().__init__(
+            f"redemption {redemption_id!r} could be reversed until {until.isoformat()}"
+        )
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"redemption_id": self.redemption_id, "until": self.until.isoformat()}
+
+
 class ReversalExceedsRedemption(DomainError):
     """A redemption reversal for more than is left unreversed (``requested`` None: the rest,
     and nothing is left)."""

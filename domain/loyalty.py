@@ -34,6 +34,9 @@ MAX_THRESHOLD = 10**15
 # Holds time out (no hold lives forever): the type's default, and the longest any hold may last.
 DEFAULT_HOLD_TIMEOUT_MINUTES = 30
 MAX_HOLD_TIMEOUT_MINUTES = 30 * 24 * 60
+# How long a redemption can be reversed (a returned gift): bounds what the account must keep.
+DEFAULT_REVERSAL_DAYS = 90
+MAX_REVERSAL_DAYS = 3650
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class PointTypeRules:
     rounding: str = "floor"
     cap_per_order: int | None = None
     hold_timeout_minutes: int = DEFAULT_HOLD_TIMEOUT_MINUTES
+    reversal_days: int = DEFAULT_REVERSAL_DAYS
 
 
 @dataclass(frozen=True)
@@ -323,6 +327,7 @@ POINT_TYPE_KEYS = (
     "rounding",
     "caps",
     "hold_timeout_minutes",
+    "reversal_days",
 )
 
 
@@ -353,6 +358,10 @@ def _point_types(p: Problems, value: Any) -> set[str]:
             p.choice(pt["rounding"], f"{path}.rounding", ROUNDINGS)
         if "pending_days" in pt:
             p.positive_int(pt["pending_days"], f"{path}.pending_days", minimum=0)
+        if "reversal_days" in pt:
+            days = p.positive_int(pt["reversal_days"], f"{path}.reversal_days")
+            if days is not None and days > MAX_REVERSAL_DAYS:
+                p.add(f"{path}.reversal_days", f"must be at most {MAX_REVERSAL_DAYS}")
         if "hold_timeout_minutes" in pt:
             minutes = p.positive_int(pt["hold_timeout_minutes"], f"{path}.hold_timeout_minutes")
             if minutes is not None and minutes > MAX_HOLD_TIMEOUT_MINUTES:
@@ -531,6 +540,7 @@ def _point_type_of(pt: Mapping[str, Any]) -> PointTypeRules:
         rounding=pt.get("rounding", "floor"),
         cap_per_order=pt.get("caps", {}).get("per_order"),
         hold_timeout_minutes=pt.get("hold_timeout_minutes", DEFAULT_HOLD_TIMEOUT_MINUTES),
+        reversal_days=pt.get("reversal_days", DEFAULT_REVERSAL_DAYS),
     )
 
 

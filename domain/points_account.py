@@ -33,6 +33,7 @@ per lot ``redeemed`` is net of what reversals restored.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -51,6 +52,7 @@ from domain.errors import (
     InvalidInput,
     RedemptionNotFound,
     ReversalExceedsRedemption,
+    ReversalWindowClosed,
 )
 from domain.loyalty import BURN_ORDERS, REFUND_POLICIES
 
@@ -124,6 +126,8 @@ class Redemption:
     points: int
     lots: LotTakes
     restored: LotTakes = ()
+    # The end of its reversal window (None: recorded before windows, reversible for ever).
+    reversible_until: datetime | None = None
 
     @property
     def reversed(self) -> int:
@@ -219,6 +223,14 @@ class PointsAccount(ContainerCopies, Aggregate):
         customer_id: UUID
         point_type: str
 
+        def mutate(self, aggregate: Any) -> Any:
+            # Time passing (any later event) closes reversal windows: what only a reversal
+            # could still have restored leaves the state, as consumed lots do.
+            account = super().mutate(aggregate)
+            if account is not None:
+                account._close_reversal_windows(self.timestamp)
+            return account
+
     class Opened(Created):
         """The account of ``customer_id`` for ``point_type`` was opened. v1."""
 
@@ -258,7 +270,9 @@ class PointsAccount(ContainerCopies, Aggregate):
             aggregate._count("earned", self.points)
 
     class Redeemed(Event):
-        """Points were spent, taken from ``lots`` in ``burn_order``. v1."""
+        """Points were spent, taken from ``lots`` in ``burn_order``; reversible until
+        ``reversible_until`` (the type's reversal window; added later: ``None`` on older
+        events, reversible for ever). v1."""
 
         TOPIC = "membercore.PointsAccount.Redeemed"
         redemption_id: str
@@ -267,11 +281,14 @@ class PointsAccount(ContainerCopies, Aggregate):
         lots: LotTakes
         burn_order: str
         actor: str
+        reversible_until: datetime | None = None
 
         def apply(self, aggregate: PointsAccount) -> None:
             aggregate.redemptions[self.redemption_id] = Redemption(
-                self.redemption_id, self.points, _takes(self.lots)
+                self.redemption_id, self.points, _takes(self.lots), (), self.reversible_until
             )
+            if self.reversible_until is not None:
+                bisect.insort(aggregate.windows, (self.reversible_until, self.redemption_id))
             for lot_id, n in self.lots:
                 aggregate.reversible[lot_id] = aggregate.reversible.get(lot_id, 0) + n
             aggregate._consume(self.lots, "redeemed")
@@ -549,6 +566,8 @@ class PointsAccount(ContainerCopies, Aggregate):
         # Per lot: what a ``clamp`` refund of it wrote off because the points were spent; a
         # redemption reversal that brings points back to the lot takes that back first.
         self.written_off: dict[str, int] = {}
+        # Open reversal windows, soonest closing first: (reversible_until, redemption id).
+        self.windows: list[tuple[datetime, str]] = []
 
     # -- identity -------------------------------------------------------------------------------
 
@@ -586,6 +605,21 @@ class PointsAccount(ContainerCopies, Aggregate):
             if self.reversible.get(lot.lot_id):
                 # A redemption reversal may still bring it back, with its dates and counters.
                 self.spent_lots[lot.lot_id] = lot
+
+    def _close_reversal_windows(self, now: datetime) -> None:
+        """Forget what only reversals of redemptions whose window closed before ``now`` could
+        have restored (the redemption stays known, with nothing left to give back)."""
+        while self.windows and self.windows[0][0] < now:
+            _, redemption_id = self.windows.pop(0)
+            redemption = self.redemptions[redemption_id]
+            for lot_id, n in redemption.left():
+                left = self.reversible.get(lot_id, 0) - n
+                if left > 0:
+                    self.reversible[lot_id] = left
+                    continue
+                self.reversible.pop(lot_id, None)
+                self.spent_lots.pop(lot_id, None)
+            self.redemptions[redemption_id] = replace(redemption, lots=(), restored=())
 
     def _unhold(self, hold_id: str, lots: LotTakes, resolution: str) -> None:
         """The hold's points go back to the lots they were taken from (a release or timeout)."""
@@ -789,8 +823,10 @@ class PointsAccount(ContainerCopies, Aggregate):
         burn_order: str = "soonest_expiry",
         reason: str | None = None,
         actor: str = "",
+        reversible_until: datetime | None = None,
     ) -> LotTakes:
-        """Spend ``points`` from the lots in ``burn_order``; returns the lots taken."""
+        """Spend ``points`` from the lots in ``burn_order``, reversible until
+        ``reversible_until`` (None: for ever); returns the lots taken."""
         _positive(points, "amount")
         _burn_order(burn_order)
         if redemption_id in self.redemptions:
@@ -807,6 +843,7 @@ class PointsAccount(ContainerCopies, Aggregate):
             lots=takes,
             burn_order=burn_order,
             actor=actor,
+            reversible_until=reversible_until,
         )
         return takes
 
@@ -964,6 +1001,10 @@ class PointsAccount(ContainerCopies, Aggregate):
         redemption = self.redemptions.get(redemption_id)
         if redemption is None:
             raise RedemptionNotFound(redemption_id)
+        until = redemption.reversible_until
+        # Ledger time: a command stamped before the last event still finds the window closed.
+        if until is not None and max(at, self.modified_on) > until:
+            raise ReversalWindowClosed(redemption_id, until)
         left = redemption.points - redemption.reversed
         wanted = left if points is None else points
         if wanted > left or wanted == 0:

@@ -153,6 +153,7 @@ async def test_a_redemption_answers_201_with_the_lots_taken_and_a_replay_200_wit
         "redemption_id": "red-1",
         "amount": 70,
         "lots": [{"lot_id": "soon", "amount": 50}, {"lot_id": "late", "amount": 20}],
+        "reversible_until": first.json()["reversible_until"],
         "available": 30,
         "position": first.json()["position"],
     }
@@ -766,3 +767,26 @@ async def test_the_openapi_document_lists_the_points_routes(client: Client) -> N
     )
     assert "/v1/customers/{customer_id}/points/{point_type}/holds/{hold_id}/capture" in paths
     assert "/v1/jobs/expire-points" in paths
+
+
+async def test_a_redemption_answers_its_reversal_window_and_a_reversal_after_it_is_409(
+    client: Client,
+    admin: dict[str, str],
+    tenant: Tenant,
+    cid: UUID,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    earn(tenant, cid, "a", 100, expires_at=now() + timedelta(days=365))
+    redeemed = await client.post(
+        f"{base(cid)}/redemptions", json={"redemption_id": "r", "amount": 40}, headers=admin
+    )
+    until = datetime.fromisoformat(redeemed.json()["reversible_until"])
+    assert timedelta(days=89) < until - now() <= timedelta(days=90)  # the default 90 days
+    monkeypatch.setattr(tenant.app, "clock", lambda: until + timedelta(seconds=1))
+
+    late = await client.post(
+        f"{base(cid)}/redemptions/r/reversals", json={"reversal_id": "v"}, headers=admin
+    )
+
+    body = assert_problem(late, 409, "reversal_window_closed")
+    assert (body["redemption_id"], body["until"]) == ("r", until.isoformat())

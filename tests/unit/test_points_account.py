@@ -19,12 +19,14 @@ from domain.errors import (
     InvalidInput,
     RedemptionNotFound,
     ReversalExceedsRedemption,
+    ReversalWindowClosed,
 )
 from domain.points_account import PointsAccount
 from infrastructure.eventstore import MsgspecMapper
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
+US = timedelta(microseconds=1)
 
 
 def new_account() -> PointsAccount:
@@ -687,6 +689,58 @@ def test_replay_of_a_reversal_that_reclaims_and_repays_equals_the_live_account()
 
     assert replayed is not None
     assert vars(replayed) | {"_pending_events": []} == vars(live) | {"_pending_events": []}
+
+
+def test_a_redemption_is_reversible_until_its_window_closes_then_refused() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 365 * DAY)
+    account.redeem("r", 60, at=T0, reversible_until=T0 + 30 * DAY)
+
+    account.reverse_redemption("r", 10, reversal_id="v1", at=T0 + 30 * DAY)  # the last instant
+    with pytest.raises(ReversalWindowClosed) as closed:
+        account.reverse_redemption("r", 10, reversal_id="v2", at=T0 + 30 * DAY + US)
+
+    assert closed.value.until == T0 + 30 * DAY
+    assert account.available(T0 + 31 * DAY) == 50
+
+
+def test_a_closed_window_lets_the_account_forget_the_consumed_lot_it_kept() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 365 * DAY)
+    earn(account, "l2", 50, expires=T0 + 365 * DAY)
+    account.redeem("r", 100, at=T0, reversible_until=T0 + 30 * DAY)
+    assert "l1" in account.spent_lots
+
+    account.redeem("later", 10, at=T0 + 31 * DAY)  # any event after the window closes it
+
+    assert account.spent_lots == {}
+    assert "l1" not in account.reversible
+    assert account.windows == []
+    with pytest.raises(ReversalWindowClosed):
+        account.reverse_redemption("r", None, reversal_id="v", at=T0 + 32 * DAY)
+    with pytest.raises(InvalidInput):  # the id stays used
+        account.redeem("r", 1, at=T0 + 32 * DAY)
+
+
+def test_a_command_stamped_before_the_last_event_still_finds_the_window_closed() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 365 * DAY)
+    account.redeem("r", 40, at=T0, reversible_until=T0 + DAY)
+    account.redeem("later", 10, at=T0 + 2 * DAY)
+
+    with pytest.raises(ReversalWindowClosed):
+        account.reverse_redemption("r", None, reversal_id="v", at=T0)
+
+
+def test_redemptions_recorded_before_windows_stay_reversible() -> None:
+    account = new_account()
+    earn(account, "l1", 100, expires=T0 + 3650 * DAY)
+    account.redeem("r", 40, at=T0)  # no reversible_until, as older events
+
+    account.redeem("later", 10, at=T0 + 900 * DAY)
+    account.reverse_redemption("r", None, reversal_id="v", at=T0 + 901 * DAY)
+
+    assert account.available(T0 + 901 * DAY) == 90
 
 
 # -- replay equals live -----------------------------------------------------------------------

@@ -40,6 +40,7 @@ from domain.errors import (
     InsufficientPoints,
     RedemptionNotFound,
     ReversalExceedsRedemption,
+    ReversalWindowClosed,
 )
 from domain.points_account import PointsAccount
 
@@ -79,7 +80,15 @@ class Model:
     # Per redemption: what it took from each lot (in order) and what reversals gave back.
     redemptions: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     restored: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Per redemption: the end of its reversal window (None: for ever).
+    windows: dict[str, datetime | None] = field(default_factory=dict)
+    # The time of the last recorded event: it closes the windows that ended before it.
+    ledger_time: datetime = T0
     debt: int = 0
+
+    def window_open(self, redemption_id: str, t: datetime) -> bool:
+        until = self.windows[redemption_id]
+        return until is None or max(t, self.ledger_time) <= until
 
     def live(self, lot: MLot, t: datetime) -> bool:
         return lot.expires_at is None or lot.expires_at > t
@@ -143,6 +152,7 @@ class Model:
         return sum(
             n - self.restored[r].get(lot_id, 0)
             for r, takes in self.redemptions.items()
+            if self.window_open(r, self.ledger_time)
             for other, n in takes
             if other == lot_id
         )
@@ -237,6 +247,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
 
     def _record(self) -> None:
         self.events.extend(self.account.collect_events())
+        self.model.ledger_time = max(self.model.ledger_time, self.events[-1].timestamp)
 
     # -- clock --------------------------------------------------------------------------------
 
@@ -287,12 +298,19 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         self.model.add(lot, self.now)
         return lot_id
 
-    @rule(target=redemption_ids, points=st.integers(1, 300))
-    def redeem(self, points: int) -> str:
+    @rule(
+        target=redemption_ids,
+        points=st.integers(1, 300),
+        window_days=st.one_of(st.none(), st.integers(0, 40)),
+    )
+    def redeem(self, points: int, window_days: int | None) -> str:
         redemption_id = self._next_id("r-")
         expected_ok = points <= self.model.available(self.now)
+        until = None if window_days is None else self.now + timedelta(days=window_days)
         try:
-            taken = self.account.redeem(redemption_id, points, at=self.now)
+            taken = self.account.redeem(
+                redemption_id, points, at=self.now, reversible_until=until
+            )
         except InsufficientPoints:
             assert not expected_ok
             assert self.account.collect_events() == []
@@ -307,6 +325,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
             self.model.lots[lot_id].redeemed += n
         self.model.redemptions[redemption_id] = expected
         self.model.restored[redemption_id] = {}
+        self.model.windows[redemption_id] = until
         return redemption_id
 
     @rule(redemption_id=redemption_ids, share=st.one_of(st.none(), st.integers(1, 120)))
@@ -324,12 +343,18 @@ class PointsLedgerMachine(RuleBasedStateMachine):
             assert takes is None
             assert self.account.collect_events() == []
             return
+        except ReversalWindowClosed:
+            assert takes is not None
+            assert not self.model.window_open(redemption_id, self.now)
+            assert self.account.collect_events() == []
+            return
         except ReversalExceedsRedemption:
             assert takes is not None
             assert (points or left) > left or left == 0
             assert self.account.collect_events() == []
             return
         assert takes is not None
+        assert self.model.window_open(redemption_id, self.now)
         assert left > 0
         assert points is None or points <= left
         self._record()
