@@ -308,9 +308,7 @@ class PointsLedgerMachine(RuleBasedStateMachine):
         expected_ok = points <= self.model.available(self.now)
         until = None if window_days is None else self.now + timedelta(days=window_days)
         try:
-            taken = self.account.redeem(
-                redemption_id, points, at=self.now, reversible_until=until
-            )
+            taken = self.account.redeem(redemption_id, points, at=self.now, reversible_until=until)
         except InsufficientPoints:
             assert not expected_ok
             assert self.account.collect_events() == []
