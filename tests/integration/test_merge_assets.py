@@ -295,21 +295,24 @@ def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities
     assert level(loyal, survivor) == "normal"
 
 
+def merged_then_routed(tenant: Tenant) -> tuple[UUID, UUID, UUID]:
+    """(survivor, source, merge id): the source bought ``jd:jd-1`` (3000) under a JD pin and was
+    merged into the survivor; then ``jd:jd-2`` (9000) came in under that pin, so it names the
+    survivor until the undo gives the pin back."""
+    survivor = customer(tenant)
+    who = ("jd_pin", f"pin-{uuid4()}")
+    first = PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who)
+    source = UUID(place_order(tenant.app, first).body["customer_id"])
+    merge_id = merge(tenant, survivor, source)
+    routed = PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
+    place_order(tenant.app, routed)
+    return survivor, source, merge_id
+
+
 def test_a_refund_after_the_undo_of_a_routed_order_reverses_on_the_source_not_the_survivor(
     loyal: Tenant,
 ) -> None:
-    survivor = customer(loyal)
-    who = ("jd_pin", f"pin-{uuid4()}")
-    source = UUID(
-        place_order(
-            loyal.app,
-            PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
-        ).body["customer_id"]
-    )
-    merge_id = merge(loyal, survivor, source)
-    place_order(
-        loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
-    )
+    survivor, source, merge_id = merged_then_routed(loyal)
     undo_merge(loyal.app, merge_id, CommandContext("t"))
     survivor_account = account(loyal, survivor)
     assert survivor_account is not None
@@ -336,18 +339,7 @@ def test_a_refund_after_the_undo_of_a_routed_order_reverses_on_the_source_not_th
 def test_the_undo_records_the_reassignment_of_each_routed_order_to_the_source(
     loyal: Tenant,
 ) -> None:
-    survivor = customer(loyal)
-    who = ("jd_pin", f"pin-{uuid4()}")
-    source = UUID(
-        place_order(
-            loyal.app,
-            PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
-        ).body["customer_id"]
-    )
-    merge_id = merge(loyal, survivor, source)
-    place_order(
-        loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
-    )
+    survivor, source, merge_id = merged_then_routed(loyal)
     own = buy(loyal, survivor, 1000)
 
     head = loyal.app.recorder.max_notification_id()
@@ -745,13 +737,7 @@ def test_merging_is_associative_in_its_effect_on_balances_and_qualification(
 def test_the_export_lists_a_routed_order_under_the_customer_the_undo_gave_it_back_to(
     loyal: Tenant,
 ) -> None:
-    survivor = customer(loyal)
-    who = ("jd_pin", f"pin-{uuid4()}")
-    first = PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who)
-    source = UUID(place_order(loyal.app, first).body["customer_id"])
-    merge_id = merge(loyal, survivor, source)
-    routed = PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
-    place_order(loyal.app, routed)
+    survivor, source, merge_id = merged_then_routed(loyal)
     buy(loyal, survivor, 1000)
     undo_merge(loyal.app, merge_id, CommandContext("t"))
 
