@@ -22,6 +22,7 @@ from application.orders import PlaceOrder, place_order
 from application.points import redeem_points
 from application.program import define_program
 from bench.common import Check, Env, check, heading, show
+from bench.orders import PROGRAM  # the same two point types and growth ladder
 from domain.level_membership import LevelMembership
 from domain.points_account import PointsAccount
 from infrastructure.runtime import Runtime
@@ -31,27 +32,6 @@ from infrastructure.tenant_app import TenantApp
 ORDERS = int(os.environ.get("BENCH_REPLAY_ORDERS") or 1000)
 # A cold read of a member with a thousand orders stays under one order's own latency budget.
 TARGET_COLD_MS = 50.0
-PROGRAM = {
-    "currency": "CNY",
-    "timezone": "Asia/Shanghai",
-    "point_types": [
-        {
-            "code": "points",
-            "earn": [{"per_amount": 100, "points": 1}],
-            "expiry": {"mode": "rolling_days", "days": 365},
-        },
-        {"code": "growth", "redeemable": False, "earn": [{"per_amount": 100, "points": 1}]},
-    ],
-    "level_groups": [
-        {
-            "code": "consumer",
-            "basis": "growth",
-            "window": {"mode": "rolling_days", "days": 365},
-            "assessment": {"mode": "calendar", "period": "year"},
-            "levels": [{"code": "normal", "threshold": 0}, {"code": "gold", "threshold": 10**9}],
-        }
-    ],
-}
 
 
 def _long_member(app: TenantApp) -> UUID:
