@@ -16,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 
-from bench import imports, orders, projector, read, register, replay
+from bench import imports, order_cpu, orders, projector, read, register, replay
 from bench.common import LOAD_SECONDS, Check, Env, bench_env
 from infrastructure.logging import configure_logging
 from infrastructure.settings import Settings
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, Callable[[Env], list[Check]]] = {
     "imports": imports.run,
     "orders": orders.run,
     "replay": replay.run,
+    "order-cpu": order_cpu.run,
 }
 
 
