@@ -16,7 +16,7 @@ from api.commands import (
     position_cursor,
     run_for,
 )
-from api.errors import bad_request
+from api.errors import bad_request, not_found
 from api.schemas import (
     CommandResult,
     ConsentBody,
@@ -51,7 +51,7 @@ from application.relationships import (
     set_parent_agent,
 )
 from projections import queries
-from projections.behaviors import customer_behaviors
+from projections.behaviors import customer_behaviors, customer_exists
 from projections.customer_history import CustomerHistoryProjection
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
@@ -422,6 +422,8 @@ class CustomerCommandController(Controller):
         async with request.app.state.read_pool.connection() as conn:
             await queries.wait_for(conn, schema, CustomerHistoryProjection.name, min_position)
             items = await queries.history(conn, schema, cid, after, limit)
+            if not items and not await customer_exists(conn, schema, cid):
+                raise not_found("customer_not_found", f"customer {customer_id} does not exist")
         next_cursor = str(items[-1].position) if len(items) == limit else None
         return Page(items=msgspec.to_builtins(items), next_cursor=next_cursor)
 
