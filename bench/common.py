@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -44,6 +45,23 @@ SERVICE_ENV = {"MEMBERCORE_ACCESS_LOG": "0", "MEMBERCORE_LOG_LEVEL": "warning"}
 
 
 # -- reporting --------------------------------------------------------------------------------
+
+
+class BenchmarkFailed(RuntimeError):
+    """A request of a benchmark failed: a rate over refused requests would be a lie, so the
+    benchmark stops and ``python -m bench`` exits non-zero with this message."""
+
+
+def expect_ok(response: httpx.Response, what: str) -> httpx.Response:
+    """``response`` if it is a 2xx, else BenchmarkFailed naming its status and body."""
+    if not 200 <= response.status_code < 300:
+        raise BenchmarkFailed(f"{what}: {_failure(response.status_code, response.text)}")
+    return response
+
+
+def _failure(status: int | str, body: str) -> str:
+    body = " ".join(body.split())
+    return f"status {status}: {body[:500]}{'...' if len(body) > 500 else ''}"
 
 
 @dataclass(frozen=True)
@@ -233,15 +251,18 @@ def service_env(env: Env) -> dict[str, str]:
 
 def create_tenant(env: Env, slug: str) -> str:
     """``membercore tenants create <slug>``; returns the admin API key it prints."""
-    out = subprocess.run(
+    proc = subprocess.run(
         membercore_argv("tenants", "create", slug),
         cwd=ROOT,
         env=service_env(env),
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout
-    key: str = json.loads(out.strip().splitlines()[-1])["api_key"]
+    )
+    if proc.returncode != 0:
+        raise BenchmarkFailed(
+            f"membercore tenants create {slug} exited {proc.returncode}: {proc.stderr.strip()}"
+        )
+    key: str = json.loads(proc.stdout.strip().splitlines()[-1])["api_key"]
     return key
 
 
@@ -450,20 +471,39 @@ def seed_customers(tenant: Any, count: int, *, batch: int = 5000) -> list[UUID]:
 
 # -- load generation --------------------------------------------------------------------------
 
+# ``response`` counts every answer outside 2xx (wrk's own status error counts only >= 400) and
+# keeps the first one, which ``done`` prints for the report (one line, from every thread).
 _LUA_COMMON = """
 tid = 0
 local counter = 0
+bad = 0
+failure = ""
+local threads = {}
 function setup(thread)
   nthreads = (nthreads or 0) + 1
   thread:set("tid", nthreads)
+  table.insert(threads, thread)
+end
+function response(status, headers, body)
+  if status < 200 or status > 299 then
+    bad = bad + 1
+    if failure == "" then failure = status .. " " .. (body or "") end
+  end
 end
 done = function(summary, latency, requests)
   local e = summary.errors
+  local nbad = 0
+  local first = ""
+  for _, thread in ipairs(threads) do
+    nbad = nbad + thread:get("bad")
+    if first == "" then first = thread:get("failure") end
+  end
   io.write(string.format(
     'BENCH_JSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"max_us":%d,' ..
-    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d}\\n',
+    '"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"bad":%d}\\n',
     summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    latency.max, e.connect, e.read, e.write, e.status, e.timeout))
+    latency.max, e.connect, e.read, e.write, e.status, e.timeout, nbad))
+  io.write("BENCH_FAILURE " .. string.gsub(first, "%s+", " ") .. "\\n")
 end
 """
 
@@ -487,7 +527,9 @@ def _lua_headers(headers: dict[str, str]) -> str:
 
 
 def register_workload(api_key: str) -> Workload:
-    """POST /v1/customers, each request a new identity (nonce-thread-counter)."""
+    """POST /v1/customers, each request a new identity (nonce-thread-counter) and a new valid
+    mobile number (+86 139, the run's number in two digits, the request's in six: a run past
+    a million requests sends invalid numbers, and fails, rather than repeating one)."""
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
     lua = (
         _LUA_COMMON
@@ -495,26 +537,31 @@ def register_workload(api_key: str) -> Workload:
         + """
 wrk.method = "POST"
 local prefix = "x"
+local phone = "+86139"
 function init(args)
   prefix = args[1] .. "-" .. tid .. "-"
+  -- one wrk thread (-t1): the run number and the counter make the number unique
+  phone = string.format("+86139%02d", tonumber(args[1]:match("^r(%d+)x")) % 100)
 end
 function request()
   counter = counter + 1
   local v = prefix .. counter
   return wrk.format(nil, "/v1/customers", nil,
     '{"identities":[{"type":"bench","value":"' .. v .. '"}],"name":"Bench Customer",' ..
-    '"email":"' .. v .. '@example.com","phone":"+86' .. counter .. '"}')
+    '"email":"' .. v .. '@example.com","phone":"' .. phone .. string.format("%06d", counter) ..
+    '"}')
 end
 """
     )
 
     def make(nonce: str, worker: int, n: int) -> tuple[str, str, bytes | None]:
         v = f"{nonce}-{worker}-{n}"
+        index = (n - 1) * CONNECTIONS + worker  # unique over the run's workers
         body = {
             "identities": [{"type": "bench", "value": v}],
             "name": "Bench Customer",
             "email": f"{v}@example.com",
-            "phone": f"+86{n}",
+            "phone": f"+86139{run_number(nonce) % 100:02d}{index:06d}",
         }
         return "POST", "/v1/customers", json.dumps(body).encode()
 
@@ -559,6 +606,7 @@ class LoadResult:
     p99_ms: float
     max_ms: float
     cpu: str = ""  # CpuMeter.report() over the load, when services were named
+    first_failure: str = ""  # the first non-2xx answer or socket error, for the error message
 
     @property
     def ok_per_second(self) -> float:
@@ -580,14 +628,33 @@ def load(
     *,
     services: dict[str, int] | None = None,
 ) -> LoadResult:
-    """Drive ``workload`` with 16 connections for ``seconds``; meter the CPU of ``services``."""
-    nonce = secrets.token_hex(4)
+    """Drive ``workload`` with 16 connections for ``seconds``; meter the CPU of ``services``.
+
+    Raises BenchmarkFailed if any request failed (a non-2xx answer or a socket error)."""
+    # The run number leads the nonce so that workloads can derive values unique per run
+    # from it (numbers, like the register workload's phones) as well as strings.
+    nonce = f"r{next(_RUNS)}x{secrets.token_hex(3)}"
     meter = CpuMeter(services or {}, env.dbname)
     if env.loadgen == "wrk":
         result = _wrk(env, base_url, workload, seconds, nonce)
     else:
         result = asyncio.run(_python_load(base_url, workload, seconds, nonce))
-    return replace(result, cpu=meter.report()) if services else result
+    if services:
+        result = replace(result, cpu=meter.report())
+    if result.failed:
+        raise BenchmarkFailed(
+            f"{workload.name}: {result.failed} of {result.requests} requests failed;"
+            f" the first: {result.first_failure}"
+        )
+    return result
+
+
+_RUNS = itertools.count(1)
+
+
+def run_number(nonce: str) -> int:
+    """The run number ``load`` puts in a nonce."""
+    return int(nonce[1:].partition("x")[0])
 
 
 def warm_up(env: Env, base_url: str, workload: Workload) -> None:
@@ -619,7 +686,19 @@ def _wrk(env: Env, base_url: str, workload: Workload, seconds: float, nonce: str
     if line is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     r = json.loads(line.removeprefix("BENCH_JSON "))
-    failed = r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    failed = r["bad"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
+    failure = next(
+        (ln.removeprefix("BENCH_FAILURE ") for ln in out.splitlines() if ln.startswith("BENCH_F")),
+        "",
+    )
+    if not failure and failed:
+        failure = (
+            f"socket errors: connect {r['connect']}, read {r['read']}, write {r['write']},"
+            f" timeout {r['timeout']}"
+        )
+    elif failure:
+        status, _, body = failure.partition(" ")
+        failure = _failure(status, body)
     return LoadResult(
         tool="wrk -t1",
         requests=r["requests"],
@@ -628,6 +707,7 @@ def _wrk(env: Env, base_url: str, workload: Workload, seconds: float, nonce: str
         p50_ms=r["p50_us"] / 1000,
         p99_ms=r["p99_us"] / 1000,
         max_ms=r["max_us"] / 1000,
+        first_failure=failure,
     )
 
 
@@ -635,6 +715,7 @@ async def _python_load(base_url: str, workload: Workload, seconds: float, nonce:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     errors = 0
+    failures: list[str] = []
     limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
     async with httpx.AsyncClient(
         base_url=base_url, headers=workload.headers, limits=limits, timeout=10.0
@@ -650,11 +731,14 @@ async def _python_load(base_url: str, workload: Workload, seconds: float, nonce:
                 started = time.perf_counter()
                 try:
                     response = await client.request(method, path, content=body)
-                except httpx.HTTPError:
+                except httpx.HTTPError as e:
                     errors += 1
+                    failures.append(f"{type(e).__name__}: {e}")
                     continue
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
+                if not failures and not 200 <= response.status_code < 300:
+                    failures.append(_failure(response.status_code, response.text))
 
         began = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(CONNECTIONS)))
@@ -675,4 +759,5 @@ async def _python_load(base_url: str, workload: Workload, seconds: float, nonce:
         p50_ms=pct(0.50),
         p99_ms=pct(0.99),
         max_ms=latencies[-1] * 1000 if latencies else 0.0,
+        first_failure=failures[0] if failures else "",
     )

@@ -27,6 +27,7 @@ from application.context import CommandContext
 from application.customers import RegisterCustomer, register_customer
 from bench.common import (
     ROOT,
+    BenchmarkFailed,
     Check,
     CpuMeter,
     Env,
@@ -156,7 +157,14 @@ def _cli_import(env: Env, slug: str, path: Path) -> tuple[dict[str, Any], float,
     seconds = marks["exit"] - started
     out, err = proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"membercore import failed ({proc.returncode}):\n{err}")
+        raise BenchmarkFailed(f"membercore import exited {proc.returncode}: {err.strip()}")
+    summary: dict[str, Any] = json.loads(out)
+    if summary["rejected"]:
+        first = Path(summary["report"]).read_text().partition("\n")[0]
+        raise BenchmarkFailed(
+            f"membercore import customers: {summary['rejected']} of {summary['rows']} rows"
+            f" rejected; the first: {first[:500]}"
+        )
     used, metered = meter.used()
     marks["cpu"] = (
         ", ".join(
@@ -165,7 +173,7 @@ def _cli_import(env: Env, slug: str, path: Path) -> tuple[dict[str, Any], float,
         + f" of a core; {meter.machine}"
     )
     marks["per_row"] = {g: cpu * 1e6 / ROWS for g, cpu in used.items() if g != "other processes"}
-    return json.loads(out), seconds, marks
+    return summary, seconds, marks
 
 
 def _single_rows(runtime: Runtime, env: Env) -> float:
