@@ -16,9 +16,6 @@ import anyio.to_thread
 import psycopg
 import structlog
 from litestar import Litestar, Request, Response, get
-from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from psycopg_pool import PoolTimeout
 from redis.asyncio import Redis
@@ -31,8 +28,10 @@ from api.customers import CustomerController
 from api.errors import handle_exception
 from api.events import EventFeedController
 from api.imports import ImportController
+from api.inputs import check_request
 from api.levels import LevelController, LevelJobController
 from api.merges import MergeController
+from api.openapi import docs_assets, openapi_config
 from api.orders import OrderController
 from api.points import PointsController, PointsJobsController
 from api.program import ProgramController
@@ -177,27 +176,15 @@ def create_app(
             BenefitController,
             ImportController,
             health,
+            docs_assets(),
         ],
         guards=[authorize],
+        before_request=check_request,
         lifespan=[lifespan],
         middleware=[_request_context(settings.access_log)],
         exception_handlers={Exception: handle_exception},
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(
-            title="membercore",
-            version="1.0.0",
-            description="Member core API: customers, points, levels, wallet, commissions.",
-            path="/schema",
-            components=Components(
-                security_schemes={
-                    "apiKey": SecurityScheme(
-                        type="http", scheme="bearer", description="membercore API key (mck_...)"
-                    )
-                }
-            ),
-            security=[{"apiKey": []}],
-            render_plugins=[SwaggerRenderPlugin(), RedocRenderPlugin(path="/redoc")],
-        ),
+        openapi_config=openapi_config(),
         logging_config=None,
         debug=False,
     )

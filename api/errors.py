@@ -59,7 +59,7 @@ from domain.errors import (
     TagLimitReached,
     UnknownReferrer,
 )
-from projections.queries import ReadModelBehind
+from projections.queries import PositionBeyondHead, ReadModelBehind
 
 log = structlog.get_logger(__name__)
 
@@ -229,6 +229,8 @@ def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Respons
         body = problem_for(exc)
         if isinstance(exc, ServiceUnavailable | ConcurrencyConflict):
             headers["Retry-After"] = "1"
+    elif isinstance(exc, PositionBeyondHead):
+        body = problem_body(400, exc.code, str(exc), field="min_position", head=exc.head)
     elif isinstance(exc, ReadModelBehind):
         body = problem_body(503, exc.code, str(exc), projection=exc.projection, reached=exc.reached)
         headers["Retry-After"] = "1"

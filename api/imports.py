@@ -45,6 +45,7 @@ RESPONSES = {
         data_container=Problem,
         description="the body is neither NDJSON nor CSV (see Content-Type)",
         media_type="application/problem+json",
+        generate_examples=False,
     ),
 }
 

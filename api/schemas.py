@@ -10,6 +10,8 @@ import msgspec
 from litestar.openapi import ResponseSpec
 from msgspec import Meta, Struct
 
+from api.inputs import check_instants
+
 ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
 ShortText = Annotated[str, Meta(max_length=256)]
 IdentityType = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -17,7 +19,10 @@ IdentityValue = Annotated[str, Meta(min_length=1, max_length=256)]
 
 
 class Strict(Struct, forbid_unknown_fields=True, omit_defaults=False):
-    pass
+    """A request body: unknown fields rejected, every instant in a range all zones can show."""
+
+    def __post_init__(self) -> None:
+        check_instants(self)
 
 
 class IdentityIn(Strict):
@@ -158,8 +163,12 @@ def problem_responses(*statuses: int) -> dict[int, Any]:
         503: "read model behind (min_position) or database unavailable; see Retry-After",
     }
     return {
+        # No generated examples: they are random (a status of 2562) and change on every start.
         s: ResponseSpec(
-            data_container=Problem, description=described[s], media_type="application/problem+json"
+            data_container=Problem,
+            description=described[s],
+            media_type="application/problem+json",
+            generate_examples=False,
         )
         for s in statuses
     }

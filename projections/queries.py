@@ -33,6 +33,26 @@ class ReadModelBehind(Exception):
         super().__init__(f"{projection} is at position {reached}, {wanted} was requested")
 
 
+class PositionBeyondHead(Exception):
+    """The requested position is past the log's head: no committed write has it, so waiting
+    cannot help (a client's position comes from a command that committed before answering)."""
+
+    code = "position_beyond_head"
+
+    def __init__(self, wanted: int, head: int) -> None:
+        self.wanted, self.head = wanted, head
+        super().__init__(f"min_position {wanted} is beyond the log's head ({head})")
+
+
+@lru_cache(maxsize=4096)
+def _head_sql(schema: str) -> bytes:
+    return (
+        SQL("SELECT coalesce(max(notification_id), 0) FROM {}.membercore_events")
+        .format(Identifier(schema))
+        .as_bytes(None)
+    )
+
+
 @lru_cache(maxsize=4096)
 def _tracked_sql(schema: str) -> bytes:
     # Composed once per schema: building and rendering psycopg SQL objects on every request
@@ -81,12 +101,21 @@ async def wait_for(
     *,
     timeout: float = MAX_WAIT_SECONDS,
 ) -> None:
-    """Read-your-writes: wait (bounded) until ``projection`` has applied ``position``."""
+    """Read-your-writes: wait (bounded) until ``projection`` has applied ``position``; a
+    position beyond the log's head is refused at once (``PositionBeyondHead``)."""
     if not position:
         return
     deadline = time.monotonic() + timeout
     delay = 0.002
+    checked_head = False
     while (reached := await tracked(conn, schema, projection)) < position:
+        if not checked_head:
+            cur = await conn.execute(_head_sql(schema))
+            row = await cur.fetchone()
+            head = int(row[0]) if row else 0
+            if position > head:
+                raise PositionBeyondHead(position, head)
+            checked_head = True
         if time.monotonic() >= deadline:
             raise ReadModelBehind(projection, position, reached)
         await asyncio.sleep(delay)

@@ -301,14 +301,32 @@ async def test_lookup_needs_exactly_one_well_formed_criterion(
     assert_problem(response, 400, "invalid_parameter")
 
 
-async def test_min_position_far_beyond_the_head_answers_503_read_model_behind(
+async def test_min_position_beyond_the_log_head_answers_400_at_once(
     client: Client, admin: dict[str, str]
 ) -> None:
-    created = await register(client, admin, identity("member_no", "behind-1"))
+    created = await register(client, admin, identity("member_no", "beyond-1"))
     started = time.monotonic()
     response = await client.get(
         f"/v1/customers/{created.json()['customer_id']}",
         params={"min_position": 10**12},
+        headers=admin,
+    )
+    elapsed = time.monotonic() - started
+    body = assert_problem(response, 400, "position_beyond_head")
+    assert body["field"] == "min_position"
+    assert body["head"] >= created.json()["position"]
+    assert elapsed < 1.0  # refused, not waited for
+
+
+async def test_min_position_the_read_model_does_not_reach_answers_503_read_model_behind(
+    client: Client, admin: dict[str, str]
+) -> None:
+    # No projection worker runs behind ``client``: the profile never reaches the write.
+    created = await register(client, admin, identity("member_no", "behind-1"))
+    started = time.monotonic()
+    response = await client.get(
+        f"/v1/customers/{created.json()['customer_id']}",
+        params={"min_position": created.json()["position"]},
         headers=admin,
     )
     elapsed = time.monotonic() - started

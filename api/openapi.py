@@ -1,0 +1,70 @@
+"""The OpenAPI document's configuration and the docs pages (Swagger UI, ReDoc) served offline.
+
+The pages' scripts, styles and icon come from the ``drf-spectacular-sidecar`` wheel, which vendors
+the Swagger UI and ReDoc distributions as static files (its Django app is never imported): the
+pages render on a machine without internet, and their versions move with a dependency upgrade.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+
+from litestar import Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+
+SCHEMA_PATH = "/schema"
+ASSETS_PATH = f"{SCHEMA_PATH}/assets"
+
+
+def _assets_directory() -> Path:
+    """The sidecar's static folder, found without importing the package (its ``__init__``
+    imports Django)."""
+    spec = importlib.util.find_spec("drf_spectacular_sidecar")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("drf-spectacular-sidecar is not installed: the docs pages need it")
+    return Path(next(iter(spec.submodule_search_locations))) / "static" / "drf_spectacular_sidecar"
+
+
+def docs_assets() -> Router:
+    """``/schema/assets/...``: the docs pages' files, public like the pages themselves."""
+    return create_static_files_router(
+        path=ASSETS_PATH, directories=[_assets_directory()], name="docs_assets"
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    swagger = f"{ASSETS_PATH}/swagger-ui-dist"
+    favicon = f"<link rel='icon' type='image/png' href='{swagger}/favicon-32x32.png'>"
+    return OpenAPIConfig(
+        title="membercore",
+        version=importlib.metadata.version("membercore"),
+        description="Member core API: customers, points, levels, wallet, commissions.",
+        path=SCHEMA_PATH,
+        components=Components(
+            security_schemes={
+                "apiKey": SecurityScheme(
+                    type="http", scheme="bearer", description="membercore API key (mck_...)"
+                )
+            }
+        ),
+        security=[{"apiKey": []}],
+        render_plugins=[
+            SwaggerRenderPlugin(
+                js_url=f"{swagger}/swagger-ui-bundle.js",
+                css_url=f"{swagger}/swagger-ui.css",
+                standalone_preset_js_url=f"{swagger}/swagger-ui-standalone-preset.js",
+                favicon=favicon,
+            ),
+            RedocRenderPlugin(
+                path="/redoc",
+                js_url=f"{ASSETS_PATH}/redoc/bundles/redoc.standalone.js",
+                google_fonts=False,
+                favicon=favicon,
+            ),
+        ],
+    )
