@@ -9,9 +9,7 @@ times so counts stay right.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import UTC
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import msgspec
@@ -22,9 +20,6 @@ from psycopg.sql import SQL, Composed, Identifier
 from application.behaviors import ERASED_FINGERPRINT, Appended, Behavior, CustomerState
 from domain.customer import Customer
 from infrastructure.eventstore import EVENTS_TABLE, SharedPoolDatastore
-
-if TYPE_CHECKING:  # tenancy wires this module in (tenant_app): no import at run time
-    from infrastructure.tenancy import Tenant
 
 BEHAVIORS_TABLE = "behaviors"
 
@@ -227,26 +222,3 @@ class PostgresBehaviorStore:
         return {
             c: CustomerState.ERASED if c in erased else CustomerState.ACTIVE for c in registered
         }
-
-
-def behaviors_of(tenant: Tenant, customer_id: UUID) -> list[dict[str, Any]]:
-    """Every behaviour of the customer in position order, as JSON-ready dicts (for the
-    access-request export; erased ones have empty ``data``)."""
-    query = SQL(
-        "SELECT position, event_id, type, occurred_at, recorded_at, channel, data"
-        " FROM {}.{} WHERE customer_id = %s ORDER BY position"
-    ).format(Identifier(tenant.schema), Identifier(BEHAVIORS_TABLE))
-    with tenant.datastore.get_connection() as conn, conn.cursor() as curs:
-        curs.execute(query, (customer_id,))
-        return [
-            {
-                "position": r["position"],
-                "event_id": r["event_id"],
-                "type": r["type"],
-                "occurred_at": r["occurred_at"].astimezone(UTC).isoformat(),
-                "recorded_at": r["recorded_at"].astimezone(UTC).isoformat(),
-                "channel": r["channel"],
-                "data": r["data"],
-            }
-            for r in curs.fetchall()
-        ]
