@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -11,10 +12,11 @@ import msgspec
 from litestar import Request, Response
 
 from api.auth import principal_of, tenant_of
-from api.errors import PROBLEM_JSON, bad_request, not_found, problem_for
+from api.errors import bad_request, not_found
 from application.context import CommandContext
-from application.errors import ApplicationError
-from application.idempotency import IdempotencyKey, StoredResponse
+from application.errors import RejectionReplayed
+from application.idempotency import IdempotencyKey, StoredAnswer, StoredOutcome
+from application.kernel import Answer, Caller, Command, Outcome, execute, rejection_of
 from domain.errors import DomainError
 from infrastructure.tenancy import Principal, Tenant
 
@@ -43,12 +45,31 @@ def idempotency_header(raw: str | None) -> str | None:
     return raw
 
 
-def _respond(status: int, body: dict[str, Any], *, replayed: bool) -> Response[Any]:
-    headers = {"Idempotent-Replayed": "true"} if replayed else None
-    media = PROBLEM_JSON if status >= 400 else "application/json"
+STATUS_OF = {Outcome.CREATED: 201, Outcome.DONE: 200, Outcome.REPLAYED: 200}
+
+
+def respond(answer: Answer) -> Response[Any]:
+    """A command's answer: 201 created, 200 done; a replay answers 200 with
+    ``Idempotent-Replayed`` (the contract: not the original 201)."""
+    headers = {"Idempotent-Replayed": "true"} if answer.outcome is Outcome.REPLAYED else None
+    body = {**answer.body, "position": answer.position}
     return Response(
-        msgspec.json.encode(body), status_code=status, media_type=media, headers=headers
+        msgspec.json.encode(body),
+        status_code=STATUS_OF[answer.outcome],
+        media_type="application/json",
+        headers=headers,
     )
+
+
+def run(
+    request: Request[Any, Any, Any], command: Command, client_id: str | None = None
+) -> Response[Any]:
+    """Run ``command`` through the kernel as the request's key, in its tenant. ``client_id`` is
+    the ``Idempotency-Key`` header of commands whose body names no client id."""
+    tenant = tenant_of(request)
+    caller = Caller(principal_of(request).key_id, tenant.slug, tenant.idempotency)
+    answer = execute(tenant.app, command, caller, client_id=idempotency_header(client_id))
+    return respond(answer)
 
 
 def run_command(
@@ -63,23 +84,18 @@ def run_command(
     """Run ``handler`` at most once per ``(scope, client_id)``; replay the first answer after."""
     if client_id is None:
         result = handler(CommandContext(actor=principal.key_id))
-        return _respond(
-            result.status, {**result.body(), "position": result.position}, replayed=False
-        )
+        return _legacy(result)
 
-    key = IdempotencyKey.for_request(scope, client_id, request)
+    canonical = msgspec.json.encode(msgspec.to_builtins(request), order="sorted")
+    key = IdempotencyKey(scope, client_id, hashlib.sha256(canonical).hexdigest())
     stored = tenant.idempotency.begin(key)
     if stored is not None:
-        body = (
-            stored.body if stored.position is None else {**stored.body, "position": stored.position}
-        )
-        # The contract: a replayed success answers 200 (not the original 201); a replayed
-        # rejection answers its original status.
-        status = 200 if stored.status < 300 else stored.status
-        return _respond(status, body, replayed=True)
+        if stored.outcome == "rejected":
+            raise RejectionReplayed(stored.body)
+        return respond(Answer(Outcome.REPLAYED, stored.body, stored.position or 0))
 
     def complete(status: int, body: dict[str, Any]) -> object:
-        return tenant.idempotency.completion(key, status, body)
+        return tenant.idempotency.completion(key, StoredAnswer(_outcome(status), body, None))
 
     # Ids derived from the key make a retried command produce byte-identical events.
     ctx = CommandContext(
@@ -89,31 +105,26 @@ def run_command(
     )
     try:
         result = handler(ctx)
-    except (DomainError, ApplicationError) as e:
-        if _is_final(e):
-            # The rejection is the answer to this key: replaying it must not run the command again.
-            tenant.idempotency.complete(key, StoredResponse(_status(e), problem_for(e), None))
-        else:
-            tenant.idempotency.release(key)
+    except DomainError as e:
+        tenant.idempotency.complete(key, StoredAnswer("rejected", rejection_of(e), None))
         raise
     except BaseException:
         tenant.idempotency.release(key)
         raise
     if not result.completed:
         tenant.idempotency.complete(
-            key, StoredResponse(result.status, result.body(), result.position)
+            key, StoredAnswer(_outcome(result.status), result.body(), result.position)
         )
-    return _respond(result.status, {**result.body(), "position": result.position}, replayed=False)
+    return _legacy(result)
 
 
-def _is_final(e: Exception) -> bool:
-    # Transient failures (conflict retries exhausted, database down) leave the key free.
-    return isinstance(e, DomainError)
+def _outcome(status: int) -> StoredOutcome:
+    return "created" if status == 201 else "done"
 
 
-def _status(e: DomainError | ApplicationError) -> int:
-    status: int = problem_for(e)["status"]
-    return status
+def _legacy(result: Result) -> Response[Any]:
+    outcome = Outcome.CREATED if result.status == 201 else Outcome.DONE
+    return respond(Answer(outcome, result.body(), result.position))
 
 
 def run_for(

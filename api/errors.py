@@ -9,7 +9,9 @@ import re
 from typing import Any
 
 import msgspec
+import psycopg
 import structlog
+from eventsourcing import persistence
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 
@@ -17,6 +19,7 @@ from application.errors import (
     ApplicationError,
     ConcurrencyConflict,
     IdempotencyKeyReused,
+    RejectionReplayed,
     RequestInProgress,
     ServiceUnavailable,
     TenantNotFound,
@@ -28,6 +31,7 @@ from domain.errors import (
     BenefitNotHeld,
     BenefitQuotaExhausted,
     CannotMerge,
+    ClientIdReused,
     CustomerErased,
     CustomerMerged,
     CustomerNotFound,
@@ -92,6 +96,7 @@ def bad_request(code: str, detail: str, **extra: Any) -> ApiError:
 
 STATUS_BY_ERROR: dict[type[Exception], int] = {
     InvalidInput: 400,
+    ClientIdReused: 422,
     CustomerNotFound: 404,
     TenantNotFound: 404,
     IdentityConflict: 409,
@@ -168,22 +173,28 @@ def problem_response(body: dict[str, Any], headers: dict[str, str] | None = None
     )
 
 
-def _error_fields(exc: Exception) -> dict[str, Any]:
-    if isinstance(exc, InvalidInput):
-        return {"errors": [{"field": p.field, "reason": p.reason} for p in exc.problems]}
-    if isinstance(exc, IdentityConflict | IdentityHeldByOther):
-        return {"customer_ids": [str(c) for c in exc.customer_ids]}
-    if isinstance(exc, CustomerMerged):
-        return {"merged_into": exc.merged_into}
-    if isinstance(exc, DomainError):
-        return exc.problem_fields()
-    return {}
+STATUS_BY_CODE: dict[str, int] = {
+    code: status
+    for error, status in STATUS_BY_ERROR.items()
+    if isinstance(code := getattr(error, "code", None), str)
+}
+
+
+def replayed_problem(rejection: dict[str, Any]) -> dict[str, Any]:
+    """The problem body of a stored rejection: its fields under the code's status (rows stored
+    before rejections were kept without their status carry it)."""
+    fields = {k: v for k, v in rejection.items() if k not in ("type", "title", "status")}
+    code = str(fields.pop("code", "rejected"))
+    detail = str(fields.pop("detail", ""))
+    status = rejection.get("status") or STATUS_BY_CODE.get(code, 422)
+    return problem_body(int(status), code, detail, **fields)
 
 
 def problem_for(exc: DomainError | ApplicationError) -> dict[str, Any]:
     """The problem body for a typed error (also stored for idempotent replay of rejections)."""
     status = STATUS_BY_ERROR.get(type(exc), 422 if isinstance(exc, DomainError) else 400)
-    return problem_body(status, exc.code, exc.detail, **_error_fields(exc))
+    fields = exc.problem_fields() if isinstance(exc, DomainError) else {}
+    return problem_body(status, exc.code, exc.detail, **fields)
 
 
 _AT = re.compile(r" - at `\$(?:\.data)?\.?(?P<path>[^`]*)`")
@@ -219,21 +230,90 @@ def _validation_problem(exc: ValidationException) -> dict[str, Any]:
     return problem_body(400, code, f"{message}" + (f" (at {field})" if field else ""), field=field)
 
 
+# Seconds a client should wait before retrying a 503 (or a transient 409): the pool replaces a
+# lost connection, and a restarted PostgreSQL accepts connections, within about that.
+RETRY_AFTER = "1"
+UNAVAILABLE_DETAIL = (
+    "the database is unavailable or timed out; retry later (a command retried with the same"
+    " client id runs at most once)"
+)
+CONFLICT_DETAIL = "the command conflicted with a concurrent write; retry"
+
+# SQLSTATE classes (and codes) that mean the server or the connection failed, not the statement:
+# 08 connection exception, 53 insufficient resources, 57 operator intervention (shutdown,
+# query_canceled by statement_timeout or pg_cancel_backend), 58 system error, and the idle
+# and transaction timeouts (25P03, 25P04), after which the server closes the connection.
+_UNAVAILABLE_SQLSTATE = ("08", "53", "57", "58", "25P03", "25P04")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its explicit causes: eventsourcing re-raises driver errors as its own types
+    (``raise ... from``). Implicit context is not followed: an error raised while handling a
+    database error is a fault of its own."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 16:
+        seen.append(current)
+        current = current.__cause__
+    return seen
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the database (or the pool in front of it) failing rather than the
+    request: a lost or refused connection, a pool timeout, a cancelled statement, a lock or
+    statement timeout, a server shutting down. Such a request may succeed when retried."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_unavailable(e) for e in exc.exceptions)
+    for e in _chain(exc):
+        if isinstance(
+            e,
+            ServiceUnavailable
+            | psycopg.OperationalError  # PoolTimeout and PoolClosed included
+            | psycopg.InterfaceError
+            | persistence.OperationalError
+            | persistence.InterfaceError,
+        ):
+            return True
+        if isinstance(e, psycopg.Error) and (e.sqlstate or "").startswith(_UNAVAILABLE_SQLSTATE):
+            return True
+    return False
+
+
+def is_write_conflict(exc: BaseException) -> bool:
+    """A unique violation that escaped the command's retries: another writer got there first."""
+    chain = _chain(exc)
+    if not any(isinstance(e, persistence.IntegrityError | psycopg.IntegrityError) for e in chain):
+        return False
+    driver = [e for e in chain if isinstance(e, psycopg.IntegrityError)]
+    # eventsourcing raises its own IntegrityError (no driver cause) for a version conflict.
+    return not driver or isinstance(driver[0], psycopg.errors.UniqueViolation)
+
+
 def handle_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
         body = problem_body(exc.status, exc.code, exc.detail, **exc.extra)
         if exc.status == 401:
             headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, RejectionReplayed):
+        body = replayed_problem(exc.rejection)
+        headers["Idempotent-Replayed"] = "true"
     elif isinstance(exc, DomainError | ApplicationError):
         body = problem_for(exc)
-        if isinstance(exc, ServiceUnavailable | ConcurrencyConflict):
-            headers["Retry-After"] = "1"
+        if isinstance(exc, ServiceUnavailable | ConcurrencyConflict | RequestInProgress):
+            headers["Retry-After"] = RETRY_AFTER
+    elif is_unavailable(exc):
+        log.warning("database_unavailable", path=request.url.path, exc_info=exc)
+        body = problem_body(503, ServiceUnavailable.code, UNAVAILABLE_DETAIL)
+        return problem_response(body, {"Retry-After": RETRY_AFTER})
+    elif is_write_conflict(exc):
+        body = problem_body(409, ConcurrencyConflict.code, CONFLICT_DETAIL)
+        headers["Retry-After"] = RETRY_AFTER
     elif isinstance(exc, PositionBeyondHead):
         body = problem_body(400, exc.code, str(exc), field="min_position", head=exc.head)
     elif isinstance(exc, ReadModelBehind):
         body = problem_body(503, exc.code, str(exc), projection=exc.projection, reached=exc.reached)
-        headers["Retry-After"] = "1"
+        headers["Retry-After"] = RETRY_AFTER
     elif isinstance(exc, ValidationException):
         body = _validation_problem(exc)
     elif isinstance(exc, HTTPException):

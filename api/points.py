@@ -8,7 +8,6 @@ customer and the point type; capture and release take an optional ``Idempotency-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -18,32 +17,25 @@ from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Para
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
-from api.commands import (
-    customer_id_of,
-    idempotency_header,
-    position_cursor,
-    run_for,
-)
+from api.commands import customer_id_of, position_cursor, run
 from api.errors import bad_request
 from api.schemas import ClientId, Page, Strict, problem_responses
-from application.merges import merged_into
+from application.loaders import merged_into
 from application.permissions import Permission
-from application.points import (
+from application.points.commands import (
     MAX_HOLD_SECONDS,
     MAX_POINTS,
-    ExpiryRun,
-    adjust_points,
-    capture_hold,
-    hold_points,
-    points_balances,
-    points_entries,
-    redeem_points,
-    release_hold,
-    reverse_redemption,
+    AdjustPoints,
+    CaptureHold,
+    HoldPoints,
+    RedeemPoints,
+    ReleaseHold,
+    ReverseRedemption,
 )
+from application.points.expiry import ExpirePoints
+from application.points.queries import points_balances, points_entries
 from application.program import loyalty_rules
 from domain.expiry import local_midnight
-from projections.points_balance.job import run_expiry
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 PositivePoints = Annotated[int, Meta(ge=1, le=MAX_POINTS)]
@@ -173,20 +165,6 @@ class PointsExpired(Struct):
 # -- helpers ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _JobResult:
-    run: ExpiryRun
-    completed: bool = False
-    status: int = 200
-
-    @property
-    def position(self) -> int:
-        return self.run.position
-
-    def body(self) -> dict[str, Any]:
-        return self.run.body()
-
-
 def parse_as_of(raw: str, tz: ZoneInfo) -> datetime:
     """RFC 3339 with an offset, or a bare date meaning the local start of that day."""
     try:
@@ -279,22 +257,10 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[RedemptionIn],
     ) -> Response[PointsRedeemed]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"RedeemPoints:{cid}:{point_type}",
-            data.redemption_id,
-            data,
-            lambda app, ctx: redeem_points(
-                app,
-                cid,
-                point_type,
-                redemption_id=data.redemption_id,
-                amount=data.amount,
-                reason=data.reason,
-                ctx=ctx,
-            ),
+        cmd = RedeemPoints(
+            customer_id_of(customer_id), point_type, data.redemption_id, data.amount, data.reason
         )
+        return run(request, cmd)
 
     @post(
         "/{point_type:str}/redemptions/{redemption_id:str}/reversals",
@@ -314,23 +280,15 @@ class PointsController(Controller):
         redemption_id: FromPath[str],
         data: JSONBody[RedemptionReversalIn],
     ) -> Response[RedemptionReversed]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"ReverseRedemption:{cid}:{point_type}",
+        cmd = ReverseRedemption(
+            customer_id_of(customer_id),
+            point_type,
+            redemption_id,
             data.reversal_id,
-            {"redemption_id": redemption_id, "body": data},
-            lambda app, ctx: reverse_redemption(
-                app,
-                cid,
-                point_type,
-                redemption_id,
-                reversal_id=data.reversal_id,
-                amount=data.amount,
-                reason=data.reason,
-                ctx=ctx,
-            ),
+            data.amount,
+            data.reason,
         )
+        return run(request, cmd)
 
     @post(
         "/{point_type:str}/adjustments",
@@ -348,22 +306,10 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[AdjustmentIn],
     ) -> Response[PointsAdjusted]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"AdjustPoints:{cid}:{point_type}",
-            data.adjustment_id,
-            data,
-            lambda app, ctx: adjust_points(
-                app,
-                cid,
-                point_type,
-                adjustment_id=data.adjustment_id,
-                amount=data.amount,
-                reason=data.reason,
-                ctx=ctx,
-            ),
+        cmd = AdjustPoints(
+            customer_id_of(customer_id), point_type, data.adjustment_id, data.amount, data.reason
         )
+        return run(request, cmd)
 
     @post(
         "/{point_type:str}/holds",
@@ -381,23 +327,15 @@ class PointsController(Controller):
         point_type: FromPath[str],
         data: JSONBody[HoldIn],
     ) -> Response[PointsHold]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"HoldPoints:{cid}:{point_type}",
+        cmd = HoldPoints(
+            customer_id_of(customer_id),
+            point_type,
             data.hold_id,
-            data,
-            lambda app, ctx: hold_points(
-                app,
-                cid,
-                point_type,
-                hold_id=data.hold_id,
-                amount=data.amount,
-                ctx=ctx,
-                ttl_seconds=data.ttl_seconds,
-                expires_at=data.expires_at,
-            ),
+            data.amount,
+            data.ttl_seconds,
+            data.expires_at,
         )
+        return run(request, cmd)
 
     @post(
         "/{point_type:str}/holds/{hold_id:str}/capture",
@@ -416,14 +354,8 @@ class PointsController(Controller):
         hold_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsHold]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"CaptureHold:{cid}:{point_type}:{hold_id}",
-            idempotency_header(idempotency_key),
-            {"hold_id": hold_id},
-            lambda app, ctx: capture_hold(app, cid, point_type, hold_id, ctx),
-        )
+        cmd = CaptureHold(customer_id_of(customer_id), point_type, hold_id)
+        return run(request, cmd, idempotency_key)
 
     @post(
         "/{point_type:str}/holds/{hold_id:str}/release",
@@ -442,14 +374,8 @@ class PointsController(Controller):
         hold_id: FromPath[str],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsHold]:
-        cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"ReleaseHold:{cid}:{point_type}:{hold_id}",
-            idempotency_header(idempotency_key),
-            {"hold_id": hold_id},
-            lambda app, ctx: release_hold(app, cid, point_type, hold_id, ctx),
-        )
+        cmd = ReleaseHold(customer_id_of(customer_id), point_type, hold_id)
+        return run(request, cmd, idempotency_key)
 
 
 class PointsJobsController(Controller):
@@ -472,13 +398,5 @@ class PointsJobsController(Controller):
         data: JSONBody[ExpirePointsIn],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsExpired]:
-        tenant = tenant_of(request)
-        tz = ZoneInfo(loyalty_rules(tenant.app).timezone)
-        as_of = parse_as_of(data.as_of, tz)
-        return run_for(
-            request,
-            "ExpirePoints",
-            idempotency_header(idempotency_key),
-            data,
-            lambda app, ctx: _JobResult(run_expiry(tenant, as_of)),
-        )
+        tz = ZoneInfo(loyalty_rules(tenant_of(request).app).timezone)
+        return run(request, ExpirePoints(parse_as_of(data.as_of, tz)), idempotency_key)

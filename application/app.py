@@ -5,9 +5,9 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -43,6 +43,24 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class DueIndex(Protocol):
+    """What the scheduled jobs find due by ``as_of`` (the infrastructure wires an index)."""
+
+    def points_accounts(self, as_of: datetime) -> list[UUID]:
+        """Points accounts with lots due or holds timed out by ``as_of``."""
+
+    def memberships(self, as_of: datetime) -> list[UUID]:
+        """Level memberships with an assessment, warning or override end due by ``as_of``."""
+
+
+class NoDueIndex:
+    def points_accounts(self, as_of: datetime) -> list[UUID]:
+        raise NotImplementedError("the infrastructure wires the due index")
+
+    def memberships(self, as_of: datetime) -> list[UUID]:
+        raise NotImplementedError("the infrastructure wires the due index")
+
+
 class Membercore(Application[UUID]):
     """Commands load aggregates, let them decide, and save their events in one transaction.
 
@@ -53,6 +71,7 @@ class Membercore(Application[UUID]):
     env = {"AGGREGATE_CACHE_MAXSIZE": "2000", "DEEPCOPY_FROM_AGGREGATE_CACHE": "y"}
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
+    due: DueIndex = NoDueIndex()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Held while one batch round is decided and saved: concurrent batches of one tenant in
@@ -86,6 +105,16 @@ class Membercore(Application[UUID]):
             except AggregateNotFoundError:
                 continue
         return found
+
+    def stored_position(self, events: Sequence[Any]) -> int | None:
+        """Log position of the last of ``events`` when the first is stored exactly as given
+        (a save that committed although its caller lost the connection), else None."""
+        first = events[0]
+        version = first.originator_version
+        stored = list(self.recorder.select_events(first.originator_id, gt=version - 1, lte=version))
+        if not stored or self.mapper.to_domain_event(stored[0]) != first:
+            return None
+        return self.last_position_of(events[-1].originator_id)
 
     def claim_id(self, identity: Identity) -> UUID:
         """Id of the claim making ``identity`` unique: a keyed hash of the normalised value."""

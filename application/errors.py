@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ApplicationError(Exception):
@@ -63,3 +63,23 @@ class TenantExists(ApplicationError):
     def __init__(self, slug: str) -> None:
         self.slug = slug
         super().__init__(f"tenant {slug!r} already exists")
+
+
+class RejectionReplayed(ApplicationError):
+    """A client id's first attempt was rejected: the retry answers that rejection again (a new
+    client id is needed to try again)."""
+
+    def __init__(self, rejection: dict[str, Any]) -> None:
+        self.rejection = rejection
+        self.code = str(rejection.get("code", "rejected"))  # type: ignore[misc]
+        super().__init__(str(rejection.get("detail", "rejected")))
+
+
+class UnknownOperation(ApplicationError):
+    """A command no handler is registered for (a programming error, never a client's)."""
+
+    code = "unknown_operation"
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+        super().__init__(f"no handler is registered for {operation}")

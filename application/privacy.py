@@ -9,12 +9,13 @@ from uuid import UUID
 import msgspec
 from eventsourcing.domain import Aggregate
 
-from application import benefits, levels, points
+from application import benefits, levels
 from application.app import Membercore, both
 from application.context import CommandContext
 from application.customers import Changed, save_changes
 from application.identities import load_claims
 from application.merges import load_customer
+from application.points import queries as points
 from domain.customer import Customer
 from domain.errors import CustomerMerged, FieldProblem, InvalidInput
 from domain.order import Order

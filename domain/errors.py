@@ -44,6 +44,23 @@ class InvalidInput(DomainError):
         self.problems = tuple(problems)
         super().__init__("; ".join(f"{p.field}: {p.reason}" for p in self.problems))
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"errors": [{"field": p.field, "reason": p.reason} for p in self.problems]}
+
+
+class ClientIdReused(DomainError):
+    """A client's id for a command (``redemption_id``, ``hold_id``, ...) was used before for a
+    different request; the same request again is a replay, never this."""
+
+    code = "idempotency_key_reused"
+
+    def __init__(self, field: str, client_id: str) -> None:
+        self.field, self.client_id = field, client_id
+        super().__init__(f"{field} {client_id!r} was already used for a different request")
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"field": self.field}
+
 
 class IdentityConflict(DomainError):
     """The identities of one request already belong to more than one customer."""
@@ -56,6 +73,9 @@ class IdentityConflict(DomainError):
             "the identities given belong to different customers: "
             + ", ".join(str(c) for c in self.customer_ids)
         )
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"customer_ids": [str(c) for c in self.customer_ids]}
 
 
 class CustomerNotFound(DomainError):
@@ -84,6 +104,9 @@ class CustomerMerged(DomainError):
         self.merged_into = str(merged_into)
         super().__init__(f"customer {customer_id} was merged into {merged_into}")
 
+    def problem_fields(self) -> dict[str, Any]:
+        return {"merged_into": self.merged_into}
+
 
 class CustomerErased(DomainError):
     """The customer's personal data was erased; it accepts no further changes."""
@@ -106,6 +129,9 @@ class IdentityHeldByOther(DomainError):
         super().__init__(
             f"the {identity_type} identity belongs to customer {holder}; merge the two instead"
         )
+
+    def problem_fields(self) -> dict[str, Any]:
+        return {"customer_ids": [str(c) for c in self.customer_ids]}
 
 
 class IdentityLimitReached(DomainError):

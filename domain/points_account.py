@@ -44,6 +44,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.copying import ContainerCopies
 from domain.errors import (
+    ClientIdReused,
     FieldProblem,
     HoldAlreadyResolved,
     HoldExpired,
@@ -385,6 +386,7 @@ class PointsAccount(ContainerCopies, Aggregate):
             redemption = aggregate.redemptions[self.redemption_id]
             aggregate.redemptions[self.redemption_id] = redemption.with_restored(_takes(self.lots))
             aggregate.redemption_reversals[self.reversal_id] = self.redemption_id
+            aggregate.reversal_takes[self.reversal_id] = _takes(self.lots)
             reclaimed, repaid = dict(self.reclaimed), dict(self.repaid)
             for lot_id, n in self.lots:
                 lot = aggregate.lots.get(lot_id) or aggregate.spent_lots.pop(lot_id)
@@ -471,6 +473,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         program_version: int
 
         def apply(self, aggregate: PointsAccount) -> None:
+            aggregate.adjustments[self.adjustment_id] = (self.amount, _takes(self.lots))
             if self.amount > 0:
                 assert self.lot_id is not None
                 aggregate._add_lot(
@@ -561,6 +564,9 @@ class PointsAccount(ContainerCopies, Aggregate):
         # reversals could still give back; consumed lots with some stay in ``spent_lots``.
         self.redemptions: dict[str, Redemption] = {}
         self.redemption_reversals: dict[str, str] = {}
+        # What each reversal and adjustment took or gave, so a repeated id answers it again.
+        self.reversal_takes: dict[str, LotTakes] = {}
+        self.adjustments: dict[str, tuple[int, LotTakes]] = {}
         self.reversible: dict[str, int] = {}
         self.spent_lots: dict[str, Lot] = {}
         # Per lot: what a ``clamp`` refund of it wrote off because the points were spent; a
@@ -829,8 +835,11 @@ class PointsAccount(ContainerCopies, Aggregate):
         ``reversible_until`` (None: for ever); returns the lots taken."""
         _positive(points, "amount")
         _burn_order(burn_order)
-        if redemption_id in self.redemptions:
-            raise InvalidInput([FieldProblem("redemption_id", "already used")])
+        done = self.redemptions.get(redemption_id)
+        if done is not None:
+            if done.points != points:
+                raise ClientIdReused("redemption_id", redemption_id)
+            return done.lots  # a repeat of this redemption: it took these, nothing more
         self._require(points, at)  # expiry-aware: a rejected command triggers nothing
         self.settle(at, at=at)
         takes = self._plan(points, at, burn_order)
@@ -865,8 +874,11 @@ class PointsAccount(ContainerCopies, Aggregate):
         _burn_order(burn_order)
         if hold_id in self.resolved_holds:
             raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
-        if hold_id in self.holds:
-            raise InvalidInput([FieldProblem("hold_id", f"hold {hold_id!r} already exists")])
+        held = self.holds.get(hold_id)
+        if held is not None:
+            if held.points != points:
+                raise ClientIdReused("hold_id", hold_id)
+            return held.lots  # a repeat of this hold
         if expires_at is not None and expires_at <= at:
             raise InvalidInput([FieldProblem("expires_at", "must be after the hold")])
         self._require(points, at)  # expiry-aware: a rejected command triggers nothing
@@ -997,7 +1009,13 @@ class PointsAccount(ContainerCopies, Aggregate):
         if not reversal_id:
             raise InvalidInput([FieldProblem("reversal_id", "must not be empty")])
         if reversal_id in self.redemption_reversals:
-            raise InvalidInput([FieldProblem("reversal_id", "already used")])
+            took = self.reversal_takes.get(reversal_id, ())
+            same = self.redemption_reversals[reversal_id] == redemption_id and (
+                points is None or points == sum(n for _, n in took)
+            )
+            if not same:
+                raise ClientIdReused("reversal_id", reversal_id)
+            return took  # a repeat of this reversal
         redemption = self.redemptions.get(redemption_id)
         if redemption is None:
             raise RedemptionNotFound(redemption_id)
@@ -1082,11 +1100,16 @@ class PointsAccount(ContainerCopies, Aggregate):
         if problems:
             raise InvalidInput(problems)
         _burn_order(burn_order)
+        done = self.adjustments.get(adjustment_id)
+        if done is not None:
+            if done[0] != amount:
+                raise ClientIdReused("adjustment_id", adjustment_id)
+            return done[1]  # a repeat of this adjustment
         lot_id: str | None = None
         if amount > 0:
             lot_id = f"adjustment:{adjustment_id}"
             if lot_id in self.lots:
-                raise InvalidInput([FieldProblem("adjustment_id", "already used")])
+                raise ClientIdReused("adjustment_id", adjustment_id)
             if expires_at is not None and expires_at <= at:
                 raise InvalidInput([FieldProblem("expires_at", "must be after the adjustment")])
         else:

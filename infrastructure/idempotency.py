@@ -7,25 +7,38 @@ from typing import Any
 import msgspec
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Composed, Identifier
 
 from application.errors import IdempotencyKeyReused, RequestInProgress
-from application.idempotency import IdempotencyKey, StoredResponse
+from application.idempotency import IdempotencyKey, StoredAnswer, StoredOutcome
 from infrastructure.eventstore import SharedPoolDatastore
 
 # A claim whose owner crashed is taken over after this long (reliability case C8).
 CLAIM_SECONDS = 30
 
 
-def idempotency_ddl(schema: str) -> SQL:
-    return SQL(
-        "CREATE TABLE IF NOT EXISTS {}.idempotency_keys ("
-        " scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
-        " state text NOT NULL CHECK (state IN ('processing', 'done')),"
-        " status int, body bytea, position bigint,"
-        " locked_until timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
-        " PRIMARY KEY (scope, key))"
-    ).format(Identifier(schema))  # type: ignore[return-value]
+def idempotency_ddl(schema: str) -> list[Composed]:
+    table = SQL("{}.idempotency_keys").format(Identifier(schema))
+    return [
+        SQL(
+            "CREATE TABLE IF NOT EXISTS {} ("
+            " scope text NOT NULL, key text NOT NULL, fingerprint text NOT NULL,"
+            " state text NOT NULL CHECK (state IN ('processing', 'done')),"
+            " status int, body bytea, position bigint,"
+            " locked_until timestamptz NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),"
+            " PRIMARY KEY (scope, key))"
+        ).format(table),
+        # Rows completed before outcomes were stored carry only an HTTP status (see _outcome).
+        SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS outcome text").format(table),
+    ]
+
+
+def _outcome(row: DictRow) -> StoredOutcome:
+    outcome = row["outcome"]
+    if outcome in ("created", "done", "rejected"):
+        return outcome  # type: ignore[no-any-return]
+    status = row["status"]
+    return "created" if status == 201 else "done" if status < 300 else "rejected"
 
 
 class PostgresIdempotencyStore:
@@ -38,23 +51,24 @@ class PostgresIdempotencyStore:
             " ON CONFLICT DO NOTHING RETURNING 1"
         ).format(t=t)
         self._read = SQL(
-            "SELECT fingerprint, state, status, body, position, locked_until < now() AS stale"
-            " FROM {t} WHERE scope = %s AND key = %s"
+            "SELECT fingerprint, state, outcome, status, body, position,"
+            " locked_until < now() AS stale FROM {t} WHERE scope = %s AND key = %s"
         ).format(t=t)
         self._take_over = SQL(
             "UPDATE {t} SET locked_until = now() + make_interval(secs => %s)"
             " WHERE scope = %s AND key = %s AND state = 'processing' AND locked_until < now()"
             " RETURNING 1"
         ).format(t=t)
+        # A done key is final: a late completion (a retry that lost track of a commit) is ignored.
         self._complete = SQL(
-            "UPDATE {t} SET state = 'done', status = %s, body = %s, position = %s"
-            " WHERE scope = %s AND key = %s"
+            "UPDATE {t} SET state = 'done', outcome = %s, body = %s, position = %s"
+            " WHERE scope = %s AND key = %s AND state = 'processing'"
         ).format(t=t)
         self._release = SQL(
             "DELETE FROM {t} WHERE scope = %s AND key = %s AND state = 'processing'"
         ).format(t=t)
 
-    def begin(self, key: IdempotencyKey) -> StoredResponse | None:
+    def begin(self, key: IdempotencyKey) -> StoredAnswer | None:
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._claim, (key.scope, key.key, key.fingerprint, CLAIM_SECONDS))
             if curs.fetchone():
@@ -66,34 +80,36 @@ class PostgresIdempotencyStore:
             if row["fingerprint"] != key.fingerprint:
                 raise IdempotencyKeyReused(key.key)
             if row["state"] == "done":
-                return StoredResponse(
-                    row["status"], msgspec.json.decode(row["body"]), row["position"]
-                )
+                return self._stored(row)
             if row["stale"]:
                 curs.execute(self._take_over, (CLAIM_SECONDS, key.scope, key.key))
                 if curs.fetchone():
                     return None
             raise RequestInProgress(key.key)
 
-    def completion(self, key: IdempotencyKey, status: int, body: dict[str, Any]) -> Any:
-        encoded = msgspec.json.encode(body)
+    def answer(self, key: IdempotencyKey) -> StoredAnswer | None:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._read, (key.scope, key.key))
+            row = curs.fetchone()
+            return self._stored(row) if row is not None and row["state"] == "done" else None
+
+    @staticmethod
+    def _stored(row: DictRow) -> StoredAnswer:
+        return StoredAnswer(_outcome(row), msgspec.json.decode(row["body"]), row["position"])
+
+    def completion(self, key: IdempotencyKey, answer: StoredAnswer) -> Any:
+        encoded = msgspec.json.encode(answer.body)
 
         def write(curs: Cursor[DictRow], position: int) -> None:
-            curs.execute(self._complete, (status, encoded, position, key.scope, key.key))
+            curs.execute(self._complete, (answer.outcome, encoded, position, key.scope, key.key))
 
         return write
 
-    def complete(self, key: IdempotencyKey, response: StoredResponse) -> None:
+    def complete(self, key: IdempotencyKey, answer: StoredAnswer) -> None:
+        body = msgspec.json.encode(answer.body)
         with self._datastore.transaction(commit=True) as curs:
             curs.execute(
-                self._complete,
-                (
-                    response.status,
-                    msgspec.json.encode(response.body),
-                    response.position,
-                    key.scope,
-                    key.key,
-                ),
+                self._complete, (answer.outcome, body, answer.position, key.scope, key.key)
             )
 
     def release(self, key: IdempotencyKey) -> None:

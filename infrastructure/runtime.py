@@ -14,6 +14,7 @@ from infrastructure.behaviors import install_behaviors
 from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
+from projections.due_index import wire_due_index
 from projections.jobs import DEFAULT_EVERY_SECONDS
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
@@ -34,7 +35,11 @@ class Runtime:
     def open(cls, settings: Settings, *, projections: bool = False) -> Runtime:
         url = resolve_database_url(settings)
         pool = open_pool(url, settings)
-        tenants = Tenants(pool, installers=[*(p.install for p in PROJECTIONS), install_behaviors])
+        tenants = Tenants(
+            pool,
+            installers=[*(p.install for p in PROJECTIONS), install_behaviors],
+            wirers=[wire_due_index],
+        )
         runtime = cls(settings, url, pool, tenants, ApiKeys(pool))
         if projections:
             runtime.start_projections()

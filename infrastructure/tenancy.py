@@ -32,7 +32,7 @@ SLUG = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 CONTROL_SCHEMA = "membercore"
 TRACKING_TABLE = "projection_tracking"
 # Bump when the per-tenant DDL changes; tenants below it are upgraded when first loaded.
-TENANT_SCHEMA_VERSION = 4
+TENANT_SCHEMA_VERSION = 5
 
 SchemaInstaller = Callable[[Cursor[DictRow], str], None]
 """Creates (idempotently) the tables one component needs in a tenant schema."""
@@ -121,9 +121,16 @@ class Tenant:
 class Tenants:
     """Creates tenants and hands out their (cached) applications, all on the one shared pool."""
 
-    def __init__(self, pool: Any, installers: Sequence[SchemaInstaller] = ()) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        installers: Sequence[SchemaInstaller] = (),
+        wirers: Sequence[Callable[[Tenant], None]] = (),
+    ) -> None:
         self.pool = pool
         self.installers = tuple(installers)
+        # Ports the outer layers provide to a tenant's application (the jobs' due index).
+        self.wirers = tuple(wirers)
         self._cache: dict[str, Tenant] = {}
         self._lock = threading.Lock()
         ensure_control_schema(pool)
@@ -200,13 +207,17 @@ class Tenants:
         app = TenantApp(self.pool, schema)
         assert isinstance(app.datastore, SharedPoolDatastore)
         tracking = PostgresTrackingRecorder(app.datastore, tracking_table_name=TRACKING_TABLE)
-        return Tenant(slug, schema, app, PostgresIdempotencyStore(app.datastore), tracking)
+        tenant = Tenant(slug, schema, app, PostgresIdempotencyStore(app.datastore), tracking)
+        for wire in self.wirers:
+            wire(tenant)
+        return tenant
 
     def _provision(self, curs: Cursor[DictRow], tenant: Tenant) -> None:
         """Idempotent DDL for everything a tenant schema holds."""
         curs.execute(SQL("CREATE SCHEMA IF NOT EXISTS {}").format(Identifier(tenant.schema)))
         _event_store_ddl(curs, tenant.app.tenant_recorder, tenant.schema)
-        curs.execute(idempotency_ddl(tenant.schema))
+        for statement in idempotency_ddl(tenant.schema):
+            curs.execute(statement)
         crypto_ddl(curs, tenant.schema)
         for statement in tenant.tracking.sql_create_statements:
             curs.execute(statement)

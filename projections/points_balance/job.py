@@ -1,12 +1,6 @@
-"""The points expiry job of a tenant; ``projections.worker`` runs it on a schedule with the other
-scheduled jobs (``projections.jobs``) inside ``membercore worker`` and ``membercore serve``.
-
-``run_expiry(tenant, as_of)`` first brings ``points_lots`` and ``points_holds`` up to the log head
-(a catch-up, safe to run beside the projection worker: exactly-once by compare-and-set), reads
-the accounts with lots due or holds timed out by ``as_of`` from their indexes, and lets each
-account release and expire what *it* says is due (``application.points.expire_points``).
-Running it twice, or in two processes at once, writes one ``HoldExpired`` per hold and one
-``Expired`` per lot: the second finds nothing due in the accounts.
+"""The points expiry job on a schedule: ``projections.worker`` runs it with the other scheduled
+jobs (``projections.jobs``) inside ``membercore worker`` and ``membercore serve``. The job itself
+is the write side's (``application.points.expiry``); the tenant's due index finds the accounts.
 """
 
 from __future__ import annotations
@@ -15,22 +9,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from application.points import ExpiryRun, expire_points
+from application.points.expiry import ExpiryRun, expire_due
 from infrastructure.tenancy import Tenant, Tenants
-from projections.engine import catch_up
 from projections.jobs import DEFAULT_EVERY_SECONDS, JobScheduler, ScheduledJob
-from projections.points_balance.projection import PointsBalanceProjection, due_accounts
 
 __all__ = ["DEFAULT_EVERY_SECONDS", "POINTS_EXPIRY", "ExpiryScheduler", "run_expiry"]
 
-PROJECTION = PointsBalanceProjection()
-
-
 def run_expiry(tenant: Tenant, as_of: datetime) -> ExpiryRun:
-    catch_up(tenant, PROJECTION)
-    with tenant.datastore.transaction(commit=False) as curs:
-        accounts = due_accounts(curs, tenant.schema, as_of)
-    return expire_points(tenant.app, as_of, accounts)
+    return expire_due(tenant.app, as_of, tenant.app.due.points_accounts(as_of))
 
 
 def _expired(run: ExpiryRun) -> dict[str, Any] | None:

@@ -14,10 +14,11 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from application.permissions import Role
-from application.points import load_account
+from application.loaders import points_account as load_account
 from domain.points_account import PointsAccount
+from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
-from tests.api.support import assert_problem, identity
+from tests.api.support import assert_problem, identity, key_id
 
 pytestmark = pytest.mark.anyio
 
@@ -216,24 +217,49 @@ async def test_an_unknown_point_type_is_404(
     assert_problem(response, 404, "point_type_not_found")
 
 
+# Raw bodies, so the sample holds what a JSON encoder would never write: the lax integers
+# (``1e3``, ``1000.0``, ``"1000"``, a float that rounds to an integer) that were once taken as
+# points, NaN, a NUL in the client id, nesting, a truncated document.
+MALFORMED_REDEMPTIONS = {
+    "zero": (b'{"redemption_id": "r", "amount": 0}', "invalid_value"),
+    "negative": (b'{"redemption_id": "r", "amount": -5}', "invalid_value"),
+    "fraction": (b'{"redemption_id": "r", "amount": 1.5}', "invalid_type"),
+    "exponent": (b'{"redemption_id": "r", "amount": 1e3}', "invalid_type"),
+    "integral_float": (b'{"redemption_id": "r", "amount": 1000.0}', "invalid_type"),
+    "rounds_to_one": (b'{"redemption_id": "r", "amount": 1.0000000000000001}', "invalid_type"),
+    "numeric_string": (b'{"redemption_id": "r", "amount": "1000"}', "invalid_type"),
+    "word": (b'{"redemption_id": "r", "amount": "ten"}', "invalid_type"),
+    "boolean": (b'{"redemption_id": "r", "amount": true}', "invalid_type"),
+    "too_large": (b'{"redemption_id": "r", "amount": 10000000000000000}', "invalid_value"),
+    "beyond_int64": (b'{"redemption_id": "r", "amount": 1' + b"0" * 30 + b"}", "invalid_value"),
+    "nan": (b'{"redemption_id": "r", "amount": NaN}', "malformed_json"),
+    "space_in_id": (b'{"redemption_id": "r b", "amount": 1}', "invalid_value"),
+    "nul_in_id": (b'{"redemption_id": "r\\u0000", "amount": 1}', "invalid_value"),
+    "long_id": (b'{"redemption_id": "' + b"r" * 5000 + b'", "amount": 1}', "invalid_value"),
+    "missing_id": (b'{"amount": 1}', "missing_field"),
+    "unknown_field": (b'{"redemption_id": "r", "amount": 1, "extra": true}', "unknown_field"),
+    "nested": (
+        b'{"redemption_id": "r", "amount": 1, "reason": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        "malformed_json",
+    ),
+    "truncated": (b'{"redemption_id": "r", "amount": 1', "malformed_json"),
+}
+
+
 @pytest.mark.parametrize(
-    ("body", "code"),
-    [
-        ({"redemption_id": "r", "amount": 0}, "invalid_value"),
-        ({"redemption_id": "r", "amount": -5}, "invalid_value"),
-        ({"redemption_id": "r", "amount": 1.5}, "invalid_type"),
-        ({"redemption_id": "r", "amount": "ten"}, "invalid_type"),
-        ({"redemption_id": "r", "amount": 10**16}, "invalid_value"),
-        ({"redemption_id": "r b", "amount": 1}, "invalid_value"),
-        ({"amount": 1}, "missing_field"),
-        ({"redemption_id": "r", "amount": 1, "extra": True}, "unknown_field"),
-    ],
+    ("raw", "code"), MALFORMED_REDEMPTIONS.values(), ids=MALFORMED_REDEMPTIONS.keys()
 )
 async def test_malformed_redemptions_are_400_and_never_500(
-    client: Client, admin: dict[str, str], cid: UUID, body: dict[str, Any], code: str
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID, raw: bytes, code: str
 ) -> None:
-    response = await client.post(f"{base(cid)}/redemptions", json=body, headers=admin)
+    before = tenant.app.recorder.max_notification_id()
+    response = await client.post(
+        f"{base(cid)}/redemptions",
+        content=raw,
+        headers={**admin, "Content-Type": "application/json"},
+    )
     assert_problem(response, 400, code)
+    assert tenant.app.recorder.max_notification_id() == before
 
 
 async def test_a_merged_away_customer_cannot_redeem_409_customer_merged(
@@ -263,7 +289,7 @@ async def test_a_merged_away_customer_cannot_redeem_409_customer_merged(
 
 
 async def test_a_positive_adjustment_adds_a_lot_with_the_types_expiry_and_records_reason_and_actor(
-    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
+    client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID, runtime: Runtime
 ) -> None:
     response = await client.post(
         f"{base(cid)}/adjustments",
@@ -281,7 +307,7 @@ async def test_a_positive_adjustment_adds_a_lot_with_the_types_expiry_and_record
     entries = (await client.get(f"{base(cid)}/entries", headers=admin)).json()["items"]
     (adjusted,) = [e for e in entries if e["kind"] == "adjusted"]
     assert adjusted["reason"] == "goodwill"
-    assert adjusted["actor"]
+    assert adjusted["actor"] == key_id(runtime, admin)
 
 
 async def test_a_negative_adjustment_consumes_lots_like_a_redemption(

@@ -1,0 +1,1 @@
+"""Points: the commands (``commands``), the reads (``queries``) and the expiry job (``expiry``)."""

@@ -1,0 +1,37 @@
+"""The write side's due index (``application.app.DueIndex``) over the query tables that know
+when lots, holds and level checks fall due.
+
+Each read first brings its table up to the log head (a catch-up, exactly once beside the
+projection worker), so a job sees every lot and membership written before it started.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from infrastructure.tenancy import Tenant
+from projections.engine import catch_up
+from projections.level_membership import LevelMembershipProjection, due_memberships
+from projections.points_balance.projection import PointsBalanceProjection, due_accounts
+
+POINTS = PointsBalanceProjection()
+LEVELS = LevelMembershipProjection()
+
+
+class ProjectedDueIndex:
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    def points_accounts(self, as_of: datetime) -> list[UUID]:
+        catch_up(self.tenant, POINTS)
+        with self.tenant.datastore.transaction(commit=False) as curs:
+            return due_accounts(curs, self.tenant.schema, as_of)
+
+    def memberships(self, as_of: datetime) -> list[UUID]:
+        catch_up(self.tenant, LEVELS)
+        return due_memberships(self.tenant, as_of)
+
+
+def wire_due_index(tenant: Tenant) -> None:
+    tenant.app.due = ProjectedDueIndex(tenant)
