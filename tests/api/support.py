@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 
+from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up
@@ -17,6 +18,13 @@ PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
 def bearer(api_key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"}
+
+
+def key_id(runtime: Runtime, headers: dict[str, str]) -> str:
+    """The id of the key in ``headers``: what commands record as their actor."""
+    principal = runtime.keys.authenticate(headers["Authorization"].removeprefix("Bearer "))
+    assert principal is not None
+    return principal.key_id
 
 
 def assert_problem(

@@ -21,7 +21,7 @@ from application.permissions import Role
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
-from tests.api.support import assert_problem, identity
+from tests.api.support import assert_problem, identity, key_id
 
 pytestmark = pytest.mark.anyio
 
@@ -234,7 +234,7 @@ async def test_patch_to_a_phone_or_email_another_customer_holds_answers_identity
 
 
 async def test_history_shows_who_changed_what_through_which_channel(
-    live: Client, admin: dict[str, str], tenant: Tenant, key_for: KeyFor
+    live: Client, admin: dict[str, str], tenant: Tenant, key_for: KeyFor, runtime: Runtime
 ) -> None:
     operator = key_for(tenant, Role.OPERATOR)
     cid = await new_customer(live, admin, "history", name="Before")
@@ -256,8 +256,8 @@ async def test_history_shows_who_changed_what_through_which_channel(
     assert first["changes"] == [{"field": "name", "before": "Before", "after": "During"}]
     assert second["changes"] == [{"field": "name", "before": "During", "after": "After"}]
     assert second["channel"] == "pos"
-    assert first["actor"]
-    assert second["actor"]
+    assert first["actor"] == key_id(runtime, admin)
+    assert second["actor"] == key_id(runtime, operator)
     assert first["actor"] != second["actor"]
     assert second["position"] == body["position"]
     assert history["next_cursor"] is None

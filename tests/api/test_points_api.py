@@ -13,8 +13,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from application.permissions import Role
 from application.loaders import points_account as load_account
+from application.permissions import Role
 from domain.points_account import PointsAccount
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
@@ -219,7 +219,7 @@ async def test_an_unknown_point_type_is_404(
 
 # Raw bodies, so the sample holds what a JSON encoder would never write: the lax integers
 # (``1e3``, ``1000.0``, ``"1000"``, a float that rounds to an integer) that were once taken as
-# points, NaN, a NUL in the client id, nesting, a truncated document.
+# points, NaN, a NUL in the client id, deep nesting where a string belongs, a truncated document.
 MALFORMED_REDEMPTIONS = {
     "zero": (b'{"redemption_id": "r", "amount": 0}', "invalid_value"),
     "negative": (b'{"redemption_id": "r", "amount": -5}', "invalid_value"),
@@ -240,7 +240,7 @@ MALFORMED_REDEMPTIONS = {
     "unknown_field": (b'{"redemption_id": "r", "amount": 1, "extra": true}', "unknown_field"),
     "nested": (
         b'{"redemption_id": "r", "amount": 1, "reason": ' + b"[" * 5000 + b"]" * 5000 + b"}",
-        "malformed_json",
+        "invalid_type",
     ),
     "truncated": (b'{"redemption_id": "r", "amount": 1', "malformed_json"),
 }

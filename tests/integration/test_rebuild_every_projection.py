@@ -221,7 +221,8 @@ def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
     # Through the source's identity while merged: the undo hands the order back (Reassigned),
     # and its refund then reverses on the source.
     who = ("pos_member_no", f"{prefix}-m1")
-    assert place_order(app, PlaceOrder(f"{prefix}-mr", "pos", clock(), 30000, identity=who))
+    routed = place_order(app, PlaceOrder(f"{prefix}-mr", "pos", clock(), 30000, identity=who))
+    assert routed.status == 201
     merges.undo_merge(app, merged.merge_id, ctx)
     assert refund_order(app, "pos", f"{prefix}-mr", RefundOrder("r1", amount=10000)).status == 201
     # The same pair merged again, left in force: the routed order's lot (200 of its 300 left)
