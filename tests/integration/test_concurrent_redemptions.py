@@ -11,15 +11,17 @@ import psycopg
 import pytest
 
 from application.context import CommandContext
-from application.points import load_account, redeem_points
+from application.kernel import Outcome
+from application.loaders import points_account
+from application.points.commands import RedeemPoints
 from application.program import define_program
 from domain.errors import InsufficientPoints
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
 from projections.points_balance import PointsBalanceProjection
+from tests.integration.points_support import PROGRAM, customer, earn, now, run
 from tests.integration.support import run_at_once
-from tests.integration.test_points_ledger import PROGRAM, customer, earn, now
 
 START = 1000
 
@@ -38,25 +40,17 @@ def race(tenant: Tenant, n: int, amounts: list[int]) -> tuple[list[int], list[in
 
     def redeem(i: int) -> tuple[int, bool]:
         try:
-            result = redeem_points(
-                tenant.app,
-                cid,
-                "points",
-                redemption_id=f"r{i}",
-                amount=amounts[i],
-                reason=None,
-                ctx=CommandContext("t"),
-            )
+            answer = run(tenant, RedeemPoints(cid, "points", f"r{i}", amounts[i]))
         except InsufficientPoints:
             return amounts[i], False
-        assert result.status == 201, result
+        assert answer.outcome is Outcome.CREATED, answer
         return amounts[i], True
 
     outcomes = run_at_once(n, redeem)
     accepted = [a for a, ok in outcomes if ok]
     refused = [a for a, ok in outcomes if not ok]
 
-    account = load_account(tenant.app, cid, "points")
+    account = points_account(tenant.app, cid, "points")
     assert account is not None
     assert sum(accepted) <= START
     assert len(accepted) + len(refused) == n
