@@ -52,5 +52,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    for noisy in ("psycopg.pool", "httpx"):
+    for noisy in ("psycopg.pool", "httpx", "pgserver"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
