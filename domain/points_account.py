@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID, uuid5
@@ -55,6 +55,20 @@ from domain.errors import (
     ReversalExceedsRedemption,
     ReversalWindowClosed,
 )
+from domain.lots import (
+    Hold,
+    Lot,
+    LotTakes,
+    Redemption,
+    Reversal,
+    Settled,
+    burn_key,
+)
+from domain.lots import due as _due
+from domain.lots import free as _free_lots
+from domain.lots import plan as _plan_lots
+from domain.lots import returning as _returning
+from domain.lots import takes as _takes
 from domain.loyalty import BURN_ORDERS, REFUND_POLICIES
 
 POINTS_NAMESPACE = UUID("3b0c6f0e-2a55-5d8e-a3c1-7e4f9d2b8a61")
@@ -72,130 +86,6 @@ TOTAL_KEYS = (
     "transferred_out",
     "restored",
 )
-
-LotTakes = tuple[tuple[str, int], ...]
-"""``((lot_id, points), ...)``: what a command took from (or gave back to) each lot."""
-
-
-@dataclass(frozen=True)
-class Lot:
-    """One earn. ``remaining`` is free (not held); the other counters say where the rest went."""
-
-    lot_id: str
-    earned: int
-    earned_at: datetime
-    active_at: datetime
-    expires_at: datetime | None
-    remaining: int
-    held: int = 0
-    redeemed: int = 0
-    expired: int = 0
-    reversed: int = 0
-    adjusted: int = 0
-    transferred: int = 0
-
-    def active(self, at: datetime) -> bool:
-        return self.active_at <= at
-
-    def expired_by(self, at: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= at
-
-    @property
-    def open(self) -> bool:
-        return self.remaining > 0 or self.held > 0
-
-
-@dataclass(frozen=True)
-class Hold:
-    hold_id: str
-    points: int
-    lots: LotTakes
-    held_at: datetime
-    # The timeout; None only for holds recorded before holds had one (they never time out).
-    expires_at: datetime | None = None
-
-    def timed_out(self, at: datetime) -> bool:
-        return self.expires_at is not None and self.expires_at <= at
-
-
-@dataclass(frozen=True)
-class Redemption:
-    """What a redemption took (``lots``, in burn order) and what reversals gave back so far
-    (``restored``, per lot)."""
-
-    redemption_id: str
-    points: int
-    lots: LotTakes
-    restored: LotTakes = ()
-    # The end of its reversal window (None: recorded before windows, reversible for ever).
-    reversible_until: datetime | None = None
-
-    @property
-    def reversed(self) -> int:
-        return sum(n for _, n in self.restored)
-
-    def left(self) -> list[tuple[str, int]]:
-        """Per lot, in the order taken: what a reversal can still give back."""
-        restored = dict(self.restored)
-        return [(lot_id, n - restored.get(lot_id, 0)) for lot_id, n in self.lots]
-
-    def plan(self, points: int) -> LotTakes:
-        """``points`` to give back, the last-taken lots first."""
-        takes: list[tuple[str, int]] = []
-        for lot_id, n in reversed(self.left()):
-            k = min(n, points)
-            if k > 0:
-                takes.append((lot_id, k))
-                points -= k
-        return tuple(takes)
-
-    def with_restored(self, takes: LotTakes) -> Redemption:
-        restored = dict(self.restored)
-        for lot_id, n in takes:
-            restored[lot_id] = restored.get(lot_id, 0) + n
-        return replace(self, restored=tuple(restored.items()))
-
-
-@dataclass(frozen=True)
-class Settled:
-    """What ``settle`` did: holds released by their timeout, lots and points expired."""
-
-    holds: int = 0
-    lots: int = 0
-    points: int = 0
-
-
-@dataclass(frozen=True)
-class Reversal:
-    """What a reversal of ``points`` earned by one lot did: taken from that lot, taken from the
-    account's other available lots, left as debt (``negative`` policy), written off as
-    shortfall (``clamp`` policy). The four always add up to the points reversed."""
-
-    taken_from_lot: int
-    taken_elsewhere: int
-    debt: int
-    shortfall: int
-
-
-def _returning(spent: Lot, arriving: Lot) -> bool:
-    """``arriving`` is (part of) what ``spent`` sent away, coming back: same dates, no more
-    points than it transferred out."""
-    return (spent.earned_at, spent.active_at, spent.expires_at) == (
-        arriving.earned_at,
-        arriving.active_at,
-        arriving.expires_at,
-    ) and arriving.remaining <= spent.transferred
-
-
-def burn_key(lot: Lot, burn_order: str) -> tuple[Any, ...]:
-    if burn_order == "oldest_first":
-        return (lot.earned_at, lot.lot_id)
-    expires = lot.expires_at
-    return (expires is None, expires or lot.earned_at, lot.earned_at, lot.lot_id)
-
-
-def _takes(pairs: Iterable[tuple[str, int]]) -> LotTakes:
-    return tuple((lot_id, n) for lot_id, n in pairs if n > 0)
 
 
 def _positive(points: int, field: str) -> None:
@@ -681,13 +571,7 @@ class PointsAccount(ContainerCopies, Aggregate):
         return due
 
     def _free(self, at: datetime) -> list[tuple[Lot, int]]:
-        """Each lot with its free points at ``at``: ``remaining`` plus what holds timed out by
-        then give back (so reads are right before anything settled them)."""
-        returned: dict[str, int] = {}
-        for hold in self.timed_out_holds(at):
-            for lot_id, n in hold.lots:
-                returned[lot_id] = returned.get(lot_id, 0) + n
-        return [(lot, lot.remaining + returned.get(lot.lot_id, 0)) for lot in self.lots.values()]
+        return _free_lots(self.lots.values(), self.timed_out_holds(at))
 
     def available(self, at: datetime) -> int:
         """Active (not pending), unexpired, unheld remaining points minus outstanding debt;
@@ -719,34 +603,12 @@ class PointsAccount(ContainerCopies, Aggregate):
 
     def due(self, as_of: datetime) -> LotTakes:
         """What expiring everything due by ``as_of`` would take from each lot."""
-        due = [lot for lot in self.lots.values() if lot.expired_by(as_of) and lot.remaining > 0]
-        due.sort(key=lambda lot: burn_key(lot, "soonest_expiry"))
-        return _takes((lot.lot_id, lot.remaining) for lot in due)
+        return _due(self.lots.values(), as_of)
 
     def _plan(
         self, points: int, at: datetime, burn_order: str, exclude: str | None = None
     ) -> LotTakes:
-        """Up to ``points`` from the active, unexpired lots with free points, in burn order."""
-        lots = sorted(
-            (
-                lot
-                for lot in self.lots.values()
-                if lot.remaining > 0
-                and lot.active(at)
-                and not lot.expired_by(at)
-                and lot.lot_id != exclude
-            ),
-            key=lambda lot: burn_key(lot, burn_order),
-        )
-        takes: list[tuple[str, int]] = []
-        left = points
-        for lot in lots:
-            if left <= 0:
-                break
-            n = min(left, lot.remaining)
-            takes.append((lot.lot_id, n))
-            left -= n
-        return tuple(takes)
+        return _plan_lots(self.lots.values(), points, at, burn_order, exclude)
 
     def _require(self, points: int, at: datetime) -> None:
         available = self.available(at)

@@ -29,8 +29,9 @@ from application.loaders import active_customer, points_account_or_new
 from application.program import loyalty_rules
 from domain.errors import FieldProblem, InvalidInput, PointsNotRedeemable, PointTypeNotFound
 from domain.expiry import expires_at
+from domain.lots import LotTakes
 from domain.loyalty import MAX_HOLD_TIMEOUT_MINUTES, LoyaltyRules, PointTypeRules
-from domain.points_account import LotTakes, PointsAccount
+from domain.points_account import PointsAccount
 
 # Points are integers; this bound keeps every amount far inside bigint and exact in JSON (2^53).
 MAX_POINTS = 10**15

@@ -39,7 +39,8 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from domain.points_account import LotTakes, PointsAccount
+from domain.lots import LotTakes
+from domain.points_account import PointsAccount
 from projections.engine import Positioned, Projection
 
 BALANCE = "points_balance"

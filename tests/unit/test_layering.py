@@ -203,13 +203,6 @@ def test_no_inner_layer_imports_the_tests(layer: str) -> None:
 
 PACKAGES = (*LAYERS, "bench")
 
-# Cycles that exist and are being removed (issue 10: loaders in one module). Remove an entry
-# when its cycle is gone: ``test_every_known_cycle_still_exists`` keeps this list from
-# outliving the cycles, and the test above it holds the tree to no others.
-KNOWN_CYCLES = {
-    frozenset({"application.levels", "application.merges", "application.merge_assets"}),
-}
-
 
 def _graph(root: Path, packages: Sequence[str]) -> dict[str, set[str]]:
     """Module -> the project modules it imports (anywhere in it, functions and
@@ -275,11 +268,6 @@ def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import(tmp_path: Path) ->
     assert found == [frozenset({"application.a", "application.b", "application.c"})]
 
 
-def test_no_import_cycles_among_the_project_modules_but_the_known_ones() -> None:
+def test_no_import_cycles_among_the_project_modules() -> None:
     cycles = _cycles(_graph(ROOT, PACKAGES))
-    assert [sorted(c) for c in cycles if c not in KNOWN_CYCLES] == []
-
-
-def test_every_known_cycle_still_exists() -> None:
-    cycles = set(_cycles(_graph(ROOT, PACKAGES)))
-    assert [sorted(c) for c in KNOWN_CYCLES if c not in cycles] == []
+    assert [sorted(c) for c in cycles] == []
