@@ -1,43 +1,37 @@
 """Levels: a customer's place on each ladder, manual overrides, and the assessment job.
 
-Overrides go through ``run_command``, idempotent by ``override_id`` (set) or the
-``Idempotency-Key`` header (end). ``GET .../levels`` reads the memberships themselves (always
-current): ``min_position`` is accepted and met. The job first brings the ``level_membership``
-read model up to date, then assesses the memberships it lists as due.
+Overrides run through the command kernel (``api.commands.run``), idempotent by ``override_id``
+(set) or the ``Idempotency-Key`` header (end). ``GET .../levels`` reads the memberships
+themselves (always current): ``min_position`` is accepted and met. The job is the write side's
+(``application.levels.assessment``): it finds the memberships due through the due index.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Annotated, Any
-from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
 from msgspec import Meta, Struct
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, run_command
-from api.errors import not_found
+from api.auth import tenant_of
+from api.commands import customer_id_of, run
+from api.inputs import bounded_instant_text, require_reachable
 from api.schemas import ClientId, Strict, problem_responses
-from application.levels import (
-    assess_levels,
-    end_level_override,
-    level_status,
-    parse_instant,
-    set_level_override,
-)
-from application.merges import merged_into
+from application.instants import parse_instant
+from application.levels.assessment import AssessLevels
+from application.levels.overrides import EndLevelOverride, SetLevelOverride
+from application.levels.qualification import zone
+from application.levels.queries import level_status
+from application.loaders import merged_into
 from application.permissions import Permission
 from application.program import loyalty_rules
-from projections.engine import catch_up
-from projections.level_membership import LevelMembershipProjection, due_memberships
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 Instant = Annotated[str, Meta(min_length=10, max_length=64)]
 Code = Annotated[str, Meta(min_length=1, max_length=128)]
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
-PROJECTION = LevelMembershipProjection()
 
 
 class OverrideBody(Strict):
@@ -86,13 +80,6 @@ class AssessLevelsOut(Struct):
     position: int
 
 
-def _customer_id(raw: str) -> UUID:
-    cid = parse_uuid(raw)
-    if cid is None:
-        raise not_found("customer_not_found", f"customer {raw} does not exist")
-    return cid
-
-
 class LevelController(Controller):
     path = "/v1/customers/{customer_id:str}/levels"
     tags = ["levels"]
@@ -110,10 +97,11 @@ class LevelController(Controller):
         customer_id: FromPath[str],
         min_position: Annotated[int | None, Parameter(ge=0)] = None,
     ) -> LevelsOut:
-        cid = _customer_id(customer_id)
+        cid = customer_id_of(customer_id)
         app = tenant_of(request).app
 
         def read() -> LevelsOut:
+            require_reachable(app, min_position)
             levels = level_status(app, cid, app.clock())
             return LevelsOut(str(cid), levels, merged_into(app, cid))
 
@@ -135,25 +123,16 @@ class LevelController(Controller):
         group: FromPath[str],
         data: JSONBody[OverrideBody],
     ) -> Response[LevelOverrideOut]:
-        cid = _customer_id(customer_id)
-        tenant = tenant_of(request)
-        return run_command(
-            tenant,
-            principal_of(request),
-            scope=f"SetLevelOverride:{cid}:{group}",
-            client_id=data.override_id,
-            request=data,
-            handler=lambda ctx: set_level_override(
-                tenant.app,
-                cid,
-                group,
-                override_id=data.override_id,
-                level=data.level,
-                until=data.until,
-                reason=data.reason,
-                ctx=ctx,
-            ),
+        bounded_instant_text(data.until, "until")
+        cmd = SetLevelOverride(
+            customer_id_of(customer_id),
+            group,
+            data.override_id,
+            data.level,
+            data.until,
+            data.reason,
         )
+        return run(request, cmd)
 
     @post(
         "/{group:str}/overrides/{override_id:str}/end",
@@ -173,16 +152,9 @@ class LevelController(Controller):
         data: JSONBody[EndOverrideBody | None] = None,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[LevelOverrideOut]:
-        cid = _customer_id(customer_id)
-        tenant = tenant_of(request)
-        return run_command(
-            tenant,
-            principal_of(request),
-            scope=f"EndLevelOverride:{cid}:{group}:{override_id}",
-            client_id=idempotency_header(idempotency_key),
-            request={"reason": data.reason if data else None},
-            handler=lambda ctx: end_level_override(tenant.app, cid, group, override_id, ctx),
-        )
+        reason = data.reason if data else None
+        cmd = EndLevelOverride(customer_id_of(customer_id), group, override_id, reason)
+        return run(request, cmd, idempotency_key)
 
 
 class LevelJobController(Controller):
@@ -195,18 +167,15 @@ class LevelJobController(Controller):
         opt={"permission": Permission.JOBS_RUN},
         sync_to_thread=True,
         status_code=200,
-        responses=problem_responses(400, 401, 403, 503),
+        responses=problem_responses(400, 401, 403, 409, 422, 503),
         summary="Run the level assessments due by as_of (idempotent: a second run changes nothing)",
     )
     def assess(
-        self, request: Request[Any, Any, Any], data: JSONBody[AssessLevelsBody]
-    ) -> AssessLevelsOut:
-        tenant = tenant_of(request)
-        app = tenant.app
-        as_of = parse_instant(loyalty_rules(app), data.as_of, field="as_of")
-        catch_up(tenant, PROJECTION)
-        report = assess_levels(app, as_of, due_memberships(tenant, min(as_of, app.clock())))
-        body = report.body()
-        if not report.position:
-            body["position"] = tenant.app.recorder.max_notification_id() or 0
-        return AssessLevelsOut(**body)
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[AssessLevelsBody],
+        idempotency_key: IdempotencyKey = None,
+    ) -> Response[AssessLevelsOut]:
+        tz = zone(loyalty_rules(tenant_of(request).app))
+        as_of = parse_instant(bounded_instant_text(data.as_of, "as_of"), tz, field="as_of")
+        return run(request, AssessLevels(as_of), idempotency_key)

@@ -23,10 +23,12 @@ from eventsourcing.domain import Aggregate
 from domain.copying import ContainerCopies
 from domain.errors import (
     BenefitDisabled,
+    BenefitNotFound,
     BenefitNotHeld,
     BenefitQuotaExhausted,
-    DomainError,
+    ClientIdReused,
     FieldProblem,
+    GrantNotFound,
     InvalidInput,
 )
 from domain.loyalty import QUOTA_PERIODS, BenefitRules
@@ -37,16 +39,6 @@ BENEFIT_NAMESPACE = UUID("3b8e2f61-7c4d-5a90-b1e6-2d9f0c4a7e15")
 
 def benefit_account_id(customer_id: UUID) -> UUID:
     return uuid5(BENEFIT_NAMESPACE, str(customer_id))
-
-
-class GrantNotFound(DomainError):
-    """No direct grant with this id was made to the customer."""
-
-    code = "benefit_grant_not_found"
-
-    def __init__(self, grant_id: str) -> None:
-        self.grant_id = grant_id
-        super().__init__(f"the customer has no benefit grant {grant_id!r}")
 
 
 # -- periods and quotas (pure) ------------------------------------------------------------------
@@ -354,6 +346,37 @@ class BenefitAccount(ContainerCopies, Aggregate):
 
     # -- commands ----------------------------------------------------------------------------
 
+    def grant_benefit(
+        self,
+        grant_id: str,
+        code: str,
+        benefit: BenefitRules | None,
+        *,
+        until: datetime | None,
+        reason: str,
+        actor: str,
+        at: datetime,
+    ) -> tuple[Grant, bool]:
+        """The command: grant ``code`` (the program's ``benefit``, None when it has none) from
+        ``at`` until ``until`` (default: ``at`` + the benefit's ``validity_days``; none without
+        them); ``(grant, True)`` when recorded now. A known ``grant_id`` with the same request
+        (code, reason, and ``until`` when given) records nothing and answers
+        ``(the first grant, False)``, whatever the program says now; with another request it
+        is ``ClientIdReused``."""
+        existing = self.grants.get(grant_id)
+        if existing is not None:
+            same = existing.code == code and existing.reason == reason
+            if not same or (until is not None and existing.until != until):
+                raise ClientIdReused("grant_id", grant_id)
+            return existing, False
+        if benefit is None:
+            raise BenefitNotFound(code)
+        end = until if until is not None else default_until(at, benefit.validity_days)
+        grant = self.grant(
+            grant_id, code, valid_from=at, until=end, reason=reason, actor=actor, at=at
+        )
+        return grant, True
+
     def grant(
         self,
         grant_id: str,
@@ -365,8 +388,8 @@ class BenefitAccount(ContainerCopies, Aggregate):
         actor: str,
         at: datetime,
     ) -> Grant:
-        """Grant ``code`` directly. The same ``grant_id`` again records nothing and answers the
-        first grant (the caller compares it with what was asked)."""
+        """Record a direct grant of ``code`` (a merge moving grants, or ``grant_benefit``). The
+        same ``grant_id`` again records nothing and answers the first grant."""
         existing = self.grants.get(grant_id)
         if existing is not None:
             return existing
@@ -405,7 +428,7 @@ class BenefitAccount(ContainerCopies, Aggregate):
     def redeem(
         self,
         redemption_id: str,
-        benefit: BenefitRules,
+        benefit: BenefitRules | None,
         *,
         level_sources: Sequence[str],
         tz: tzinfo,
@@ -413,17 +436,28 @@ class BenefitAccount(ContainerCopies, Aggregate):
         note: str | None,
         actor: str,
         at: datetime,
+        code: str | None = None,
     ) -> tuple[Redemption, bool]:
-        """Use ``benefit`` once; ``(redemption, True)`` when recorded now.
+        """Use the benefit ``code`` (default ``benefit.code``; ``benefit``: the program's rules
+        for it, None when the program has none) once; ``(redemption, True)`` when recorded now.
 
-        A known ``redemption_id`` records nothing and answers ``(the first redemption, False)``
-        whatever the rules say now (the caller compares the code). Otherwise, in this order: a
-        switched-off benefit is refused, then one not held at ``at``, then one whose quota for
+        A known ``redemption_id`` with the same request (code and note) records nothing and
+        answers ``(the first redemption, False)`` whatever the rules say now; with another
+        request it is ``ClientIdReused``. Otherwise, in this order: an unknown benefit is
+        refused, then a switched-off one, then one not held at ``at``, then one whose quota for
         the local period of ``at`` is used up. The source used is the first of the holding's.
         """
+        if code is None:
+            if benefit is None:
+                raise TypeError("redeem needs the benefit's rules or its code")
+            code = benefit.code
         existing = self.redemptions.get(redemption_id)
         if existing is not None:
+            if existing.code != code or existing.note != note:
+                raise ClientIdReused("redemption_id", redemption_id)
             return existing, False
+        if benefit is None:
+            raise BenefitNotFound(code)
         if not benefit.enabled:
             raise BenefitDisabled(benefit.code)
         holding = self.holding(benefit.code, at, level_sources)

@@ -381,6 +381,16 @@ class BenefitNotFound(DomainError):
         super().__init__(f"the program has no benefit {benefit!r}")
 
 
+class GrantNotFound(DomainError):
+    """No direct grant with this id was made to the customer."""
+
+    code = "benefit_grant_not_found"
+
+    def __init__(self, grant_id: str) -> None:
+        self.grant_id = grant_id
+        super().__init__(f"the customer has no benefit grant {grant_id!r}")
+
+
 class BenefitNotHeld(DomainError):
     code = "benefit_not_held"
 

@@ -21,7 +21,13 @@ from uuid import UUID, uuid5
 from eventsourcing.domain import Aggregate
 
 from domain.copying import ContainerCopies
-from domain.errors import FieldProblem, InvalidInput, LevelNotFound, OverrideNotFound
+from domain.errors import (
+    ClientIdReused,
+    FieldProblem,
+    InvalidInput,
+    LevelNotFound,
+    OverrideNotFound,
+)
 from domain.levels import (
     MAX_INSTANTS_PER_RUN,
     TICK,
@@ -586,8 +592,14 @@ class LevelMembership(ContainerCopies, Aggregate):
         program_version: int,
     ) -> bool:
         """Lay ``level`` over the computed level until ``until`` (replacing an override in
-        force). False if ``override_id`` was set before (nothing recorded)."""
-        if override_id in self.overrides:
+        force). False if ``override_id`` was set before with the same level, end and reason (a
+        replay: nothing recorded); set before with others: ``ClientIdReused``."""
+        known = self.overrides.get(override_id)
+        if known is not None:
+            if (known.level, known.until) != (level, until) or (
+                self.override_notes[override_id][0] != reason
+            ):
+                raise ClientIdReused("override_id", override_id)
             return False
         if group.level(level) is None:
             raise LevelNotFound(group.code, level)

@@ -7,12 +7,10 @@ tenant every ``every_seconds`` in one thread, first at start, with ``as_of`` = n
 of the tenant's own clock). A failing job of one tenant is logged and counted, and tried again
 on the next round; the tenant's other jobs and the other tenants still run.
 
-The level assessments live here; the points expiry in ``projections.points_balance.job``.
-``run_level_assessments(tenant, as_of)`` does what ``POST /v1/jobs/assess-levels`` does: it
-brings ``level_membership`` up to the log head (a catch-up, exactly once beside the projection
-worker), reads the memberships with something due by ``as_of`` (an assessment, a downgrade
-warning, an override ending: ``check_at``/``override_until``) and assesses each of them
-(``application.levels.assess_levels``).
+The jobs themselves are the write side's: the level assessments
+(``application.levels.assessment.run_level_assessments``, scheduled here) and the points expiry
+(``application.points.expiry``, scheduled in ``projections.points_balance.job``). Each finds
+what is due through the tenant's due index, as ``POST /v1/jobs/...`` does.
 """
 
 from __future__ import annotations
@@ -25,15 +23,12 @@ from typing import Any
 
 import structlog
 
-from application.levels import AssessmentReport, assess_levels
+from application.levels.assessment import AssessmentReport, run_level_assessments
 from infrastructure.tenancy import Tenant, Tenants
-from projections.engine import catch_up
-from projections.level_membership import LevelMembershipProjection, due_memberships
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_EVERY_SECONDS = 900.0
-LEVELS = LevelMembershipProjection()
 
 
 @dataclass(frozen=True)
@@ -47,10 +42,8 @@ class ScheduledJob:
     changes: Callable[[Any], dict[str, Any] | None]
 
 
-def run_level_assessments(tenant: Tenant, as_of: datetime) -> AssessmentReport:
-    catch_up(tenant, LEVELS)
-    as_of = min(as_of, tenant.app.clock())
-    return assess_levels(tenant.app, as_of, due_memberships(tenant, as_of))
+def assess_levels(tenant: Tenant, as_of: datetime) -> AssessmentReport:
+    return run_level_assessments(tenant.app, as_of)
 
 
 def _assessed(report: AssessmentReport) -> dict[str, Any] | None:
@@ -58,7 +51,7 @@ def _assessed(report: AssessmentReport) -> dict[str, Any] | None:
 
 
 LEVEL_ASSESSMENTS = ScheduledJob(
-    "level_assessments", run_level_assessments, "levels_assessed", _assessed
+    "level_assessments", assess_levels, "levels_assessed", _assessed
 )
 
 

@@ -11,15 +11,13 @@ import psycopg
 from eventsourcing.utils import get_topic
 
 from application.context import CommandContext
-from application.levels import (
-    assess_levels,
-    current_levels,
-    level_status,
-    load_membership,
-    qualify,
-    set_level_override,
-)
-from application.points import adjust_points
+from application.kernel import Answer, Caller, execute
+from application.levels.assessment import run_level_assessments as assess_levels
+from application.levels.overrides import SetLevelOverride
+from application.levels.qualification import current_levels, qualify
+from application.levels.queries import level_status
+from application.loaders import membership as load_membership
+from application.points.commands import AdjustPoints
 from application.program import define_program, loyalty_rules
 from application.public_events import BY_TOPIC
 from domain.level_membership import LevelMembership
@@ -200,10 +198,8 @@ def test_an_override_is_the_level_until_its_end_and_level_events_reach_the_feed(
     at = datetime(2025, 6, 1, tzinfo=UTC)
     _setup(tenant, at)
     c = register(tenant, ("wechat_unionid", "u6")).customer_id
-    set_level_override(
-        tenant.app, c, "consumer", override_id="ov-1", level="platinum", until="2025-07-01",
-        reason="VIP compensation", ctx=CommandContext("ops"),
-    )  # fmt: skip
+    cmd = SetLevelOverride(c, "consumer", "ov-1", "platinum", "2025-07-01", "VIP compensation")
+    execute(tenant.app, cmd, Caller("ops"))
 
     assert current_levels(tenant.app, c, at) == {"consumer": "platinum"}
     assert current_levels(tenant.app, c, datetime(2025, 7, 2, tzinfo=UTC)) == {"consumer": "normal"}
@@ -215,11 +211,9 @@ def test_an_override_is_the_level_until_its_end_and_level_events_reach_the_feed(
     assert [BY_TOPIC[t].name for t in topics] == ["level.joined", "level.override_set"]
 
 
-def _adjust(tenant: Tenant, customer_id: Any, adjustment_id: str, amount: int) -> Any:
-    return adjust_points(
-        tenant.app, customer_id, "growth", adjustment_id=adjustment_id, amount=amount,
-        reason="campaign correction", ctx=CommandContext("ops-1"),
-    )  # fmt: skip
+def _adjust(tenant: Tenant, customer_id: Any, adjustment_id: str, amount: int) -> Answer:
+    cmd = AdjustPoints(customer_id, "growth", adjustment_id, amount, "campaign correction")
+    return execute(tenant.app, cmd, Caller("ops-1"))
 
 
 def test_a_growth_adjustment_counts_on_the_ladder_it_is_the_basis_of(tenant: Tenant) -> None:
@@ -229,7 +223,7 @@ def test_a_growth_adjustment_counts_on_the_ladder_it_is_the_basis_of(tenant: Ten
 
     result = _adjust(tenant, c, "a1", 600)
 
-    assert result.body()["levels"] == [{"group": "agent", "from": None, "to": "gold_leader"}]
+    assert result.body["levels"] == [{"group": "agent", "from": None, "to": "gold_leader"}]
     assert current_levels(tenant.app, c, at) == {"agent": "gold_leader"}  # consumer: on spend
 
 
@@ -244,7 +238,7 @@ def test_a_negative_growth_adjustment_lowers_the_value_and_the_level_waits_for_a
 
     result = _adjust(tenant, c, "a2", -200)
 
-    assert result.body()["levels"] == []
+    assert result.body["levels"] == []
     (agent,) = level_status(tenant.app, c, at + timedelta(minutes=5))
     assert (agent["level"], agent["qualifying_value"]) == ("gold_leader", 400)
     assert agent["keep"]["gap"] == 100  # what the anniversary assessment will ask for
@@ -257,10 +251,8 @@ def test_an_adjustment_of_a_type_no_ladder_uses_touches_no_level(tenant: Tenant)
     tenant.app.clock = lambda: at
     c = register(tenant, ("wechat_unionid", "adj4"), roles=["agent"]).customer_id
 
-    result = adjust_points(
-        tenant.app, c, "points", adjustment_id="p1", amount=900, reason="goodwill",
-        ctx=CommandContext("ops-1"),
-    )  # fmt: skip
+    cmd = AdjustPoints(c, "points", "p1", 900, "goodwill")
+    result = execute(tenant.app, cmd, Caller("ops-1"))
 
-    assert result.body()["levels"] == []
+    assert result.body["levels"] == []
     assert load_membership(tenant.app, c, "agent") is None
