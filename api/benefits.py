@@ -23,6 +23,7 @@ from api.commands import (
     run_command,
 )
 from api.errors import not_found
+from api.inputs import require_reachable
 from api.schemas import ClientId, Page, Strict, problem_responses
 from application.app import Membercore
 from application.benefits import (
@@ -164,6 +165,7 @@ class BenefitController(Controller):
         app = tenant_of(request).app
 
         def read() -> BenefitList:
+            require_reachable(app, min_position)
             when = parse_instant(app, at, field="at") if at is not None else app.clock()
             held = benefits_of(app, cid, when)
             return BenefitList(
@@ -194,9 +196,12 @@ class BenefitController(Controller):
         cid = customer_id_of(customer_id)
         after = position_cursor(cursor)
         app = tenant_of(request).app
-        items, next_cursor = await asyncio.to_thread(
-            lambda: redemption_history(app, cid, after=after, limit=limit, code=benefit)
-        )
+
+        def read() -> tuple[list[dict[str, Any]], str | None]:
+            require_reachable(app, min_position)
+            return redemption_history(app, cid, after=after, limit=limit, code=benefit)
+
+        items, next_cursor = await asyncio.to_thread(read)
         return Page(items=items, next_cursor=next_cursor)
 
     @post(

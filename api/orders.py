@@ -7,17 +7,21 @@ not go through the generic client-id store: a replay is answered from the order'
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import msgspec
+import psycopg
+import structlog
+from eventsourcing import persistence
 from litestar import Controller, Request, Response, post
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
 from api.commands import CLIENT_ID
-from api.errors import PROBLEM_JSON, bad_request, problem_for
+from api.errors import PROBLEM_JSON, bad_request, problem_body, problem_for
+from api.inputs import nul_path, validation_problem
 from api.schemas import ClientId, IdentityIn, Strict, problem_responses
 from application.errors import ApplicationError
 from application.orders import (
@@ -29,6 +33,7 @@ from application.orders import (
     place_order,
     place_orders,
     refund_order,
+    rounds_of,
 )
 from application.permissions import Permission
 from domain.errors import DomainError
@@ -39,6 +44,8 @@ PositiveAmount = Annotated[int, Meta(ge=1, le=10**15)]
 Channel = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 Ref = Annotated[str, Meta(min_length=1, max_length=128)]
 MAX_BATCH = 1000
+
+log = structlog.get_logger(__name__)
 
 
 class OrderLineIn(Strict):
@@ -64,6 +71,7 @@ class OrderIn(Strict):
 
 class OrderBatchIn(Strict):
     # Items are checked one by one, so one malformed order fails alone (400 in its result).
+    checks_items: ClassVar[bool] = True
     orders: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
@@ -159,20 +167,25 @@ def _item(raw: Any) -> tuple[str, PlaceOrder | dict[str, Any]]:
     """One batch item as a command, or the problem that makes it a 400."""
     order_id = raw.get("order_id") if isinstance(raw, dict) else None
     label = order_id if isinstance(order_id, str) and CLIENT_ID.match(order_id) else ""
+    nul = nul_path(raw)
+    if nul is not None:
+        return label, problem_body(400, "invalid_value", f"{nul} must not contain NUL", field=nul)
     try:
         return label, command_of(msgspec.convert(raw, OrderIn, strict=True))
     except msgspec.ValidationError as e:
-        detail = str(e)
-        field = detail.split("at `$.", 1)[1].rstrip("`") if "at `$." in detail else None
-        code = "unknown_field" if "unknown field" in detail else "invalid_value"
-        return label, {
-            "type": f"urn:membercore:problem:{code}",
-            "title": "Bad Request",
-            "status": 400,
-            "detail": detail,
-            "code": code,
-            "field": field,
-        }
+        return label, validation_problem(e)
+
+
+def _failure_problem(e: Exception) -> dict[str, Any]:
+    if isinstance(e, DomainError | ApplicationError):
+        return problem_for(e)
+    if isinstance(e, psycopg.Error | persistence.PersistenceError):
+        log.warning("batch_round_unavailable", exc_info=e)
+        return problem_body(
+            503, "service_unavailable", "not placed: the database failed; retry this order"
+        )
+    log.error("batch_round_failed", exc_info=e)
+    return problem_body(500, "internal_error", "not placed: an unexpected error occurred")
 
 
 def _result_of(item: BatchItem) -> BatchResult:
@@ -221,15 +234,29 @@ class OrderController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[OrderBatchIn]
     ) -> Response[BatchPlaced]:
         parsed = [_item(raw) for raw in data.orders]
-        commands = [(n, c) for n, (_, c) in enumerate(parsed) if isinstance(c, PlaceOrder)]
-        placed, position = place_orders(
-            tenant_of(request).app, [c for _, c in commands], _status_of
-        )
         results: list[BatchResult] = [
             BatchResult(label, 400, error=c if isinstance(c, dict) else None) for label, c in parsed
         ]
-        for (n, _), item in zip(commands, placed, strict=True):
-            results[n] = _result_of(item)
+        commands = [(n, c) for n, (_, c) in enumerate(parsed) if isinstance(c, PlaceOrder)]
+        app = tenant_of(request).app
+        position = 0
+        rounds = rounds_of([c for _, c in commands])
+        for done, round_ in enumerate(rounds):
+            part = [commands[i] for i in round_]
+            try:
+                placed, at = place_orders(app, [c for _, c in part], _status_of)
+            except Exception as e:
+                # Earlier rounds are committed: answer them, and every order not placed with
+                # the failure (a retry of the batch is safe: each order is its own receipt).
+                problem = _failure_problem(e)
+                for later in rounds[done:]:
+                    for i in later:
+                        n, cmd = commands[i]
+                        results[n] = BatchResult(cmd.order_id, problem["status"], error=problem)
+                break
+            position = max(position, at)
+            for (n, _), item in zip(part, placed, strict=True):
+                results[n] = _result_of(item)
         body = BatchPlaced(results, position)
         return Response(msgspec.json.encode(body), status_code=200, media_type="application/json")
 
