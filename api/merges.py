@@ -8,11 +8,11 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, position_cursor, run_command
+from api.auth import tenant_of
+from api.commands import parse_uuid, position_cursor, run
 from api.errors import not_found
 from api.schemas import MergeOut, Page, problem_responses
-from application.merges import undo_merge
+from application.merges import UndoMerge
 from application.permissions import Permission
 from projections import queries
 from projections.merge_candidates import MergeCandidatesProjection
@@ -40,15 +40,7 @@ class MergeController(Controller):
         mid = parse_uuid(merge_id)
         if mid is None:
             raise not_found("merge_not_found", f"merge {merge_id} does not exist")
-        tenant = tenant_of(request)
-        return run_command(
-            tenant,
-            principal_of(request),
-            scope=f"UndoMerge:{mid}",
-            client_id=idempotency_header(idempotency_key),
-            request={"merge_id": str(mid)},
-            handler=lambda ctx: undo_merge(tenant.app, mid, ctx),
-        )
+        return run(request, UndoMerge(mid), idempotency_key)
 
     @get(
         "/merge-candidates",

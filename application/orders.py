@@ -26,9 +26,9 @@ from application.app import Membercore
 from application.errors import IdempotencyKeyReused
 from application.identities import parse_identity
 from application.levels import qualify
-from application.merges import load_customer
+from application.loaders import load_customer
 from application.program import ProgramView, loyalty_rules, program_view
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
 from domain.earning import Line, OrderFacts, portions_of
 from domain.earning import earn as earn_points
 from domain.errors import (
@@ -41,6 +41,7 @@ from domain.errors import (
     OrderNotFound,
 )
 from domain.expiry import active_at, expires_at
+from domain.identity_claim import IdentityClaim
 from domain.level_membership import LevelMembership
 from domain.loyalty import LoyaltyRules
 from domain.order import Order

@@ -17,7 +17,7 @@ from eventsourcing.domain import Aggregate
 
 from domain.agent_network import AgentNetwork
 from domain.customer import Consent, Customer, MergeRecord
-from domain.errors import CannotMerge, MergeNotUndoable
+from domain.errors import CannotMerge, ClientIdReused, MergeNotUndoable
 from domain.program import ProgramRules
 from domain.values import Identity
 
@@ -332,9 +332,18 @@ class Merge(Aggregate):
             actor=actor,
         )
 
-    def undo(self, *, actor: str, at: datetime) -> None:
+    def require_undoable(self) -> None:
         if self.undone:
             raise MergeNotUndoable(f"merge {self.id} was already undone")
+
+    def repeated(self, survivor_id: UUID, source_id: UUID) -> None:
+        """This merge's id was derived from a client's id that asks again: the same pair is the
+        same request (answered again, nothing written), another pair is refused."""
+        if (self.survivor_id, self.source_id) != (survivor_id, source_id):
+            raise ClientIdReused("merge_id", str(self.id))
+
+    def undo(self, *, actor: str, at: datetime) -> None:
+        self.require_undoable()
         self.trigger_event(
             self.Undone,
             actor=actor,
