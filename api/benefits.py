@@ -1,7 +1,8 @@
 """Benefits (权益) of a customer: what they hold, direct grants and revocations, redemptions (核销).
 
-Commands go through ``run_command``: idempotent by the client id in the body (``redemption_id``,
-``grant_id``) or the ``Idempotency-Key`` header (revocations), in a scope naming the customer.
+Commands run through the command kernel (``api.commands.run``): idempotent by the client id in
+the body (``redemption_id``, ``grant_id``) or the ``Idempotency-Key`` header (revocations), in a
+scope naming the customer.
 Reads come from the event store itself (always current): ``min_position`` is accepted and met.
 """
 
@@ -15,30 +16,17 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 from msgspec import Meta, Struct
 
-from api.auth import principal_of, tenant_of
-from api.commands import (
-    customer_id_of,
-    idempotency_header,
-    position_cursor,
-    run_command,
-)
-from api.errors import not_found
+from api.auth import tenant_of
+from api.commands import customer_id_of, position_cursor, run
 from api.inputs import require_reachable
 from api.schemas import ClientId, Page, Strict, problem_responses
-from application.app import Membercore
-from application.benefits import (
-    BenefitResult,
-    benefits_of,
-    grant_benefit,
-    parse_instant,
-    redeem_benefit,
-    redemption_history,
-    revoke_grant,
-)
-from application.context import CommandContext
-from application.merges import merged_into
+from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
+from application.benefits.queries import benefits_of, redemption_history
+from application.instants import parse_instant
+from application.levels import zone
+from application.loaders import merged_into
 from application.permissions import Permission
-from domain.benefits import GrantNotFound
+from application.program import loyalty_rules
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 Reason = Annotated[str, Meta(min_length=1, max_length=500)]
@@ -118,29 +106,6 @@ class BenefitGrant(Struct):
     position: int
 
 
-def _run(
-    request: Request[Any, Any, Any],
-    scope: str,
-    client_id: str | None,
-    body: Any,
-    handler: Any,
-) -> Response[Any]:
-    tenant = tenant_of(request)
-
-    def run(ctx: CommandContext) -> Any:  # a BenefitResult (frozen: not the settable Protocol)
-        app: Membercore = tenant.app
-        try:
-            result: BenefitResult = handler(app, ctx)
-        except GrantNotFound as e:
-            # Not in the shared status table: answered here as the 404 it is.
-            raise not_found(e.code, e.detail) from None
-        return result
-
-    return run_command(
-        tenant, principal_of(request), scope=scope, client_id=client_id, request=body, handler=run
-    )
-
-
 class BenefitController(Controller):
     path = "/v1/customers/{customer_id:str}/benefits"
     tags = ["benefits"]
@@ -166,7 +131,8 @@ class BenefitController(Controller):
 
         def read() -> BenefitList:
             require_reachable(app, min_position)
-            when = parse_instant(app, at, field="at") if at is not None else app.clock()
+            tz = zone(loyalty_rules(app))
+            when = parse_instant(at, tz, field="at") if at is not None else app.clock()
             held = benefits_of(app, cid, when)
             return BenefitList(
                 customer_id=str(cid),
@@ -220,16 +186,8 @@ class BenefitController(Controller):
         code: FromPath[str],
         data: JSONBody[RedeemBody],
     ) -> Response[BenefitRedeemed]:
-        cid = customer_id_of(customer_id)
-        return _run(
-            request,
-            f"RedeemBenefit:{cid}",
-            data.redemption_id,
-            {"code": code, **msgspec.structs.asdict(data)},
-            lambda app, ctx: redeem_benefit(
-                app, cid, code, redemption_id=data.redemption_id, note=data.note, ctx=ctx
-            ),
-        )
+        cmd = RedeemBenefit(customer_id_of(customer_id), code, data.redemption_id, data.note)
+        return run(request, cmd)
 
     @post(
         "/grants",
@@ -247,20 +205,8 @@ class BenefitController(Controller):
         data: JSONBody[GrantBody],
     ) -> Response[BenefitGrant]:
         cid = customer_id_of(customer_id)
-
-        def handle(app: Membercore, ctx: CommandContext) -> BenefitResult:
-            until = parse_instant(app, data.until, field="until") if data.until else None
-            return grant_benefit(
-                app,
-                cid,
-                grant_id=data.grant_id,
-                code=data.code,
-                until=until,
-                reason=data.reason,
-                ctx=ctx,
-            )
-
-        return _run(request, f"GrantBenefit:{cid}", data.grant_id, data, handle)
+        cmd = GrantBenefit(cid, data.grant_id, data.code, data.reason, data.until)
+        return run(request, cmd)
 
     @post(
         "/grants/{grant_id:str}/revoke",
@@ -279,11 +225,5 @@ class BenefitController(Controller):
         data: JSONBody[RevokeBody],
         idempotency_key: IdempotencyKey = None,
     ) -> Response[BenefitGrant]:
-        cid = customer_id_of(customer_id)
-        return _run(
-            request,
-            f"RevokeBenefitGrant:{cid}:{grant_id}",
-            idempotency_header(idempotency_key),
-            data,
-            lambda app, ctx: revoke_grant(app, cid, grant_id, reason=data.reason, ctx=ctx),
-        )
+        cmd = RevokeBenefitGrant(customer_id_of(customer_id), grant_id, data.reason)
+        return run(request, cmd, idempotency_key)

@@ -417,9 +417,9 @@ async def test_odd_text_and_times_are_answered_without_a_500(
         redemptions(cid, "x" * 2000), json={"redemption_id": "r2"}, headers=admin
     )
 
-    assert_problem(nul_note, 409, "benefit_disabled")
-    assert nul_reason.status_code == 201, nul_reason.text
-    assert_problem(far, 400, "invalid_input")
+    assert assert_problem(nul_note, 400, "invalid_value")["field"] == "note"
+    assert assert_problem(nul_reason, 400, "invalid_value")["field"] == "reason"
+    assert assert_problem(far, 400, "invalid_input")["errors"][0]["field"] == "until"
     assert seconds_offset.status_code == 201, seconds_offset.text
     assert seconds_offset.json()["until"] == "2089-12-31T18:29:45+00:00"
-    assert_problem(long_code, 404, "benefit_not_found")
+    assert assert_problem(long_code, 400, "invalid_path_parameter")["field"] == "code"

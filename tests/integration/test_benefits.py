@@ -10,18 +10,12 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.benefits import (
-    BenefitResult,
-    benefits_of,
-    grant_benefit,
-    load_account,
-    redeem_benefit,
-    redemption_history,
-    revoke_grant,
-)
+from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
+from application.benefits.queries import benefits_of, redemption_history
 from application.context import CommandContext
-from application.errors import IdempotencyKeyReused
+from application.kernel import Answer, Caller, Outcome, execute
 from application.levels import qualify
+from application.loaders import benefit_account
 from application.program import define_program, loyalty_rules
 from domain.benefits import BenefitAccount
 from domain.errors import (
@@ -29,12 +23,14 @@ from domain.errors import (
     BenefitNotFound,
     BenefitNotHeld,
     BenefitQuotaExhausted,
+    ClientIdReused,
     CustomerNotFound,
 )
 from infrastructure.tenancy import Tenant
 from tests.integration.support import events, register, run_at_once
 
 CTX = CommandContext("t")
+CALLER = Caller("t")
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
     "timezone": "Asia/Shanghai",
@@ -58,13 +54,16 @@ def setup(tenant: Tenant, label: str = "m1") -> UUID:
     return register(tenant, ("member_no", label)).customer_id
 
 
-def grant(tenant: Tenant, cid: UUID, code: str, grant_id: str = "g1", **kw: Any) -> BenefitResult:
-    kw.setdefault("until", None)
-    return grant_benefit(tenant.app, cid, grant_id=grant_id, code=code, reason="vip", ctx=CTX, **kw)
+def grant(tenant: Tenant, cid: UUID, code: str, grant_id: str = "g1") -> Answer:
+    return execute(tenant.app, GrantBenefit(cid, grant_id, code, "vip"), CALLER)
 
 
-def redeem(tenant: Tenant, cid: UUID, code: str, rid: str) -> BenefitResult:
-    return redeem_benefit(tenant.app, cid, code, redemption_id=rid, ctx=CTX)
+def redeem(tenant: Tenant, cid: UUID, code: str, rid: str) -> Answer:
+    return execute(tenant.app, RedeemBenefit(cid, code, rid), CALLER)
+
+
+def revoke(tenant: Tenant, cid: UUID, grant_id: str) -> Answer:
+    return execute(tenant.app, RevokeBenefitGrant(cid, grant_id, "error"), CALLER)
 
 
 def redeemed_rows(sql: psycopg.Connection[Any], tenant: Tenant) -> list[Any]:
@@ -88,7 +87,7 @@ def test_concurrent_redemptions_against_a_quota_of_two_let_exactly_two_succeed(
 
     assert sorted(outcomes) == ["exhausted"] * 6 + ["redeemed"] * 2
     assert len(redeemed_rows(sql, tenant)) == 2
-    account = load_account(tenant.app, cid)
+    account = benefit_account(tenant.app, cid)
     assert account is not None
     assert len(account.redemptions) == 2
 
@@ -101,8 +100,8 @@ def test_concurrent_redemptions_under_one_redemption_id_record_it_once(
 
     results = run_at_once(6, lambda i: redeem(tenant, cid, "free_shipping", "same"))
 
-    assert sorted(r.status for r in results) == [200] * 5 + [201]
-    assert len({r.body()["source"] for r in results}) == 1
+    assert sorted(r.outcome for r in results) == [Outcome.CREATED] + [Outcome.DONE] * 5
+    assert len({r.body["source"] for r in results}) == 1
     assert len(redeemed_rows(sql, tenant)) == 1
 
 
@@ -116,19 +115,19 @@ def test_a_redemption_replayed_by_its_id_answers_the_first_and_records_nothing(
 
     again = redeem(tenant, cid, "free_shipping", "r1")
 
-    assert (first.status, again.status) == (201, 200)
-    assert again.body() == first.body()
+    assert (first.outcome, again.outcome) == (Outcome.CREATED, Outcome.DONE)
+    assert again.body == first.body
     assert again.position == first.position
     assert len(events(sql, tenant)) == before
 
 
-def test_a_redemption_id_reused_for_another_benefit_is_refused(tenant: Tenant) -> None:
+def test_a_redemption_id_reused_for_another_benefit_is_client_id_reused(tenant: Tenant) -> None:
     cid = setup(tenant)
     grant(tenant, cid, "free_shipping")
     grant(tenant, cid, "birthday_coupon", grant_id="g2")
     redeem(tenant, cid, "free_shipping", "r1")
 
-    with pytest.raises(IdempotencyKeyReused):
+    with pytest.raises(ClientIdReused):
         redeem(tenant, cid, "birthday_coupon", "r1")
 
 
@@ -141,8 +140,8 @@ def test_a_redemption_records_the_program_version_and_the_source_used(tenant: Te
 
     second = redeem(tenant, cid, "free_shipping", "r2")
 
-    assert (first.body()["program_version"], second.body()["program_version"]) == (1, 2)
-    assert first.body()["source"] == second.body()["source"] == "grant:g1"
+    assert (first.body["program_version"], second.body["program_version"]) == (1, 2)
+    assert first.body["source"] == second.body["source"] == "grant:g1"
     items, _ = redemption_history(tenant.app, cid)
     assert [(i["redemption_id"], i["program_version"], i["source"]) for i in items] == [
         ("r1", 1, "grant:g1"),
@@ -163,8 +162,8 @@ def test_the_quota_resets_at_the_tenant_local_month_start(tenant: Tenant) -> Non
     now[0] = datetime(2026, 3, 31, 16, 0, tzinfo=UTC)  # 00:00 on 1 April in Shanghai
     fourth = redeem(tenant, cid, "free_shipping", "r4")
 
-    assert fourth.body()["period_key"] == "2026-04"
-    assert fourth.body()["remaining"] == 1
+    assert fourth.body["period_key"] == "2026-04"
+    assert fourth.body["remaining"] == 1
 
 
 def test_a_direct_grant_defaults_to_validity_days_and_lapses_after(tenant: Tenant) -> None:
@@ -178,7 +177,7 @@ def test_a_direct_grant_defaults_to_validity_days_and_lapses_after(tenant: Tenan
     lapsed = benefits_of(tenant.app, cid, start + timedelta(days=30))
     now[0] = start + timedelta(days=30)
 
-    assert granted.body()["until"] == (start + timedelta(days=30)).isoformat()
+    assert granted.body["until"] == (start + timedelta(days=30)).isoformat()
     assert [(b.code, b.sources) for b in held] == [("free_shipping", ("grant:g1",))]
     assert lapsed == []
     with pytest.raises(BenefitNotHeld):
@@ -189,10 +188,10 @@ def test_a_revoked_grant_is_no_longer_held(tenant: Tenant) -> None:
     cid = setup(tenant)
     grant(tenant, cid, "birthday_coupon")
 
-    revoked = revoke_grant(tenant.app, cid, "g1", reason="error", ctx=CTX)
-    again = revoke_grant(tenant.app, cid, "g1", reason="error", ctx=CTX)
+    revoked = revoke(tenant, cid, "g1")
+    again = revoke(tenant, cid, "g1")
 
-    assert revoked.body()["revoked_at"] is not None
+    assert revoked.body["revoked_at"] is not None
     assert again.position == revoked.position
     assert benefits_of(tenant.app, cid) == []
     with pytest.raises(BenefitNotHeld):
@@ -274,7 +273,7 @@ def test_a_customer_who_reaches_gold_holds_and_redeems_gold_benefits(tenant: Ten
     assert [(b.code, b.sources, b.valid_until) for b in held] == [
         ("birthday_coupon", ("level:consumer:gold",), None)
     ]
-    assert redeemed.body()["source"] == "level:consumer:gold"
+    assert redeemed.body["source"] == "level:consumer:gold"
     with pytest.raises(BenefitQuotaExhausted):
         redeem(tenant, cid, "birthday_coupon", "r2")
 
