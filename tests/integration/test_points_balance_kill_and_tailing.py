@@ -63,7 +63,7 @@ def live(tenant: Tenant, sql: psycopg.Connection[Any]) -> list[Any]:
 
 def write_round(tenant: Tenant, round_: int, rng: random.Random) -> None:
     """Orders, redemptions, holds and adjustments for a few customers."""
-    for n in range(rng.randint(8, 14)):
+    for n in range(rng.randint(4, 7)):
         cid: UUID = register(tenant, ("pos_member_no", f"{round_}-{n}")).customer_id
         for k in range(rng.randint(1, 3)):
             placed = now() - timedelta(days=rng.choice([0, 1, 400]))
