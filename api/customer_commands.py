@@ -11,17 +11,12 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
 from api.auth import tenant_of
-from api.commands import (
-    customer_id_of,
-    position_cursor,
-    run_for,
-)
+from api.commands import customer_id_of, position_cursor, run
 from api.errors import bad_request, not_found
 from api.schemas import (
     CommandResult,
     ConsentBody,
     EndOwnerBody,
-    EraseBody,
     IdentitiesBody,
     MergeBody,
     MergeOut,
@@ -34,21 +29,21 @@ from api.schemas import (
     problem_responses,
 )
 from application.customers import (
-    add_tags,
-    change_profile,
-    link_identities,
-    remove_tag,
-    unlink_identity,
+    AddTags,
+    ChangeProfile,
+    LinkIdentities,
+    RemoveTag,
+    UnlinkIdentity,
 )
-from application.merges import merge_customers
+from application.merges import MergeCustomers
 from application.permissions import Permission
-from application.privacy import erase_customer, export_customer, record_consent
+from application.privacy import EraseCustomer, RecordConsent, export_customer
 from application.relationships import (
-    add_role,
-    assign_owner,
-    end_owner,
-    end_role,
-    set_parent_agent,
+    AddRole,
+    AssignOwner,
+    EndOwner,
+    EndRole,
+    SetParentAgent,
 )
 from projections import queries
 from projections.behaviors import customer_behaviors, customer_exists
@@ -88,13 +83,7 @@ class CustomerCommandController(Controller):
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
         raw = [(i.type, i.value) for i in data.identities]
-        return run_for(
-            request,
-            f"LinkIdentities:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: link_identities(app, cid, raw, ctx, channel=channel),
-        )
+        return run(request, LinkIdentities(cid, raw, channel), idempotency_key)
 
     @delete(
         "/identities",
@@ -119,13 +108,7 @@ class CustomerCommandController(Controller):
             raise bad_request(
                 "invalid_parameter", "identity must be <type>:<value>", field="identity"
             )
-        return run_for(
-            request,
-            f"UnlinkIdentity:{cid}",
-            idempotency_key,
-            {"identity": identity},
-            lambda app, ctx: unlink_identity(app, cid, (type_, value), ctx, channel=channel),
-        )
+        return run(request, UnlinkIdentity(cid, (type_, value), channel), idempotency_key)
 
     @post(
         "/merge",
@@ -144,13 +127,7 @@ class CustomerCommandController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[MergeOut]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"MergeCustomers:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: merge_customers(app, cid, data.source_customer_id, ctx),
-        )
+        return run(request, MergeCustomers(cid, data.source_customer_id), idempotency_key)
 
     @post(
         "/roles",
@@ -170,13 +147,7 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"AddRole:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: add_role(app, cid, data.role, ctx, channel=channel),
-        )
+        return run(request, AddRole(cid, data.role, channel), idempotency_key)
 
     @delete(
         "/roles/{role:str}",
@@ -197,13 +168,7 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"EndRole:{cid}",
-            idempotency_key,
-            {"role": role, "reason": reason},
-            lambda app, ctx: end_role(app, cid, role, reason, ctx, channel=channel),
-        )
+        return run(request, EndRole(cid, role, reason, channel), idempotency_key)
 
     @post(
         "/tags",
@@ -223,13 +188,7 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"AddTags:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: add_tags(app, cid, data.tags, ctx, channel=channel),
-        )
+        return run(request, AddTags(cid, data.tags, channel), idempotency_key)
 
     @delete(
         "/tags/{tag:str}",
@@ -249,13 +208,7 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"RemoveTag:{cid}",
-            idempotency_key,
-            {"tag": tag},
-            lambda app, ctx: remove_tag(app, cid, tag, ctx, channel=channel),
-        )
+        return run(request, RemoveTag(cid, tag, channel), idempotency_key)
 
     @post(
         "/parent-agent",
@@ -274,13 +227,7 @@ class CustomerCommandController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"SetParentAgent:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: set_parent_agent(app, cid, data.parent_id, ctx),
-        )
+        return run(request, SetParentAgent(cid, data.parent_id), idempotency_key)
 
     @post(
         "/owner",
@@ -300,13 +247,8 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"AssignOwner:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: assign_owner(app, cid, data.owner, data.reason, ctx, channel=channel),
-        )
+        command = AssignOwner(cid, data.owner, data.reason, channel)
+        return run(request, command, idempotency_key)
 
     @post(
         "/owner/end",
@@ -326,13 +268,7 @@ class CustomerCommandController(Controller):
         channel: Channel = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"EndOwner:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: end_owner(app, cid, data.by, data.reason, ctx, channel=channel),
-        )
+        return run(request, EndOwner(cid, data.by, data.reason, channel), idempotency_key)
 
     @post(
         "/consents",
@@ -359,23 +295,16 @@ class CustomerCommandController(Controller):
         ] = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"RecordConsent:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: record_consent(
-                app,
-                cid,
-                purpose=data.purpose,
-                channel=data.channel,
-                granted=data.granted,
-                policy_version=data.policy_version,
-                source=data.source,
-                ctx=ctx,
-                via=channel,
-            ),
+        command = RecordConsent(
+            cid,
+            purpose=data.purpose,
+            channel=data.channel,
+            granted=data.granted,
+            policy_version=data.policy_version,
+            source=data.source,
+            via=channel,
         )
+        return run(request, command, idempotency_key)
 
     @get(
         "/export",
@@ -456,15 +385,8 @@ class CustomerRootCommands:
             for k, v in msgspec.structs.asdict(data).items()
             if k != "attributes" and v is not msgspec.UNSET
         }
-        return run_for(
-            request,
-            f"ChangeProfile:{cid}",
-            idempotency_key,
-            data,
-            lambda app, ctx: change_profile(
-                app, cid, fields, data.attributes, ctx, channel=channel
-            ),
-        )
+        command = ChangeProfile(cid, fields, data.attributes, channel)
+        return run(request, command, idempotency_key)
 
     @delete(
         "/{customer_id:str}",
@@ -483,10 +405,4 @@ class CustomerRootCommands:
         idempotency_key: IdempotencyKey = None,
     ) -> Response[CommandResult]:
         cid = customer_id_of(customer_id)
-        return run_for(
-            request,
-            f"EraseCustomer:{cid}",
-            idempotency_key,
-            EraseBody(reason=reason),
-            lambda app, ctx: erase_customer(app, cid, reason, ctx),
-        )
+        return run(request, EraseCustomer(cid, reason), idempotency_key)

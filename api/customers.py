@@ -9,8 +9,8 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, parse_uuid, run_command
+from api.auth import tenant_of
+from api.commands import parse_uuid, run
 from api.customer_commands import CustomerRootCommands
 from api.errors import bad_request, not_found
 from api.schemas import (
@@ -20,10 +20,10 @@ from api.schemas import (
     RegisterCustomerBody,
     problem_responses,
 )
-from application.customers import RegisterCustomer, register_customer
 from application.identities import parse_identity
 from application.permissions import Permission
 from application.program import program_rules
+from application.registration import RegisterCustomer
 from domain.errors import InvalidInput
 from domain.values import fold_text
 from projections import queries
@@ -53,28 +53,7 @@ class CustomerController(CustomerRootCommands, Controller):
         data: JSONBody[RegisterCustomerBody],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[CustomerRegistered]:
-        tenant = tenant_of(request)
-        command = RegisterCustomer(
-            identities=[(i.type, i.value) for i in data.identities],
-            name=data.name,
-            phone=data.phone,
-            email=data.email,
-            birthday=data.birthday,
-            attributes=data.attributes,
-            roles=data.roles,
-            owner=data.owner,
-            referrer_id=data.referrer_id,
-            channel=data.channel,
-            store_id=data.store_id,
-        )
-        return run_command(
-            tenant,
-            principal_of(request),
-            scope="RegisterCustomer",
-            client_id=idempotency_header(idempotency_key),
-            request=data,
-            handler=lambda ctx: register_customer(tenant.app, command, ctx),
-        )
+        return run(request, register_command(data), idempotency_key)
 
     @get(
         "/{customer_id:str}",
@@ -156,6 +135,22 @@ class CustomerController(CustomerRootCommands, Controller):
             b'{"items":[' + items + b'],"next_cursor":' + next_cursor + b"}",
             media_type="application/json",
         )
+
+
+def register_command(data: RegisterCustomerBody) -> RegisterCustomer:
+    return RegisterCustomer(
+        identities=[(i.type, i.value) for i in data.identities],
+        name=data.name,
+        phone=data.phone,
+        email=data.email,
+        birthday=data.birthday,
+        attributes=data.attributes,
+        roles=data.roles,
+        owner=data.owner,
+        referrer_id=data.referrer_id,
+        channel=data.channel,
+        store_id=data.store_id,
+    )
 
 
 def _lookup_key(column: str, raw: str) -> tuple[str, ...]:

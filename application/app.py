@@ -61,6 +61,19 @@ class NoDueIndex:
         raise NotImplementedError("the infrastructure wires the due index")
 
 
+class OwnerIndex(Protocol):
+    """Which customers a staff member owns, for a handover (the infrastructure wires an index
+    brought to the log head first, so no customer owned before the command is missed)."""
+
+    def owned_by(self, staff_id: str) -> list[UUID]:
+        """Active customers owned by ``staff_id``, in id order."""
+
+
+class NoOwnerIndex:
+    def owned_by(self, staff_id: str) -> list[UUID]:
+        raise NotImplementedError("the infrastructure wires the owner index")
+
+
 class Membercore(Application[UUID]):
     """Commands load aggregates, let them decide, and save their events in one transaction.
 
@@ -72,6 +85,7 @@ class Membercore(Application[UUID]):
 
     clock: Callable[[], datetime] = staticmethod(utc_now)
     due: DueIndex = NoDueIndex()
+    owners: OwnerIndex = NoOwnerIndex()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Held while one batch round is decided and saved: concurrent batches of one tenant in

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID, uuid5
@@ -38,16 +38,16 @@ from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from application.app import Membercore
-from application.context import CommandContext
-from application.customers import (
+from application.errors import ConcurrencyConflict
+from application.kernel import Caller, execute
+from application.registration import (
     ParsedRegistration,
     RegisterCustomer,
     parse_registration,
-    register_customer,
 )
-from application.errors import ConcurrencyConflict
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
 from domain.errors import DomainError, InvalidInput
+from domain.identity_claim import IdentityClaim
 from domain.program import ProgramRules
 from domain.registration import Matched, NewCustomer, SamePerson, decide_registration
 from domain.values import Identity
@@ -757,19 +757,18 @@ class CustomerImport:
         return outcome
 
     def _register(self, row: ParsedRow, outcome: ChunkOutcome) -> None:
-        customer_id = self.customer_id(row.row)
-        ctx = CommandContext(actor=self.actor, new_id=lambda: customer_id)
+        command = replace(command_of(row.reg), customer_id=self.customer_id(row.row))
         try:
-            result = register_customer(self.app, command_of(row.reg), ctx)
+            answer = execute(self.app, command, Caller(self.actor))
         except (DomainError, ConcurrencyConflict) as e:
             outcome.rejections.append(Rejection.of(row.row, e))
             return
-        outcome.customers.append(result.customer_id)
-        if result.matched:
+        outcome.customers.append(UUID(answer.body["customer_id"]))
+        if answer.body["matched"]:
             outcome.matched += 1
         else:
             outcome.registered += 1
-        outcome.position = max(outcome.position, result.position)
+        outcome.position = max(outcome.position, answer.position)
 
 
 @dataclass(frozen=True)

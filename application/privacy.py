@@ -1,4 +1,5 @@
-"""Consent (客户授权), erasure (crypto-shredding) and the access request export (PIPL/GDPR)."""
+"""Consent (客户授权) and erasure (crypto-shredding) as commands; the access request export
+(PIPL/GDPR) as a read."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from eventsourcing.domain import Aggregate
 
-from application import benefits, levels
 from application.app import Membercore, both
+from application.benefits.queries import benefits_of
 from application.context import CommandContext
-from application.customers import Changed, save_changes
+from application.customers import CustomerCommand, changed
 from application.identities import load_claims
-from application.merges import load_customer
+from application.kernel import Decision, Outcome, handles
+from application.levels.queries import level_status
+from application.loaders import benefit_account, load_customer, many
 from application.points import queries as points
 from domain.customer import Customer
 from domain.errors import CustomerMerged, FieldProblem, InvalidInput
@@ -24,65 +26,68 @@ from domain.values import optional_text, parse_role
 PURPOSES_HINT = "e.g. marketing, data_processing, profiling"
 
 
-def record_consent(
-    app: Membercore,
-    customer_id: UUID,
-    *,
-    purpose: str,
-    channel: str,
-    granted: bool,
-    policy_version: str | None,
-    source: str | None,
-    ctx: CommandContext,
-    via: str | None = None,
-) -> Changed:
-    """Grant or withdraw consent for one purpose on one channel (each change is an event).
+@dataclass(frozen=True)
+class RecordConsent(CustomerCommand):
+    """Grant or withdraw consent for one ``purpose`` on one ``channel`` (each change is an
+    event; repeating the current state records nothing). A grant names the policy version
+    agreed to. ``via``: the channel the request came through (the API's ``?channel=``),
+    recorded for the change history."""
 
-    ``via``: the channel the request came through (the API's ``?channel=``), recorded for the
-    change history; ``channel`` is the channel the consent covers."""
-    code = parse_role(purpose, field="purpose")  # same shape as a role code: snake_case
-    covered = parse_role(channel, field="channel")
-    version = optional_text(policy_version, field="policy_version")
-    if granted and not version:
-        raise InvalidInput(
-            [FieldProblem("policy_version", "a grant names the policy version agreed to")]
-        )
-    came_through = optional_text(via, field="channel")
+    operation = "RecordConsent"
+    purpose: str
+    channel: str
+    granted: bool
+    policy_version: str | None = None
+    source: str | None = None
+    via: str | None = None
 
-    def attempt(first: bool) -> Changed:
-        customer = load_customer(app, customer_id)
-        customer.record_consent(
-            purpose=code,
-            channel=covered,
-            granted=granted,
-            policy_version=version,
-            source=optional_text(source, field="source"),
-            actor=ctx.actor,
-            at=app.clock(),
-            via=came_through,
-        )
-        detail = {"purpose": code, "channel": covered, "granted": granted}
-        return save_changes(app, ctx, customer, detail=detail, status=201 if granted else 200)
+    def __post_init__(self) -> None:
+        parse_role(self.purpose, field="purpose")  # same shape as a role code: snake_case
+        parse_role(self.channel, field="channel")
+        if self.granted and not optional_text(self.policy_version, field="policy_version"):
+            raise InvalidInput(
+                [FieldProblem("policy_version", "a grant names the policy version agreed to")]
+            )
 
-    return app.retrying(attempt)
+
+@handles(RecordConsent)
+def record_consent(app: Membercore, cmd: RecordConsent, ctx: CommandContext) -> Decision:
+    code = parse_role(cmd.purpose, field="purpose")
+    covered = parse_role(cmd.channel, field="channel")
+    customer = load_customer(app, cmd.customer_id)
+    customer.record_consent(
+        purpose=code,
+        channel=covered,
+        granted=cmd.granted,
+        policy_version=optional_text(cmd.policy_version, field="policy_version"),
+        source=optional_text(cmd.source, field="source"),
+        actor=ctx.actor,
+        at=app.clock(),
+        via=optional_text(cmd.via, field="channel"),
+    )
+    detail = {"purpose": code, "channel": covered, "granted": cmd.granted}
+    return changed(
+        customer, detail=detail, outcome=Outcome.CREATED if cmd.granted else Outcome.DONE
+    )
 
 
 def _absorbed_sources(app: Membercore, customer: Customer) -> list[Customer]:
-    """Every customer merged (and not un-merged) into ``customer``, transitively."""
+    """Every customer merged (and not un-merged) into ``customer``, transitively (one read per
+    generation of merges)."""
     found: list[Customer] = []
     pending = [r.source_id for r in customer.absorbed.values()]
     while pending:
-        source = load_customer(app, pending.pop())
-        found.append(source)
-        pending.extend(r.source_id for r in source.absorbed.values())
+        generation = [c for c in many(app, pending).values() if isinstance(c, Customer)]
+        found.extend(generation)
+        pending = [r.source_id for source in generation for r in source.absorbed.values()]
     return found
 
 
-def erase_customer(
-    app: Membercore, customer_id: UUID, reason: str | None, ctx: CommandContext
-) -> Changed:
+@dataclass(frozen=True)
+class EraseCustomer(CustomerCommand):
     """Erase the person: release their identities, record ``Erased`` on their stream (and on the
-    records merged into it), and destroy their data keys in the same transaction.
+    records merged into it), and destroy their data keys in the same transaction (409
+    ``customer_erased`` when erased already, ``customer_merged`` for a merged-away id).
 
     The rule for merges (docs/identity.md, erasure): what a merge copied from a source into the
     survivor's events is sealed with the *source's* key. While the merge stands the survivor holds
@@ -92,34 +97,37 @@ def erase_customer(
     survivor leaves the source's copies readable (they are not the survivor's data).
     """
 
-    def attempt(first: bool) -> Changed:
-        at = app.clock()
-        customer = load_customer(app, customer_id)
-        if customer.merged_into is not None and not customer.erased:
-            raise CustomerMerged(customer.id, customer.merged_into)
-        people = [customer, *_absorbed_sources(app, customer)]
-        changed: list[Aggregate] = []
-        claims = load_claims(app, customer.identities)
-        for claim in claims.values():
-            claim.remove_holder(customer.id, at=at)
-            changed.append(claim)
-        for person in people:
-            person.erase(reason=optional_text(reason, field="reason"), actor=ctx.actor, at=at)
-        effect = both(*(app.erasure(p.id) for p in people))
-        result = save_changes(
-            app,
-            ctx,
-            customer,
-            *people[1:],
-            *changed,
-            detail={"erased": True},
-            side_effect=effect,
-        )
-        for person in people:
-            app.erased(person.id)
-        return result
+    operation = "EraseCustomer"
+    reason: str | None = None
 
-    return app.retrying(attempt)
+
+@handles(EraseCustomer)
+def erase_customer(app: Membercore, cmd: EraseCustomer, ctx: CommandContext) -> Decision:
+    reason = optional_text(cmd.reason, field="reason")
+    at = app.clock()
+    customer = load_customer(app, cmd.customer_id)
+    if customer.merged_into is not None and not customer.erased:
+        raise CustomerMerged(customer.id, customer.merged_into)
+    people = [customer, *_absorbed_sources(app, customer)]
+    claims = load_claims(app, customer.identities)
+    for claim in claims.values():
+        claim.remove_holder(customer.id, at=at)
+    for person in people:
+        person.erase(reason=reason, actor=ctx.actor, at=at)
+    ids = [p.id for p in people]
+
+    def forget_cached_keys() -> None:
+        for person_id in ids:
+            app.erased(person_id)
+
+    return changed(
+        customer,
+        *people[1:],
+        *claims.values(),
+        detail={"erased": True},
+        side_effect=both(*(app.erasure(person_id) for person_id in ids)),
+        after_commit=forget_cached_keys,
+    )
 
 
 @dataclass(frozen=True)
@@ -182,7 +190,7 @@ def export_customer(app: Membercore, customer_id: UUID) -> Export:
         "events": events,
         "points": _points(app, customer.id),
         "orders": _orders(app, customer.id),
-        "levels": levels.level_status(app, customer.id, app.clock()),
+        "levels": level_status(app, customer.id, app.clock()),
         "benefits": _benefits(app, customer),
     }
     return Export(customer.id, document)
@@ -276,9 +284,9 @@ def _refund(e: Order.Refunded) -> dict[str, Any]:
 def _benefits(app: Membercore, customer: Customer) -> dict[str, Any]:
     """Every grant (revoked ones too) and redemption of the customer's benefit account, and,
     for an active customer, the benefits held now with their quotas."""
-    account = benefits.load_account(app, customer.id)
+    account = benefit_account(app, customer.id)
     active = not customer.erased and customer.merged_into is None
-    held = benefits.benefits_of(app, customer.id) if active else []
+    held = benefits_of(app, customer.id) if active else []
     return {
         "held": [h.to_dict() for h in held],
         "grants": msgspec.to_builtins(list(account.grants.values())) if account else [],

@@ -11,11 +11,14 @@ from datetime import datetime
 from uuid import UUID
 
 from infrastructure.tenancy import Tenant
+from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up
 from projections.level_membership import LevelMembershipProjection, due_memberships
 from projections.points_balance.projection import PointsBalanceProjection, due_accounts
+from projections.queries import owned_by
 
 POINTS = PointsBalanceProjection()
+PROFILES = CustomerProfileProjection()
 LEVELS = LevelMembershipProjection()
 
 
@@ -33,5 +36,18 @@ class ProjectedDueIndex:
         return due_memberships(self.tenant, as_of)
 
 
+class ProjectedOwnerIndex:
+    """``application.app.OwnerIndex`` over the profiles (brought to the log head first)."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        self.tenant = tenant
+
+    def owned_by(self, staff_id: str) -> list[UUID]:
+        catch_up(self.tenant, PROFILES)
+        with self.tenant.datastore.transaction(commit=False) as curs:
+            return owned_by(curs, self.tenant.schema, staff_id)
+
+
 def wire_due_index(tenant: Tenant) -> None:
     tenant.app.due = ProjectedDueIndex(tenant)
+    tenant.app.owners = ProjectedOwnerIndex(tenant)

@@ -33,7 +33,8 @@ from application.imports import (
 )
 from application.merges import load_customer
 from application.program import program_rules
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
+from domain.identity_claim import IdentityClaim
 from domain.program import DEFAULT_RULES
 from domain.registration import NewCustomer, decide_registration
 from domain.values import Identity

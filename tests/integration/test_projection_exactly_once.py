@@ -11,7 +11,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from psycopg import Cursor
 from psycopg.rows import DictRow
 
-from domain.customer import IdentityClaim
+from domain.identity_claim import IdentityClaim
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection

@@ -11,8 +11,9 @@ import pytest
 
 from application.context import CommandContext
 from application.customers import RegisterCustomer, register_customer
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
 from domain.errors import InvalidInput, UnknownReferrer
+from domain.identity_claim import IdentityClaim
 from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.tenancy import Tenant

@@ -13,7 +13,8 @@ from application.app import MAX_ATTEMPTS
 from application.context import CommandContext
 from application.customers import RegisterCustomer, register_customer
 from application.errors import ConcurrencyConflict
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
+from domain.identity_claim import IdentityClaim
 from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.tenancy import Tenant

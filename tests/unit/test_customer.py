@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.customer import MAX_TAGS, Customer, IdentityClaim, parse_tag
+from domain.customer import MAX_TAGS, Customer, parse_tag
 from domain.errors import InvalidInput, TagLimitReached
+from domain.identity_claim import IdentityClaim
 from domain.values import Identity
 from infrastructure.crypto import claim_id
 

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 import domain
 from domain.agent_network import AgentNetwork
 from domain.benefits import BenefitAccount
-from domain.customer import Customer, IdentityClaim
+from domain.customer import Customer
+from domain.identity_claim import IdentityClaim
 from domain.level_membership import LevelMembership
 from domain.loyalty import Assessment, BenefitRules, LevelGroupRules, LevelRules, Window
 from domain.merge import (
