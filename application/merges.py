@@ -75,6 +75,12 @@ def _count(moves: Sequence[AssetMove]) -> dict[str, int]:
     return counts
 
 
+def _saved_up_to(app: Membercore, merge: Merge) -> int:
+    """A position at or after the merge's whole save (its record is not its last event)."""
+    streams = {merge.id, merge.survivor_id, merge.source_id, *(m.aggregate_id for m in merge.moves)}
+    return max(app.last_position_of(i) for i in streams)
+
+
 def _customers(app: Membercore, *ids: UUID) -> list[Customer]:
     found = many(app, ids)
     out: list[Customer] = []
@@ -93,7 +99,7 @@ def merge_customers(app: Membercore, cmd: MergeCustomers, ctx: CommandContext) -
     found = many(app, (merge_id,)).get(merge_id)
     if isinstance(found, Merge):
         found.repeated(cmd.customer_id, cmd.source_customer_id)
-        return Decision(Outcome.CREATED, merge_answer(found), position_of=found.id)
+        return Decision(Outcome.CREATED, merge_answer(found), position=_saved_up_to(app, found))
     survivor, source = _customers(app, cmd.customer_id, cmd.source_customer_id)
     plan = plan_merge(survivor, source, program_rules(app))
     network, cycle = None, False
