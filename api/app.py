@@ -31,7 +31,7 @@ from api.imports import ImportController
 from api.inputs import check_request
 from api.levels import LevelController, LevelJobController
 from api.merges import MergeController
-from api.openapi import docs_assets, openapi_config
+from api.openapi import declare_replays, docs_assets, openapi_config
 from api.orders import OrderController
 from api.points import PointsController, PointsJobsController
 from api.program import ProgramController
@@ -159,7 +159,7 @@ def create_app(
                 await anyio.to_thread.run_sync(rt.worker.stop)
                 rt.worker = None
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             CustomerController,
             CustomerCommandController,
@@ -188,3 +188,5 @@ def create_app(
         logging_config=None,
         debug=False,
     )
+    declare_replays(app)
+    return app

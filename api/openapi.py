@@ -11,8 +11,9 @@ import importlib.metadata
 import importlib.util
 from pathlib import Path
 
-from litestar import Router
-from litestar.openapi import OpenAPIConfig
+from litestar import Litestar, Response, Router
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
@@ -68,3 +69,32 @@ def openapi_config() -> OpenAPIConfig:
             ),
         ],
     )
+
+
+REPLAY_DESCRIPTION = (
+    "The command created nothing new (e.g. a registration that matched), or this is a replay of"
+    " its first answer, with the same body (header Idempotent-Replayed: true)"
+)
+
+
+def declare_replays(app: Litestar) -> None:
+    """Every command route that answers 201 also answers 200 with the same body: a replay of its
+    first answer, or a command that found its work already done. Declared here once for all of
+    them, so no route can forget it."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or handler.status_code != 201:
+                continue
+            responses = dict(handler.responses or {})
+            if 200 in responses:
+                continue
+            returned = handler.parsed_fn_signature.return_type
+            body = (
+                returned.inner_types[0].annotation
+                if returned.is_subclass_of(Response) and returned.inner_types
+                else returned.annotation
+            )
+            responses[200] = ResponseSpec(
+                data_container=body, description=REPLAY_DESCRIPTION, generate_examples=False
+            )
+            handler.responses = responses

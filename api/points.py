@@ -92,6 +92,9 @@ class PointsRedeemed(Struct):
     redemption_id: str
     amount: int
     lots: list[LotTaken]
+    # Until when it can be reversed (the point type's reversal_days); null for a redemption
+    # recorded before reversal windows existed, which stays reversible.
+    reversible_until: str | None
     available: int
     position: int
 

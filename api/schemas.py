@@ -70,7 +70,8 @@ class Stats(Struct):
     total_spend: int
     first_order_at: str | None
     last_order_at: str | None
-    avg_order_value: int
+    # Null while no order counts (a refund recorded before its order, or orders moved by a merge).
+    avg_order_value: int | None
     refund_count: int
     purchase_days: int
 
