@@ -72,7 +72,7 @@ class OrderIn(Strict):
 class OrderBatchIn(Strict):
     # Items are checked one by one, so one malformed order fails alone (400 in its result).
     checks_items: ClassVar[bool] = True
-    orders: Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=MAX_BATCH)]
+    orders: Annotated[list[Any], Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class RefundLineIn(Strict):
