@@ -12,6 +12,7 @@ import pytest
 from eventsourcing.application import Application
 
 from domain.errors import (
+    ClientIdReused,
     HoldAlreadyResolved,
     HoldExpired,
     HoldNotFound,
@@ -556,8 +557,53 @@ def test_reversing_an_unknown_redemption_or_reusing_a_reversal_id_is_refused() -
 
     with pytest.raises(RedemptionNotFound):
         account.reverse_redemption("nope", 1, reversal_id="w", at=T0)
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ClientIdReused) as reused:
         account.reverse_redemption("r", 1, reversal_id="v", at=T0)
+    assert reused.value.field == "reversal_id"
+    assert account.collect_events() == []
+
+
+def test_repeating_a_client_id_with_the_same_request_answers_it_again_and_records_nothing() -> None:
+    account = new_account()
+    earn(account, "l1", 30)
+    earn(account, "l2", 30)
+    took = account.redeem("r", 40, at=T0)
+    held = account.hold("h", 5, at=T0, expires_at=T0 + DAY)
+    given = account.reverse_redemption("r", 10, reversal_id="v", at=T0)
+    account.adjust("a", -3, reason="fix", actor="ops", at=T0, expires_at=None)
+    account.collect_events()
+
+    assert account.redeem("r", 40, at=T0) == took
+    assert account.hold("h", 5, at=T0, expires_at=T0 + DAY) == held
+    assert account.reverse_redemption("r", 10, reversal_id="v", at=T0) == given
+    assert account.reverse_redemption("r", None, reversal_id="v", at=T0) == given
+    assert account.adjust("a", -3, reason="fix", actor="ops", at=T0, expires_at=None) != ()
+    assert account.collect_events() == []
+
+
+@pytest.mark.parametrize(
+    "again",
+    [
+        lambda a: a.redeem("r", 41, at=T0),
+        lambda a: a.hold("h", 6, at=T0, expires_at=T0 + DAY),
+        lambda a: a.reverse_redemption("r", 9, reversal_id="v", at=T0),
+        lambda a: a.adjust("a", -4, reason="fix", actor="ops", at=T0, expires_at=None),
+        lambda a: a.adjust("up", 5, reason="fix", actor="ops", at=T0, expires_at=None),
+    ],
+    ids=["redeem", "hold", "reversal", "adjustment", "adjustment up"],
+)
+def test_repeating_a_client_id_with_another_request_is_refused_as_reused(again: Any) -> None:
+    account = new_account()
+    earn(account, "l1", 60)
+    account.redeem("r", 40, at=T0)
+    account.hold("h", 5, at=T0, expires_at=T0 + DAY)
+    account.reverse_redemption("r", 10, reversal_id="v", at=T0)
+    account.adjust("a", -3, reason="fix", actor="ops", at=T0, expires_at=None)
+    account.adjust("up", 4, reason="fix", actor="ops", at=T0, expires_at=None)
+    account.collect_events()
+
+    with pytest.raises(ClientIdReused):
+        again(account)
     assert account.collect_events() == []
 
 
@@ -722,7 +768,7 @@ def test_a_closed_window_lets_the_account_forget_the_consumed_lot_it_kept() -> N
     assert account.windows == []
     with pytest.raises(ReversalWindowClosed):
         account.reverse_redemption("r", None, reversal_id="v", at=T0 + 32 * DAY)
-    with pytest.raises(InvalidInput):  # the id stays used
+    with pytest.raises(ClientIdReused):  # the id stays used
         account.redeem("r", 1, at=T0 + 32 * DAY)
 
 
