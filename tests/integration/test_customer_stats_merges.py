@@ -11,13 +11,13 @@ import psycopg
 import pytest
 
 from application.context import CommandContext
-from application.merges import merge_customers, undo_merge
 from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
 from application.program import define_program
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import TENANT_SCHEMA_VERSION, Tenant, Tenants
 from projections.customer_stats import CustomerStatsProjection, profile_stats_sql
 from projections.engine import REBUILD_SUFFIX, build_fresh, catch_up
+from tests.integration import merge_support
 from tests.integration.support import dump, register, rows
 
 PROGRAM: dict[str, Any] = {
@@ -53,11 +53,11 @@ def refund(tenant: Tenant, order_id: str, amount: int) -> None:
 
 
 def merge(tenant: Tenant, survivor: UUID, source: UUID) -> UUID:
-    return merge_customers(tenant.app, survivor, source, CommandContext("t")).merge_id
+    return merge_support.merged(tenant.app, survivor, source)
 
 
 def undo(tenant: Tenant, merge_id: UUID) -> None:
-    undo_merge(tenant.app, merge_id, CommandContext("t"))
+    merge_support.undo(tenant.app, merge_id)
 
 
 def stats(sql: psycopg.Connection[Any], tenant: Tenant, customer_id: UUID) -> Any:

@@ -12,21 +12,24 @@ from eventsourcing.application import AggregateNotFoundError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application.benefits import benefits_of, grant_benefit
+from application.benefits.commands import GrantBenefit
+from application.benefits.queries import benefits_of
 from application.context import CommandContext
-from application.levels import current_levels, level_status
-from application.merges import merge_customers, undo_merge
+from application.kernel import Caller, execute
+from application.levels import current_levels
+from application.levels.queries import level_status
 from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
-from application.points import adjust_points, redeem_points
+from application.points.commands import AdjustPoints, RedeemPoints
 from application.privacy import export_customer
 from application.program import define_program
-from application.relationships import add_role, end_role
+from application.relationships import AddRole, EndRole
 from domain.level_membership import LevelMembership
 from domain.order import Order
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
 from projections.points_balance import PointsBalanceProjection
+from tests.integration.merge_support import merged, undo
 from tests.integration.support import register, rows, run_at_once
 
 PROGRAM: dict[str, Any] = {
@@ -106,19 +109,17 @@ def level(tenant: Tenant, customer_id: UUID) -> str:
 
 
 def redeem(tenant: Tenant, customer_id: UUID, amount: int) -> None:
-    redeem_points(
+    execute(
         tenant.app,
-        customer_id,
-        "points",
-        redemption_id=f"r-{uuid4()}",
-        amount=amount,
-        reason=None,
-        ctx=CommandContext("t"),
+        RedeemPoints(
+            customer_id, "points", redemption_id=f"r-{uuid4()}", amount=amount, reason=None
+        ),
+        Caller("t"),
     )
 
 
 def merge(tenant: Tenant, survivor: UUID, source: UUID) -> UUID:
-    return merge_customers(tenant.app, survivor, source, CommandContext("t")).merge_id
+    return merged(tenant.app, survivor, source)
 
 
 def test_a_merge_moves_the_sources_points_with_their_original_expiry(loyal: Tenant) -> None:
@@ -138,7 +139,7 @@ def test_undo_gives_back_what_is_left_of_the_moved_lots(loyal: Tenant) -> None:
     buy(loyal, source, 2000)
     before = (expiries(loyal, survivor), expiries(loyal, source))
     merge_id = merge(loyal, survivor, source)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert (expiries(loyal, survivor), expiries(loyal, source)) == before
 
 
@@ -148,7 +149,7 @@ def test_points_the_survivor_spent_from_moved_lots_stay_spent_after_undo(loyal: 
     buy(loyal, survivor, 1000)
     merge_id = merge(loyal, survivor, source)
     redeem(loyal, survivor, 15)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert balance(loyal, source) == 5
     assert balance(loyal, survivor) == 10
 
@@ -168,7 +169,7 @@ def test_level_qualification_moves_and_goes_back_on_undo(loyal: Tenant) -> None:
     assert current_levels(loyal.app, survivor, now())["consumer"] == "normal"
     merge_id = merge(loyal, survivor, source)
     assert current_levels(loyal.app, survivor, now())["consumer"] == "gold"
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert current_levels(loyal.app, survivor, now())["consumer"] == "normal"
 
 
@@ -198,7 +199,7 @@ def test_merge_then_undo_restores_every_balance_exactly(
     total = balance(loyal, survivor) + balance(loyal, source)
     merge_id = merge(loyal, survivor, source)
     assert balance(loyal, survivor) == total
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert (expiries(loyal, survivor), expiries(loyal, source)) == before
     assert level(loyal, survivor) == level_before
 
@@ -239,9 +240,9 @@ def test_the_points_projection_follows_lots_through_merge_and_undo(loyal: Tenant
     catch_up(loyal, projection)
     merge_id = merge(loyal, survivor, source)  # out and in land in one projection batch
     assert (projected(survivor), projected(source)) == (30, 0)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     merge_id = merge(loyal, survivor, source)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))  # both in one batch again
+    undo(loyal.app, merge_id)  # both in one batch again
     assert (projected(survivor), projected(source)) == (10, 20)
 
 
@@ -249,15 +250,7 @@ def test_the_sources_direct_benefit_grants_move_and_are_revoked_on_undo(loyal: T
     program = {**PROGRAM, "benefits": [{"code": "free_shipping"}]}
     define_program(loyal.app, program, CommandContext("t"))
     survivor, source = customer(loyal), customer(loyal)
-    grant_benefit(
-        loyal.app,
-        source,
-        grant_id="g1",
-        code="free_shipping",
-        until=None,
-        reason="launch",
-        ctx=CommandContext("t"),
-    )
+    execute(loyal.app, GrantBenefit(source, "g1", "free_shipping", "launch"), Caller("t"))
 
     def held(customer_id: UUID) -> list[str]:
         return [b.code for b in benefits_of(loyal.app, customer_id, now())]
@@ -265,7 +258,7 @@ def test_the_sources_direct_benefit_grants_move_and_are_revoked_on_undo(loyal: T
     assert held(survivor) == []
     merge_id = merge(loyal, survivor, source)
     assert held(survivor) == ["free_shipping"]
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert held(survivor) == []
     assert held(source) == ["free_shipping"]
 
@@ -288,7 +281,7 @@ def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities
     assert routed.body["customer_id"] == str(survivor)  # the identity now names the survivor
     buy(loyal, survivor, 1000)  # the survivor's own order stays with the survivor
     assert level(loyal, survivor) == "gold"  # 3000 + 9000 + 1000 of spend
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert balance(loyal, source) == 120
     assert balance(loyal, survivor) == 10
     assert level(loyal, source) == "gold"  # 12000 of spend came back with the identity
@@ -313,7 +306,7 @@ def test_a_refund_after_the_undo_of_a_routed_order_reverses_on_the_source_not_th
     loyal: Tenant,
 ) -> None:
     survivor, source, merge_id = merged_then_routed(loyal)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     survivor_account = account(loyal, survivor)
     assert survivor_account is not None
     untouched = survivor_account.version
@@ -343,7 +336,7 @@ def test_the_undo_records_the_reassignment_of_each_routed_order_to_the_source(
     own = buy(loyal, survivor, 1000)
 
     head = loyal.app.recorder.max_notification_id()
-    undone = undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undone = undo(loyal.app, merge_id)
 
     routed = Order.id_for("jd", "jd-2")
     assert head < loyal.app.last_position_of(routed) <= undone.position  # the undo's save
@@ -377,7 +370,7 @@ def test_undo_nets_a_refund_after_the_merge_of_an_order_the_source_placed_before
     assert qualifying(loyal, survivor) == 11000
     refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=5000))
     assert qualifying(loyal, survivor) == 6000
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
     assert (qualifying(loyal, survivor), qualifying(loyal, source)) == (6000, 0)
 
 
@@ -393,9 +386,9 @@ def test_chained_merges_undone_in_reverse_net_a_refund_made_while_both_stood(
     assert qualifying(loyal, a) == 7000
     refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
     assert qualifying(loyal, a) == 4000
-    undo_merge(loyal.app, second, CommandContext("t"))
+    undo(loyal.app, second)
     assert (qualifying(loyal, a), qualifying(loyal, b)) == (1000, 3000)
-    undo_merge(loyal.app, first, CommandContext("t"))
+    undo(loyal.app, first)
     assert [qualifying(loyal, x) for x in (a, b, c)] == [1000, 2000, 1000]
 
 
@@ -410,8 +403,8 @@ def test_chained_merges_undone_in_reverse_net_a_refund_made_before_the_second(
     refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
     second = merge(loyal, a, b)
     assert qualifying(loyal, a) == 4000
-    undo_merge(loyal.app, second, CommandContext("t"))
-    undo_merge(loyal.app, first, CommandContext("t"))
+    undo(loyal.app, second)
+    undo(loyal.app, first)
     assert [qualifying(loyal, x) for x in (a, b, c)] == [1000, 2000, 1000]
 
 
@@ -445,12 +438,12 @@ def with_agents(tenant: Tenant) -> Tenant:
 
 def test_a_ladder_of_a_role_the_source_brings_moves_with_it(with_agents: Tenant) -> None:
     survivor, source = customer(with_agents), customer(with_agents)
-    add_role(with_agents.app, source, "agent", CommandContext("t"))
+    execute(with_agents.app, AddRole(source, "agent"), Caller("t"))
     buy(with_agents, source, 6_000)
     merge_id = merge(with_agents, survivor, source)
     assert qualifying(with_agents, survivor, "agents") == 6_000
     assert qualifying(with_agents, source, "agents") == 0
-    undo_merge(with_agents.app, merge_id, CommandContext("t"))
+    undo(with_agents.app, merge_id)
     assert qualifying(with_agents, survivor, "agents") == 0
     assert qualifying(with_agents, source, "agents") == 6_000
 
@@ -459,14 +452,14 @@ def test_a_ladder_the_survivor_will_not_sit_on_keeps_its_qualification_with_the_
     with_agents: Tenant,
 ) -> None:
     survivor, source = customer(with_agents), customer(with_agents)
-    add_role(with_agents.app, source, "agent", CommandContext("t"))
+    execute(with_agents.app, AddRole(source, "agent"), Caller("t"))
     buy(with_agents, source, 6_000)
-    end_role(with_agents.app, source, "agent", "left", CommandContext("t"))
+    execute(with_agents.app, EndRole(source, "agent", "left"), Caller("t"))
     merge_id = merge(with_agents, survivor, source)
     assert "agents" not in current_levels(with_agents.app, survivor, now())
     assert qualifying(with_agents, source, "agents") == 6_000
     assert qualifying(with_agents, survivor) == 6_000  # the consumer ladder moved
-    undo_merge(with_agents.app, merge_id, CommandContext("t"))
+    undo(with_agents.app, merge_id)
     assert qualifying(with_agents, source, "agents") == 6_000
     assert "agents" not in current_levels(with_agents.app, survivor, now())
 
@@ -635,14 +628,16 @@ class Twins:
                 self._adjust(who, -n)
 
     def _adjust(self, who: str, amount: int) -> None:
-        adjust_points(
+        execute(
             self.tenant.app,
-            self.id[who],
-            "points",
-            adjustment_id=f"a-{uuid4()}",
-            amount=amount,
-            reason="correction",
-            ctx=CommandContext("t"),
+            AdjustPoints(
+                self.id[who],
+                "points",
+                adjustment_id=f"a-{uuid4()}",
+                amount=amount,
+                reason="correction",
+            ),
+            Caller("t"),
         )
 
 
@@ -695,7 +690,7 @@ def test_merge_then_steps_then_undo_leaves_each_side_exactly_what_the_rule_says(
             w.redeem(a)
         else:
             w.adjust(a)
-    undo_merge(growing.app, w.merge_id, CommandContext("t"))
+    undo(growing.app, w.merge_id)
     assert_same_holdings(holdings(growing, w.id["s"]), holdings(growing, w.id["s2"]))
     assert_same_holdings(holdings(growing, w.id["c"]), holdings(growing, w.id["c2"]))
 
@@ -739,7 +734,7 @@ def test_the_export_lists_a_routed_order_under_the_customer_the_undo_gave_it_bac
 ) -> None:
     survivor, source, merge_id = merged_then_routed(loyal)
     buy(loyal, survivor, 1000)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
 
     def order_ids(customer_id: UUID) -> list[str]:
         return [o["order_id"] for o in export_customer(loyal.app, customer_id).document["orders"]]
@@ -775,7 +770,7 @@ def test_a_merge_moving_an_order_and_its_full_refund_moves_no_level_on_either_si
     before = (_level_moves(loyal, survivor), _level_moves(loyal, source))
 
     merge_id = merge(loyal, survivor, source)
-    undo_merge(loyal.app, merge_id, CommandContext("t"))
+    undo(loyal.app, merge_id)
 
     # The source's upgrade and refund downgrade happened before; nothing more on either side.
     assert (_level_moves(loyal, survivor), _level_moves(loyal, source)) == before

@@ -1,5 +1,6 @@
-"""An auto-merge made by a registration under an Idempotency-Key takes its merge ids from the key:
-the same keyed registration run again on the same state records the same events."""
+"""An auto-merge made by a registration under an Idempotency-Key takes its merge ids from the key
+(or from the command's ``customer_id``, an import row's): the same keyed registration run again
+on the same state records the same events."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from uuid import UUID, uuid4
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, Registration, register_customer
-from application.merges import undo_merge
+from application.kernel import Caller
+from application.registration import RegisterCustomer
 from domain.merge import Merge
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.conftest import new_slug
+from tests.integration.merge_support import undo
+from tests.integration.support import Registered, run_registration
 
-SURVIVOR, SOURCE, KEY_ID = uuid4(), uuid4(), uuid4()
+SURVIVOR, SOURCE, BASE = uuid4(), uuid4(), uuid4()
+KEY = "auto-merge-key"
 
 
 class Clock:
@@ -30,13 +33,17 @@ class Clock:
         return self.now
 
 
-def keyed(key_id: UUID) -> CommandContext:
-    """A context as the API makes it under an Idempotency-Key (ids derived from the key)."""
-    return CommandContext(actor="k", complete=lambda status, body: None, new_id=lambda: key_id)
-
-
-def register(tenant: Tenant, ctx: CommandContext, *identities: tuple[str, str]) -> Registration:
-    return register_customer(tenant.app, RegisterCustomer(identities=list(identities)), ctx)
+def register(
+    tenant: Tenant,
+    *identities: tuple[str, str],
+    key: str | None = None,
+    customer_id: UUID | None = None,
+) -> Registered:
+    """Register as the API does, under ``key`` when given; the caller names one tenant label in
+    every world, so that the ids derived from a key are the same in each."""
+    caller = Caller("k", "world", tenant.idempotency)
+    command = RegisterCustomer(identities=list(identities), customer_id=customer_id)
+    return run_registration(tenant.app, command, caller, client_id=key)
 
 
 def world(runtime: Runtime, sql: psycopg.Connection[Any], secret_from: Tenant | None) -> Tenant:
@@ -52,8 +59,8 @@ def world(runtime: Runtime, sql: psycopg.Connection[Any], secret_from: Tenant | 
         )
         sql.commit()
     tenant.app.clock = Clock()  # type: ignore[method-assign]
-    register(tenant, keyed(SURVIVOR), ("wechat_unionid", "u1"))
-    register(tenant, keyed(SOURCE), ("pos_member_no", "p1"))
+    register(tenant, ("wechat_unionid", "u1"), customer_id=SURVIVOR)
+    register(tenant, ("pos_member_no", "p1"), customer_id=SOURCE)
     return tenant
 
 
@@ -77,8 +84,8 @@ def test_a_keyed_registration_that_auto_merges_records_the_same_events_when_run_
     start = first.app.recorder.max_notification_id() or 0
     assert start == (again.app.recorder.max_notification_id() or 0)
 
-    one = register(first, keyed(KEY_ID), ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
-    two = register(again, keyed(KEY_ID), ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
+    one = register(first, ("wechat_unionid", "u1"), ("pos_member_no", "p1"), key=KEY)
+    two = register(again, ("wechat_unionid", "u1"), ("pos_member_no", "p1"), key=KEY)
 
     assert one.merged == two.merged
     assert len(one.merged) == 1
@@ -94,24 +101,23 @@ def test_a_registration_without_a_key_auto_merges_under_a_new_merge_id(
 ) -> None:
     first = world(runtime, sql, None)
     again = world(runtime, sql, first)
-    plain = CommandContext(actor="k")
-
-    one = register(first, plain, ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
-    two = register(again, plain, ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
+    one = register(first, ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
+    two = register(again, ("wechat_unionid", "u1"), ("pos_member_no", "p1"))
 
     assert len(one.merged) == len(two.merged) == 1
     assert one.merged != two.merged
 
 
-def test_a_keyed_auto_merge_whose_earlier_merge_was_undone_takes_the_next_derived_id(
+def test_an_auto_merge_whose_earlier_merge_was_undone_takes_the_next_derived_id(
     runtime: Runtime, sql: psycopg.Connection[Any]
 ) -> None:
     tenant = world(runtime, sql, None)
     identities = (("wechat_unionid", "u1"), ("pos_member_no", "p1"))
-    (merged,) = register(tenant, keyed(KEY_ID), *identities).merged
-    undo_merge(tenant.app, UUID(merged), CommandContext(actor="k"))
+    # The same merge base each time (as a keyed retry has): an import row's customer id.
+    (merged,) = register(tenant, *identities, customer_id=BASE).merged
+    undo(tenant.app, UUID(merged), "k")
 
-    (again,) = register(tenant, keyed(KEY_ID), *identities).merged
+    (again,) = register(tenant, *identities, customer_id=BASE).merged
 
     assert again != merged
     merge = tenant.app.repository.get(UUID(again))

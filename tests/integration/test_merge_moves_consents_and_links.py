@@ -7,14 +7,15 @@ from typing import Any
 from uuid import UUID
 
 from application.context import CommandContext
-from application.merges import merge_customers, undo_merge
-from application.privacy import record_consent
-from application.relationships import set_parent_agent
+from application.kernel import Caller, execute
+from application.privacy import RecordConsent
+from application.relationships import SetParentAgent
 from domain.customer import Customer
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up
 from tests.integration.customer_events import doc
+from tests.integration.merge_support import merged, undo
 from tests.integration.support import register
 
 CTX = CommandContext(actor="test")
@@ -27,15 +28,17 @@ def customer(tenant: Tenant, customer_id: UUID) -> Customer:
 
 
 def consent(tenant: Tenant, customer_id: UUID, channel: str, granted: bool, version: str) -> None:
-    record_consent(
+    execute(
         tenant.app,
-        customer_id,
-        purpose="marketing",
-        channel=channel,
-        granted=granted,
-        policy_version=version,
-        source="test",
-        ctx=CTX,
+        RecordConsent(
+            customer_id,
+            purpose="marketing",
+            channel=channel,
+            granted=granted,
+            policy_version=version,
+            source="test",
+        ),
+        Caller(CTX.actor),
     )
 
 
@@ -61,7 +64,7 @@ def test_a_merge_keeps_the_newest_consent_decision_per_channel_and_undo_restores
     consent(tenant, source, "email", False, "s2")
     consent(tenant, source, "wechat", True, "s3")  # the survivor has none
 
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
 
     assert decisions(tenant, survivor) == {
         "sms": (False, "v1"),
@@ -75,7 +78,7 @@ def test_a_merge_keeps_the_newest_consent_decision_per_channel_and_undo_restores
     }
     assert profile == decisions(tenant, survivor)
 
-    undo_merge(tenant.app, merge_id, CTX)
+    undo(tenant.app, merge_id)
 
     assert decisions(tenant, survivor) == {"sms": (False, "v1"), "email": (True, "v1")}
     assert decisions(tenant, source) == {
@@ -97,10 +100,10 @@ def test_undo_keeps_a_consent_decided_again_on_the_survivor_after_the_merge(
     survivor = register(tenant, ("pos_member_no", "V")).customer_id
     source = register(tenant, ("pos_member_no", "S")).customer_id
     consent(tenant, source, "sms", True, "s1")
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
     consent(tenant, survivor, "sms", True, "v2")
 
-    undo_merge(tenant.app, merge_id, CTX)
+    undo(tenant.app, merge_id)
 
     assert decisions(tenant, survivor) == {"sms": (True, "v2")}
 
@@ -112,17 +115,17 @@ def test_a_merge_gives_the_survivor_the_sources_parent_agent_and_referrer_and_un
     referrer = register(tenant, ("pos_member_no", "R")).customer_id
     survivor = agent(tenant, "V")
     source = agent(tenant, "S", referrer_id=referrer)
-    set_parent_agent(tenant.app, source, top, CTX)
+    execute(tenant.app, SetParentAgent(source, top), Caller(CTX.actor))
 
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
 
-    merged = customer(tenant, survivor)
-    assert (merged.parent_agent_id, merged.referrer_id) == (top, referrer)
+    taken = customer(tenant, survivor)
+    assert (taken.parent_agent_id, taken.referrer_id) == (top, referrer)
     catch_up(tenant, CustomerProfileProjection())
     profile = doc(sql, tenant, survivor)
     assert (profile["parent_agent_id"], profile["referrer_id"]) == (str(top), str(referrer))
 
-    undo_merge(tenant.app, merge_id, CTX)
+    undo(tenant.app, merge_id)
 
     restored = customer(tenant, survivor)
     assert (restored.parent_agent_id, restored.referrer_id) == (None, None)
@@ -140,12 +143,14 @@ def test_a_survivors_own_parent_and_referrer_stay_and_a_parent_changed_since_is_
     own_referrer = register(tenant, ("pos_member_no", "R1")).customer_id
     survivor = agent(tenant, "V", referrer_id=own_referrer)
     source = agent(tenant, "S", referrer_id=register(tenant, ("jd_pin", "R2")).customer_id)
-    set_parent_agent(tenant.app, source, top, CTX)
+    execute(tenant.app, SetParentAgent(source, top), Caller(CTX.actor))
 
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
     assert customer(tenant, survivor).referrer_id == own_referrer  # it had one: not replaced
-    set_parent_agent(tenant.app, survivor, other, CTX)  # changed since the merge
-    undo_merge(tenant.app, merge_id, CTX)
+    execute(
+        tenant.app, SetParentAgent(survivor, other), Caller(CTX.actor)
+    )  # changed since the merge
+    undo(tenant.app, merge_id)
 
     assert customer(tenant, survivor).parent_agent_id == other
     assert customer(tenant, survivor).referrer_id == own_referrer
@@ -154,12 +159,14 @@ def test_a_survivors_own_parent_and_referrer_stay_and_a_parent_changed_since_is_
 def test_a_merge_does_not_take_a_parent_agent_that_would_close_a_cycle(tenant: Tenant) -> None:
     survivor = agent(tenant, "V")
     below = agent(tenant, "BELOW")
-    set_parent_agent(tenant.app, below, survivor, CTX)  # BELOW is in the survivor's downline
+    execute(
+        tenant.app, SetParentAgent(below, survivor), Caller(CTX.actor)
+    )  # BELOW is in the survivor's downline
     source = agent(tenant, "S")
-    set_parent_agent(tenant.app, source, below, CTX)
+    execute(tenant.app, SetParentAgent(source, below), Caller(CTX.actor))
 
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
 
     assert customer(tenant, survivor).parent_agent_id is None
-    undo_merge(tenant.app, merge_id, CTX)
+    undo(tenant.app, merge_id)
     assert customer(tenant, source).parent_agent_id == below

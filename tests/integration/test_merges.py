@@ -15,10 +15,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from application.context import CommandContext
-from application.customers import change_profile, unlink_identity
+from application.customers import ChangeProfile, UnlinkIdentity
 from application.errors import ConcurrencyConflict
-from application.merges import merge_customers, undo_merge
-from application.privacy import erase_customer
+from application.kernel import Caller, Outcome, execute
+from application.privacy import EraseCustomer
 from application.program import define_program
 from domain.customer import Customer
 from domain.errors import (
@@ -34,6 +34,7 @@ from domain.values import Identity
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.conftest import new_slug
+from tests.integration.merge_support import merge, merge_id_of, merged, undo
 from tests.integration.support import events, register, run_at_once
 
 CTX = CommandContext(actor="test")
@@ -88,10 +89,11 @@ def test_merge_moves_every_identity_claim_of_the_source_to_the_survivor(
         tenant, ("pos_member_no", "B-1"), ("jd_pin", "jd-b"), email="b@example.com"
     ).customer_id
 
-    result = merge_customers(tenant.app, a, b, CTX)
+    result = merge(tenant.app, a, b)
 
-    assert (result.survivor_id, result.source_id) == (a, b)
-    assert result.body()["moved"] == {"identity_claim": 3}
+    assert result.outcome is Outcome.CREATED
+    assert (result.body["survivor_id"], result.body["source_id"]) == (str(a), str(b))
+    assert result.body["moved"] == {"identity_claim": 3}
     for identity in (
         Identity("pos_member_no", "A-1"),
         Identity("pos_member_no", "B-1"),
@@ -107,11 +109,11 @@ def test_merge_moves_every_identity_claim_of_the_source_to_the_survivor(
         Identity("email", "b@example.com"),
     }
     assert survivor.fields() == {"name": "A", "email": "b@example.com"}  # non_empty default
-    assert (source.merged_into, source.merge_id) == (a, result.merge_id)
-    merge = tenant.app.repository.get(result.merge_id)
-    assert isinstance(merge, Merge)
-    assert (merge.survivor_id, merge.source_id, merge.reason) == (a, b, "manual")
-    assert merge.moves == result.moves
+    assert (source.merged_into, source.merge_id) == (a, merge_id_of(result))
+    record = tenant.app.repository.get(merge_id_of(result))
+    assert isinstance(record, Merge)
+    assert (record.survivor_id, record.source_id, record.reason) == (a, b, "manual")
+    assert [m.kind for m in record.moves] == ["identity_claim"] * 3
 
 
 def test_undo_restores_claims_identities_fields_and_roles_exactly(tenant: Tenant) -> None:
@@ -135,28 +137,29 @@ def test_undo_restores_claims_identities_fields_and_roles_exactly(tenant: Tenant
     before = snapshot(tenant, a), snapshot(tenant, b)
     identities = [*customer(tenant, a).identities, *customer(tenant, b).identities]
 
-    merged = merge_customers(tenant.app, a, b, CTX)
+    merged = merge(tenant.app, a, b)
     assert snapshot(tenant, a) != before[0]
-    undone = undo_merge(tenant.app, merged.merge_id, CTX)
+    undone = undo(tenant.app, merge_id_of(merged))
 
-    assert undone.merge_id == merged.merge_id
+    assert undone.outcome is Outcome.DONE
+    assert undone.body == merged.body
     assert undone.position > merged.position
     assert (snapshot(tenant, a), snapshot(tenant, b)) == before
     for identity in customer(tenant, a).identities:
         assert holders(tenant, identity) == (a,)
     for identity in customer(tenant, b).identities:
         assert holders(tenant, identity) == (b,)
-    assert tenant.app.repository.get(merged.merge_id).undone
+    assert tenant.app.repository.get(merge_id_of(merged)).undone
     assert_claims_consistent(tenant, [a, b], identities)
 
 
 def test_undo_keeps_a_change_made_to_the_survivor_after_the_merge(tenant: Tenant) -> None:
     a = register(tenant, ("pos_member_no", "A-1")).customer_id
     b = register(tenant, ("pos_member_no", "B-1"), name="From B", email="b@example.com")
-    merged = merge_customers(tenant.app, a, b.customer_id, CTX)
-    change_profile(tenant.app, a, {"name": "Corrected"}, {}, CTX)
+    merge_id = merged(tenant.app, a, b.customer_id)
+    execute(tenant.app, ChangeProfile(a, {"name": "Corrected"}, {}), Caller(CTX.actor))
 
-    undo_merge(tenant.app, merged.merge_id, CTX)
+    undo(tenant.app, merge_id)
 
     assert customer(tenant, a).fields() == {"name": "Corrected"}
     assert customer(tenant, b.customer_id).fields() == {
@@ -180,17 +183,17 @@ def test_a_shared_identity_stays_with_the_survivor_alone_and_is_shared_again_on_
     b = register(tenant, ("pos_member_no", "B"), phone=shared.value).customer_id
     assert holders(tenant, shared) == (a, b)  # a suggestion, not a match
 
-    merged = merge_customers(tenant.app, a, b, CTX)
+    answer = merge(tenant.app, a, b)
 
     # The program has a point type: the source's (empty) account is closed, the survivor's opened.
-    assert merged.body()["moved"] == {
+    assert answer.body["moved"] == {
         "identity_claim": 1,
         "identity_claim_shared": 1,
         "points_account": 1,
         "points_account_in": 1,
     }
     assert holders(tenant, shared) == (a,)
-    undo_merge(tenant.app, merged.merge_id, CTX)
+    undo(tenant.app, merge_id_of(answer))
     assert set(holders(tenant, shared) or ()) == {a, b}
     assert shared in customer(tenant, b).identities
     assert_claims_consistent(
@@ -200,26 +203,26 @@ def test_a_shared_identity_stays_with_the_survivor_alone_and_is_shared_again_on_
 
 def test_a_merged_away_customer_cannot_be_merged_again_either_way(tenant: Tenant) -> None:
     a, b, c = (register(tenant, ("pos_member_no", n)).customer_id for n in "abc")
-    merge_customers(tenant.app, a, b, CTX)
+    merge(tenant.app, a, b)
 
     with pytest.raises(CannotMerge):
-        merge_customers(tenant.app, c, b, CTX)
+        merge(tenant.app, c, b)
     with pytest.raises(CannotMerge):
-        merge_customers(tenant.app, b, c, CTX)
+        merge(tenant.app, b, c)
     with pytest.raises(CannotMerge):
-        merge_customers(tenant.app, a, a, CTX)
+        merge(tenant.app, a, a)
 
 
 def test_undoing_a_merge_twice_is_refused_the_second_time(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     a, b = (register(tenant, ("pos_member_no", n)).customer_id for n in "ab")
-    merged = merge_customers(tenant.app, a, b, CTX)
-    undo_merge(tenant.app, merged.merge_id, CTX)
+    merge_id = merged(tenant.app, a, b)
+    undo(tenant.app, merge_id)
     before = events(sql, tenant)
 
     with pytest.raises(MergeNotUndoable):
-        undo_merge(tenant.app, merged.merge_id, CTX)
+        undo(tenant.app, merge_id)
 
     assert events(sql, tenant) == before
 
@@ -228,13 +231,13 @@ def test_a_merge_whose_survivor_was_merged_on_cannot_be_undone_until_that_is(
     tenant: Tenant,
 ) -> None:
     a, b, c = (register(tenant, ("pos_member_no", n)).customer_id for n in "abc")
-    first = merge_customers(tenant.app, a, b, CTX)
-    second = merge_customers(tenant.app, c, a, CTX)
+    first = merged(tenant.app, a, b)
+    second = merged(tenant.app, c, a)
 
     with pytest.raises(MergeNotUndoable):
-        undo_merge(tenant.app, first.merge_id, CTX)
-    undo_merge(tenant.app, second.merge_id, CTX)
-    undo_merge(tenant.app, first.merge_id, CTX)
+        undo(tenant.app, first)
+    undo(tenant.app, second)
+    undo(tenant.app, first)
 
     assert {customer(tenant, x).merged_into for x in (a, b, c)} == {None}
     assert_claims_consistent(tenant, [a, b, c], [Identity("pos_member_no", n) for n in "abc"])
@@ -242,12 +245,12 @@ def test_a_merge_whose_survivor_was_merged_on_cannot_be_undone_until_that_is(
 
 def test_a_merge_can_be_merged_again_after_its_undo(tenant: Tenant) -> None:
     a, b = (register(tenant, ("pos_member_no", n)).customer_id for n in "ab")
-    first = merge_customers(tenant.app, a, b, CTX)
-    undo_merge(tenant.app, first.merge_id, CTX)
+    first = merged(tenant.app, a, b)
+    undo(tenant.app, first)
 
-    again = merge_customers(tenant.app, b, a, CTX)
+    again = merged(tenant.app, b, a)
 
-    assert again.merge_id != first.merge_id
+    assert again != first
     assert customer(tenant, a).merged_into == b
     assert_claims_consistent(tenant, [a, b], [Identity("pos_member_no", n) for n in "ab"])
 
@@ -267,11 +270,11 @@ def test_merging_is_associative_for_the_survivors_identities_and_fields(
         ]
 
     a, b, c = three(tenant)
-    merge_customers(tenant.app, a, b, CTX)  # (A <- B) <- C
-    merge_customers(tenant.app, a, c, CTX)
+    merge(tenant.app, a, b)  # (A <- B) <- C
+    merge(tenant.app, a, c)
     a2, b2, c2 = three(other)
-    merge_customers(other.app, b2, c2, CTX)  # A <- (B <- C)
-    merge_customers(other.app, a2, b2, CTX)
+    merge(other.app, b2, c2)  # A <- (B <- C)
+    merge(other.app, a2, b2)
 
     left, right = customer(tenant, a), customer(other, a2)
     assert set(left.identities) == set(right.identities)
@@ -291,7 +294,7 @@ def test_two_racing_merges_of_one_pair_let_exactly_one_succeed(
 
     def work(n: int) -> Any:
         try:
-            return merge_customers(tenant.app, *pairs[n], CommandContext(actor=f"t{n}"))
+            return merge(tenant.app, *pairs[n], actor=f"t{n}")
         except (CannotMerge, ConcurrencyConflict) as e:
             return e
 
@@ -302,8 +305,9 @@ def test_two_racing_merges_of_one_pair_let_exactly_one_succeed(
     log = events(sql, tenant)
     assert [e["topic"] for e in log].count(Merge.Merged.TOPIC) == 1
     (won,) = succeeded
-    assert customer(tenant, won.source_id).merged_into == won.survivor_id
-    assert customer(tenant, won.survivor_id).merged_into is None
+    survivor, source = UUID(won.body["survivor_id"]), UUID(won.body["source_id"])
+    assert customer(tenant, source).merged_into == survivor
+    assert customer(tenant, survivor).merged_into is None
     identities = [Identity("pos_member_no", "A"), Identity("pos_member_no", "B")]
     identities += [Identity("jd_pin", "ja"), Identity("jd_pin", "jb")]
     assert_claims_consistent(tenant, [a, b], identities)
@@ -319,15 +323,15 @@ def test_registering_identities_of_two_customers_auto_merges_them_and_the_merge_
 
     assert (both.customer_id, both.matched) == (a, True)
     (merge_id,) = both.merged
-    merge = tenant.app.repository.get(UUID(merge_id))
-    assert isinstance(merge, Merge)
-    assert (merge.survivor_id, merge.source_id) == (a, b)
-    assert merge.reason == "identity:pos_member_no"
+    record = tenant.app.repository.get(UUID(merge_id))
+    assert isinstance(record, Merge)
+    assert (record.survivor_id, record.source_id) == (a, b)
+    assert record.reason == "identity:pos_member_no"
     assert customer(tenant, b).merged_into == a
     assert holders(tenant, Identity("pos_member_no", "p1")) == (a,)
     assert customer(tenant, a).fields() == {"name": "From WeChat", "email": "pos@example.com"}
 
-    undo_merge(tenant.app, UUID(merge_id), CTX)
+    undo(tenant.app, UUID(merge_id))
 
     assert customer(tenant, a).identities == (Identity("wechat_unionid", "u1"),)
     assert customer(tenant, a).fields() == {"name": "From WeChat"}
@@ -409,20 +413,20 @@ def test_any_history_of_registrations_merges_undos_and_erasures_keeps_claims_con
             survivor = customers[op[1] % len(customers)]
             source = customers[op[2] % len(customers)]
             try:
-                merges.append(merge_customers(tenant.app, survivor, source, CTX).merge_id)
+                merges.append(merged(tenant.app, survivor, source))
             except CannotMerge:
                 assert survivor == source or not (active(survivor) and active(source))
         elif op[0] == "undo" and merges:
             merge_id = merges[-1 - op[1] % len(merges)]  # recent merges, mostly
             try:
-                undo_merge(tenant.app, merge_id, CTX)
+                undo(tenant.app, merge_id)
             except MergeNotUndoable:
-                merge = tenant.app.repository.get(merge_id)
-                assert merge.undone or not active(merge.survivor_id)
+                record = tenant.app.repository.get(merge_id)
+                assert record.undone or not active(record.survivor_id)
         elif op[0] == "erase" and customers:
             target = customers[op[1] % len(customers)]
             try:
-                erase_customer(tenant.app, target, None, CTX)
+                execute(tenant.app, EraseCustomer(target, None), Caller(CTX.actor))
             except (CustomerErased, CustomerMerged):
                 assert not active(target)
         elif op[0] == "unlink" and customers:
@@ -430,7 +434,7 @@ def test_any_history_of_registrations_merges_undos_and_erasures_keeps_claims_con
             value = (op[2].type, f"{prefix}-{op[2].value}")
             refused = (IdentityNotHeld, LastIdentity, CustomerErased, CustomerMerged)
             with contextlib.suppress(*refused):
-                unlink_identity(tenant.app, target, value, CTX)
+                execute(tenant.app, UnlinkIdentity(target, value), Caller(CTX.actor))
         assert_claims_consistent(tenant, customers, pool)
     # Every identity ever registered is held by exactly one active customer.
     held = [i for c in customers if active(c) for i in customer(tenant, c).identities]

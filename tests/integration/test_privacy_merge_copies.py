@@ -15,14 +15,15 @@ import msgspec
 import psycopg
 
 from application.context import CommandContext
-from application.customers import change_profile, unlink_identity
-from application.merges import merge_customers, undo_merge
-from application.privacy import erase_customer, export_customer
+from application.customers import ChangeProfile, UnlinkIdentity
+from application.kernel import Caller, execute
+from application.privacy import EraseCustomer, export_customer
 from domain.customer import Customer
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
 from projections.registry import PROJECTIONS
+from tests.integration.merge_support import merge, merged, undo
 from tests.integration.support import register
 from tests.integration.test_privacy import found_in, schema_text
 
@@ -79,19 +80,19 @@ def test_erasing_a_restored_source_leaves_none_of_its_values_readable_in_the_for
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     v, survivor, s, source = merged_pair(tenant)
-    merge_id = merge_customers(tenant.app, survivor, source, CTX).merge_id
+    merge_id = merged(tenant.app, survivor, source)
     # While merged, the survivor lives on: it drops one of the source's identities (its unlink
     # event names it) and changes a field the merge gave it (the history's "before" is the
     # source's value).
-    unlink_identity(tenant.app, survivor, ("jd_pin", s.jd), CTX)
-    change_profile(tenant.app, survivor, {}, {"city": "Own city"}, CTX)
+    execute(tenant.app, UnlinkIdentity(survivor, ("jd_pin", s.jd)), Caller(CTX.actor))
+    execute(tenant.app, ChangeProfile(survivor, {}, {"city": "Own city"}), Caller(CTX.actor))
     project(tenant)
     assert s.email in decoded_events_text(tenant, survivor)  # the copy is readable until then
     assert found_in(schema_text(sql, tenant.schema), [s.jd])  # history held it
-    undo_merge(tenant.app, merge_id, CTX)
+    undo(tenant.app, merge_id)
     project(tenant)  # the projections follow the log (a lag past the erasure: docs/identity.md)
 
-    erase_customer(tenant.app, source, "request", CTX)
+    execute(tenant.app, EraseCustomer(source, "request"), Caller(CTX.actor))
     project(tenant)
 
     texts = {
@@ -115,9 +116,9 @@ def test_erasing_the_survivor_while_the_merge_stands_shreds_the_sources_copies_t
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     v, survivor, s, source = merged_pair(tenant)
-    merge_customers(tenant.app, survivor, source, CTX)
+    merge(tenant.app, survivor, source)
 
-    erase_customer(tenant.app, survivor, None, CTX)
+    execute(tenant.app, EraseCustomer(survivor, None), Caller(CTX.actor))
     project(tenant)
 
     texts = {
@@ -134,9 +135,9 @@ def test_erasing_the_former_survivor_after_an_undo_leaves_the_restored_source_re
     tenant: Tenant,
 ) -> None:
     v, survivor, s, source = merged_pair(tenant)
-    undo_merge(tenant.app, merge_customers(tenant.app, survivor, source, CTX).merge_id, CTX)
+    undo(tenant.app, merged(tenant.app, survivor, source))
 
-    erase_customer(tenant.app, survivor, None, CTX)
+    execute(tenant.app, EraseCustomer(survivor, None), Caller(CTX.actor))
 
     restored = tenant.app.repository.get(source)
     assert (restored.email, restored.attributes, restored.erased) == (

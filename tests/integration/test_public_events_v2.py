@@ -11,12 +11,11 @@ from uuid import UUID, uuid4
 import msgspec
 from eventsourcing.persistence import StoredEvent
 
-from application.context import CommandContext
-from application.merges import merge_customers, undo_merge
 from application.public_events import BY_TOPIC
 from domain.merge import AssetMove, Merge
 from domain.staff import StaffActivity, staff_activity_id
 from infrastructure.tenancy import Tenant
+from tests.integration.merge_support import merged, undo
 from tests.integration.support import register
 
 AT = datetime(2026, 4, 1, 9, 0, tzinfo=UTC)
@@ -80,9 +79,9 @@ def test_a_version_1_merge_undone_event_stored_before_still_loads_with_no_surviv
 def test_an_undo_records_version_2_naming_the_survivor_and_the_source(tenant: Tenant) -> None:
     survivor = register(tenant, ("pos_member_no", "V")).customer_id
     source = register(tenant, ("pos_member_no", "S")).customer_id
-    merge_id = merge_customers(tenant.app, survivor, source, CommandContext("t")).merge_id
+    merge_id = merged(tenant.app, survivor, source)
 
-    undo_merge(tenant.app, merge_id, CommandContext("t"))
+    undo(tenant.app, merge_id)
 
     stored = tenant.app.recorder.select_events(merge_id)[-1]
     assert msgspec.json.decode(stored.state)["class_version"] == 2
