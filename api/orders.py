@@ -1,11 +1,13 @@
 """Orders from every channel: ``POST /v1/orders``, ``/v1/orders/batch`` and refunds.
 
 The order is its own idempotency receipt (keyed by ``(channel, order_id)``), so these routes do
-not go through the generic client-id store: a replay is answered from the order's stored outcome.
+not go through the generic client-id store: a replay is answered from the order's stored outcome
+(the command answers ``DONE`` only for a replay, sent as 200 with ``Idempotent-Replayed``).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
@@ -18,30 +20,21 @@ from litestar import Controller, Request, Response, post
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta, Struct
 
-from api.auth import tenant_of
-from api.commands import CLIENT_ID
+from api.auth import principal_of, tenant_of
+from api.commands import CLIENT_ID, respond
 from api.errors import PROBLEM_JSON, bad_request, problem_body, problem_for
 from api.inputs import nul_path, validation_problem
 from api.schemas import ClientId, IdentityIn, Strict, problem_responses
 from application.errors import ApplicationError
-from application.orders import (
-    BatchItem,
-    OrderLineInput,
-    OrderResult,
-    PlaceOrder,
-    RefundOrder,
-    place_order,
-    place_orders,
-    refund_order,
-    rounds_of,
-)
+from application.kernel import Answer, Caller, Command, Outcome, execute
+from application.orders import BatchItem, OrderLineInput, PlaceOrder, RefundOrder, place_orders
 from application.permissions import Permission
 from domain.errors import DomainError
 
 # Amounts are minor units: 10^15 is far above any order and far below bigint and 2^53.
-Amount = Annotated[int, Meta(ge=0, le=10**15)]
-PositiveAmount = Annotated[int, Meta(ge=1, le=10**15)]
-Channel = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+Amount = Annotated[int, Meta(ge=0, le=10**15, examples=[12900])]
+PositiveAmount = Annotated[int, Meta(ge=1, le=10**15, examples=[100])]
+Channel = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,64}$", examples=["tmall"])]
 Ref = Annotated[str, Meta(min_length=1, max_length=128)]
 MAX_BATCH = 1000
 
@@ -146,21 +139,21 @@ def command_of(data: OrderIn) -> PlaceOrder:
     )
 
 
-def _respond(result: OrderResult) -> Response[Any]:
-    headers = {"Idempotent-Replayed": "true"} if result.status == 200 else None
-    return Response(
-        msgspec.json.encode({**result.body, "position": result.position}),
-        status_code=result.status,
-        media_type="application/json",
-        headers=headers,
-    )
+def _caller(request: Request[Any, Any, Any]) -> Caller:
+    tenant = tenant_of(request)
+    return Caller(principal_of(request).key_id, tenant.slug)
 
 
-def _status_of(e: Exception) -> int:
-    if isinstance(e, DomainError | ApplicationError):
-        status: int = problem_for(e)["status"]
-        return status
-    return 400
+def _run(request: Request[Any, Any, Any], command: Command) -> Response[Any]:
+    answer = execute(tenant_of(request).app, command, _caller(request))
+    return respond(_replayed(answer))
+
+
+def _replayed(answer: Answer) -> Answer:
+    # An order (and a refund) is its own receipt: done, it is the answer stored before.
+    if answer.outcome is Outcome.DONE:
+        return replace(answer, outcome=Outcome.REPLAYED)
+    return answer
 
 
 def _item(raw: Any) -> tuple[str, PlaceOrder | dict[str, Any]]:
@@ -174,30 +167,37 @@ def _item(raw: Any) -> tuple[str, PlaceOrder | dict[str, Any]]:
         return label, command_of(msgspec.convert(raw, OrderIn, strict=True))
     except msgspec.ValidationError as e:
         return label, validation_problem(e)
+    except DomainError as e:  # a rule the command checks without reading (its lines)
+        return label, problem_for(e)
 
 
-def _failure_problem(e: Exception) -> dict[str, Any]:
+def _failure_problem(e: Exception, logged: set[int]) -> dict[str, Any]:
+    """The problem of an order a failed round did not place (each failure logged once)."""
     if isinstance(e, DomainError | ApplicationError):
         return problem_for(e)
+    first = id(e) not in logged
+    logged.add(id(e))
     if isinstance(e, psycopg.Error | persistence.PersistenceError):
-        log.warning("batch_round_unavailable", exc_info=e)
+        if first:
+            log.warning("batch_round_unavailable", exc_info=e)
         return problem_body(
             503, "service_unavailable", "not placed: the database failed; retry this order"
         )
-    log.error("batch_round_failed", exc_info=e)
+    if first:
+        log.error("batch_round_failed", exc_info=e)
     return problem_body(500, "internal_error", "not placed: an unexpected error occurred")
 
 
-def _result_of(item: BatchItem) -> BatchResult:
+STATUS_OF = {Outcome.CREATED: 201, Outcome.DONE: 200}
+
+
+def _result_of(item: BatchItem, logged: set[int]) -> BatchResult:
     if item.error is not None:
-        error = (
-            problem_for(item.error)
-            if isinstance(item.error, DomainError | ApplicationError)
-            else None
-        )
-        return BatchResult(item.order_id, item.status, error=error)
+        problem = _failure_problem(item.error, logged)
+        return BatchResult(item.order_id, problem["status"], error=problem)
     body = item.body or {}
-    return BatchResult(item.order_id, item.status, customer_id=body.get("customer_id"))
+    status = STATUS_OF.get(item.outcome or Outcome.DONE, 200)
+    return BatchResult(item.order_id, status, customer_id=body.get("customer_id"))
 
 
 ORDER_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 422, 503)
@@ -219,7 +219,7 @@ class OrderController(Controller):
     def place(
         self, request: Request[Any, Any, Any], data: JSONBody[OrderIn]
     ) -> Response[OrderPlaced]:
-        return _respond(place_order(tenant_of(request).app, command_of(data)))
+        return _run(request, command_of(data))
 
     @post(
         "/batch",
@@ -238,25 +238,12 @@ class OrderController(Controller):
             BatchResult(label, 400, error=c if isinstance(c, dict) else None) for label, c in parsed
         ]
         commands = [(n, c) for n, (_, c) in enumerate(parsed) if isinstance(c, PlaceOrder)]
-        app = tenant_of(request).app
-        position = 0
-        rounds = rounds_of([c for _, c in commands])
-        for done, round_ in enumerate(rounds):
-            part = [commands[i] for i in round_]
-            try:
-                placed, at = place_orders(app, [c for _, c in part], _status_of)
-            except Exception as e:
-                # Earlier rounds are committed: answer them, and every order not placed with
-                # the failure (a retry of the batch is safe: each order is its own receipt).
-                problem = _failure_problem(e)
-                for later in rounds[done:]:
-                    for i in later:
-                        n, cmd = commands[i]
-                        results[n] = BatchResult(cmd.order_id, problem["status"], error=problem)
-                break
-            position = max(position, at)
-            for (n, _), item in zip(part, placed, strict=True):
-                results[n] = _result_of(item)
+        placed, position = place_orders(
+            tenant_of(request).app, [c for _, c in commands], _caller(request)
+        )
+        logged: set[int] = set()
+        for (n, _), item in zip(commands, placed, strict=True):
+            results[n] = _result_of(item, logged)
         body = BatchPlaced(results, position)
         return Response(msgspec.json.encode(body), status_code=200, media_type="application/json")
 
@@ -284,8 +271,8 @@ class OrderController(Controller):
             if len(set(ids)) != len(ids):
                 raise bad_request("invalid_value", "a line is named twice", field="lines")
             lines = {ln.line_id: ln.amount for ln in data.lines}
-        cmd = RefundOrder(refund_id=data.refund_id, amount=data.amount, lines=lines)
-        return _respond(refund_order(tenant_of(request).app, channel, order_id, cmd))
+        cmd = RefundOrder(channel, order_id, data.refund_id, amount=data.amount, lines=lines)
+        return _run(request, cmd)
 
 
 __all__ = ["PROBLEM_JSON", "OrderController"]

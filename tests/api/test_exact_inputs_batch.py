@@ -12,7 +12,8 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-import api.orders
+import application.orders.batch
+from application.kernel import Caller
 from application.orders import BatchItem, PlaceOrder
 from tests.api.support import identity
 from tests.api.test_exact_inputs import PROGRAM, an_order
@@ -87,18 +88,18 @@ async def test_a_batch_with_lax_numbers_inside_items_is_still_answered_per_item(
 
 
 def failing_on_round(monkeypatch: pytest.MonkeyPatch, n: int, error: Exception) -> None:
-    """``place_orders`` as it is, except that its ``n``-th call (one round each) raises."""
-    real: Placer = api.orders.place_orders
+    """``place_round`` as it is, except that its ``n``-th call (one round each) raises."""
+    real: Placer = application.orders.batch.place_round
     calls = 0
 
-    def place(app: Any, cmds: Sequence[PlaceOrder], status_of: Any) -> Any:
+    def place(app: Any, cmds: Sequence[PlaceOrder], caller: Caller) -> Any:
         nonlocal calls
         calls += 1
         if calls == n:
             raise error
-        return real(app, cmds, status_of)
+        return real(app, cmds, caller)
 
-    monkeypatch.setattr(api.orders, "place_orders", place)
+    monkeypatch.setattr(application.orders.batch, "place_round", place)
 
 
 async def test_when_a_later_round_fails_the_committed_rounds_are_answered_and_the_rest_is_503(
