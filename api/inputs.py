@@ -169,9 +169,7 @@ _PROBLEM_KEYS = {"type", "title", "status", "detail", "code"}
 
 
 def _problem_error(body: dict[str, Any]) -> ApiError:
-    extra = {
-        k: v for k, v in body.items() if k not in {"type", "title", "status", "detail", "code"}
-    }
+    extra = {k: v for k, v in body.items() if k not in _PROBLEM_KEYS}
     return ApiError(body["status"], body["code"], body["detail"], **extra)
 
 
