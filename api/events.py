@@ -30,7 +30,8 @@ class EventFeedController(Controller):
     def read_feed(
         self,
         request: Request[Any, Any, Any],
-        after: Annotated[int, Parameter(ge=0)] = 0,
+        # As a cursor: at most 18 digits (a bigint position).
+        after: Annotated[int, Parameter(ge=0, le=10**18 - 1)] = 0,
         cursor: Annotated[str | None, Parameter(description="alias of after")] = None,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
         types: Annotated[str | None, Parameter(description="comma-separated public types")] = None,

@@ -391,3 +391,10 @@ async def test_a_min_position_beyond_the_log_head_is_400_at_once_on_every_route_
     response = await client.get(f"{url}{joiner}min_position=10000000", headers=admin)
     assert time.monotonic() - started < 2
     assert assert_problem(response, 400, "position_beyond_head")["field"] == "min_position"
+
+
+async def test_an_event_feed_position_beyond_a_bigint_is_400_invalid_parameter(
+    client: Client, admin: dict[str, str]
+) -> None:
+    response = await client.get("/v1/events?after=99999999999999999999", headers=admin)
+    assert assert_problem(response, 400, "invalid_parameter")["field"] == "after"
