@@ -3,7 +3,7 @@
 Every row is a new person with three identities (a WeChat unionid, a phone, an email), so each
 row writes a Customer.Registered and three IdentityClaim.Claimed events. The CLI runs as users
 run it (its own process, default chunk and parsing processes, no progress bar). Baselines in
-the same run: the same kind of rows registered one at a time through ``register_customer`` (a
+the same run: the same kind of rows registered one at a time through ``RegisterCustomer`` (a
 2,000-row sample: what a loop over POST /v1/customers does, without the HTTP), and a raw
 ``COPY`` of the file's lines into a plain jsonb table. Memory: the import process's peak RSS
 (VmHWM) once 10,000 rows are written and at the end: constant memory means the difference stays
@@ -23,8 +23,8 @@ from typing import Any
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.kernel import Caller, execute
+from application.registration import RegisterCustomer
 from bench.common import (
     ROOT,
     BenchmarkFailed,
@@ -177,12 +177,12 @@ def _cli_import(env: Env, slug: str, path: Path) -> tuple[dict[str, Any], float,
 
 
 def _single_rows(runtime: Runtime, env: Env) -> float:
-    """Rows/s of register_customer called once per row (the same row shape) in a fresh tenant."""
+    """Rows/s of RegisterCustomer run once per row (the same row shape) in a fresh tenant."""
     slug = "bench_imp1_" + secrets.token_hex(3)
     create_tenant(env, slug)
     tenant = runtime.tenants.get(slug)
     tag = secrets.token_hex(3)
-    ctx = CommandContext("bench")
+    caller = Caller("bench")
     commands = []
     for n in range(SAMPLE):
         r = row(n, tag)
@@ -198,7 +198,7 @@ def _single_rows(runtime: Runtime, env: Env) -> float:
         )
     started = time.perf_counter()
     for command in commands:
-        register_customer(tenant.app, command, ctx)
+        execute(tenant.app, command, caller)
     return SAMPLE / (time.perf_counter() - started)
 
 
@@ -278,7 +278,7 @@ def run(env: Env) -> list[Check]:
         single = _single_rows(runtime, env)
     finally:
         runtime.close()
-    show(f"baseline: register_customer per row ({SAMPLE:,})", f"{fmt(single)} rows/s")
+    show(f"baseline: RegisterCustomer per row ({SAMPLE:,})", f"{fmt(single)} rows/s")
     show("   speedup of the import", f"{rate / single:.1f}x")
     copied = _copy(env, path)
     show("baseline: COPY of the raw lines into jsonb", f"{fmt(copied)} rows/s")

@@ -17,10 +17,11 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.kernel import Caller, execute
 from application.orders import PlaceOrder, place_order
-from application.points import redeem_points
+from application.points.commands import RedeemPoints
 from application.program import define_program
+from application.registration import RegisterCustomer
 from bench.common import Check, Env, check, heading, show
 from bench.orders import PROGRAM  # the same two point types and growth ladder
 from domain.level_membership import LevelMembership
@@ -38,14 +39,16 @@ def _long_member(app: TenantApp) -> UUID:
     ctx = CommandContext("bench")
     define_program(app, PROGRAM, ctx)
     reg = RegisterCustomer(identities=[("wechat_unionid", f"u-{secrets.token_hex(6)}")])
-    cid = register_customer(app, reg, ctx).customer_id
+    cid = UUID(execute(app, reg, Caller(ctx.actor)).body["customer_id"])
     start = datetime.now(UTC) - timedelta(days=300)
     for i in range(ORDERS):
         at = start + timedelta(minutes=i)
         place_order(app, PlaceOrder(f"o{i}", "pos", at, 5000, customer_id=cid))
         if i % 2:
-            redeem_points(
-                app, cid, "points", redemption_id=f"r{i}", amount=30, reason=None, ctx=ctx
+            execute(
+                app,
+                RedeemPoints(cid, "points", redemption_id=f"r{i}", amount=30, reason=None),
+                Caller(ctx.actor),
             )
     return cid
 

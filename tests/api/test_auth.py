@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.kernel import Caller, execute
 from application.permissions import Role
+from application.registration import RegisterCustomer
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.api.support import assert_problem, bearer, head, identity, project
@@ -46,11 +46,10 @@ def world(runtime: Runtime) -> World:
     """One tenant with a key per role and one projected customer, shared by the matrix."""
     tenant = runtime.tenants.create(new_slug("auth"))
     keys = {role: bearer(runtime.keys.create(tenant.slug, role)) for role in Role}
-    registration = register_customer(
-        tenant.app, RegisterCustomer(identities=[("member_no", "m-1")]), CommandContext("test")
-    )
+    command = RegisterCustomer(identities=[("member_no", "m-1")])
+    registration = execute(tenant.app, command, Caller("test"))
     project(tenant)
-    return World(tenant, keys, str(registration.customer_id))
+    return World(tenant, keys, registration.body["customer_id"])
 
 
 ROUTES: dict[str, Callable[[World], tuple[str, str]]] = {

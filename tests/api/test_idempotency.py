@@ -12,6 +12,7 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
+from api.customers import register_command
 from api.schemas import RegisterCustomerBody
 from application.idempotency import IdempotencyKey
 from application.permissions import Role
@@ -46,9 +47,9 @@ async def feed_positions(client: Client, admin: dict[str, str]) -> list[int]:
 
 
 def fingerprinted(key: str, body: dict[str, Any]) -> IdempotencyKey:
-    """The key the API computes: over the decoded wire body, like api/customers.py does."""
+    """The key the kernel computes: over the command the route makes of the wire body."""
     decoded = msgspec.json.decode(json.dumps(body).encode(), type=RegisterCustomerBody)
-    return IdempotencyKey.for_request("RegisterCustomer", key, decoded)
+    return IdempotencyKey("RegisterCustomer", key, register_command(decoded).fingerprint())
 
 
 async def test_first_request_with_a_key_answers_201_without_replay_header(

@@ -5,25 +5,53 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
+from uuid import UUID
 
 import psycopg
 from psycopg.sql import SQL, Identifier
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, Registration, register_customer
+from application.app import Membercore
+from application.kernel import Caller, Outcome, execute
+from application.registration import RegisterCustomer
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up
 
 T = TypeVar("T")
 PROFILE = CustomerProfileProjection()
+TEST_CALLER = Caller("t")
 
 
-def register(tenant: Tenant, *identities: tuple[str, str], **fields: Any) -> Registration:
-    return register_customer(
-        tenant.app, RegisterCustomer(identities=list(identities), **fields), CommandContext("t")
+@dataclass(frozen=True)
+class Registered:
+    """A registration's answer, typed for tests."""
+
+    customer_id: UUID
+    matched: bool
+    position: int
+    outcome: Outcome
+    merged: tuple[str, ...] = ()
+
+
+def run_registration(
+    app: Membercore, command: RegisterCustomer, caller: Caller = TEST_CALLER, **kwargs: Any
+) -> Registered:
+    """Run ``command`` through the kernel (``kwargs``: ``execute``'s, e.g. ``client_id``)."""
+    answer = execute(app, command, caller, **kwargs)
+    body = answer.body
+    return Registered(
+        UUID(body["customer_id"]),
+        body["matched"],
+        answer.position,
+        answer.outcome,
+        tuple(body.get("merged", ())),
     )
+
+
+def register(tenant: Tenant, *identities: tuple[str, str], **fields: Any) -> Registered:
+    return run_registration(tenant.app, RegisterCustomer(identities=list(identities), **fields))
 
 
 def events(conn: psycopg.Connection[Any], tenant: Tenant) -> list[dict[str, Any]]:

@@ -9,8 +9,8 @@ from uuid import UUID
 import pytest
 
 from application.agent_network import agent_chain
-from application.context import CommandContext
-from application.relationships import set_parent_agent
+from application.kernel import Caller, execute
+from application.relationships import SetParentAgent
 from domain.agent_network import AGENT_NETWORK_ID, AgentNetwork
 from domain.errors import AgentCycle
 from infrastructure.tenancy import Tenant
@@ -33,7 +33,7 @@ def has_cycle(tenant: Tenant, start: UUID) -> bool:
 
 def attempt(tenant: Tenant, child: UUID, parent: UUID, n: int) -> Any:
     try:
-        return set_parent_agent(tenant.app, child, parent, CommandContext(actor=f"t{n}"))
+        return execute(tenant.app, SetParentAgent(child, parent), Caller(f"t{n}"))
     except AgentCycle as e:
         return e
 
@@ -75,8 +75,8 @@ def test_a_re_parenting_that_closes_a_cycle_through_a_longer_chain_is_refused(
     tenant: Tenant,
 ) -> None:
     a, b, c = agents(tenant, "chain", 3)
-    set_parent_agent(tenant.app, b, a, CommandContext(actor="t"))
-    set_parent_agent(tenant.app, c, b, CommandContext(actor="t"))
+    execute(tenant.app, SetParentAgent(b, a), Caller("t"))
+    execute(tenant.app, SetParentAgent(c, b), Caller("t"))
 
     with pytest.raises(AgentCycle):
-        set_parent_agent(tenant.app, a, c, CommandContext(actor="t"))
+        execute(tenant.app, SetParentAgent(a, c), Caller("t"))

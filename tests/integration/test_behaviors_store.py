@@ -19,8 +19,8 @@ from application.behaviors import (
     parse_behaviors,
     record_behaviors,
 )
-from application.context import CommandContext
-from application.privacy import erase_customer
+from application.kernel import Caller, execute
+from application.privacy import EraseCustomer
 from domain.customer import Customer
 from infrastructure.behaviors import (
     PostgresBehaviorStore,
@@ -351,7 +351,7 @@ def test_replaying_an_erased_behaviour_answers_replayed_and_does_not_restore_its
 def test_erasing_the_customer_blanks_their_behaviours_and_refuses_new_ones(
     tenant: Tenant, customer: UUID, sql: psycopg.Connection[Any], recorded: list[dict[str, Any]]
 ) -> None:
-    erase_customer(tenant.app, customer, "request", CommandContext("t"))
+    execute(tenant.app, EraseCustomer(customer, "request"), Caller("t"))
 
     assert [(r["data"], r["fingerprint"]) for r in stored(sql, tenant)] == [({}, b"")] * 3
     result = record(tenant, behavior(customer, 1), behavior(customer, 5))
@@ -367,7 +367,7 @@ def test_batches_racing_an_erasure_leave_no_data_of_the_erased_customer(
 ) -> None:
     def work(n: int) -> None:
         if n == 0:
-            erase_customer(tenant.app, customer, None, CommandContext("t"))
+            execute(tenant.app, EraseCustomer(customer, None), Caller("t"))
             return
         for batch in range(15):
             start = n * 10_000 + batch * 10

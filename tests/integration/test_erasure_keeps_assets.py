@@ -6,12 +6,14 @@ from __future__ import annotations
 import pytest
 
 from application.context import CommandContext
-from application.orders import RefundOrder, refund_order
-from application.points import points_entries
-from application.privacy import erase_customer
+from application.kernel import Caller, execute
+from application.orders import RefundOrder
+from application.points.queries import points_entries
+from application.privacy import EraseCustomer
 from application.program import define_program
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
+from tests.integration.orders_support import refund_now
 from tests.integration.test_merge_assets import (
     PROGRAM,
     account,
@@ -58,7 +60,7 @@ def test_an_erased_customers_points_level_and_orders_stay_and_a_later_refund_rev
     redeem(loyal, cid, 20)
     ledger = points_entries(loyal.app, cid, "points").items
 
-    erase_customer(loyal.app, cid, "customer request", CommandContext("t"))
+    execute(loyal.app, EraseCustomer(cid, "customer request"), Caller("t"))
 
     acc = account(loyal, cid)
     assert acc is not None
@@ -67,7 +69,7 @@ def test_an_erased_customers_points_level_and_orders_stay_and_a_later_refund_rev
     assert points_entries(loyal.app, cid, "points").items == ledger
     assert (qualifying(loyal, cid), level(loyal, cid)) == (12_000, "gold")
 
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=6_000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=6_000))
 
     acc = account(loyal, cid)
     assert acc is not None

@@ -9,13 +9,15 @@ from typing import Any
 
 import msgspec
 
-from application.benefits import grant_benefit, redeem_benefit
-from application.customers import add_tags
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
-from application.points import redeem_points
-from application.privacy import erase_customer, export_customer
+from application.benefits.commands import GrantBenefit, RedeemBenefit
+from application.customers import AddTags
+from application.kernel import Caller, Outcome, execute
+from application.orders import PlaceOrder, RefundOrder
+from application.points.commands import RedeemPoints
+from application.privacy import EraseCustomer, export_customer
 from application.program import define_program
 from infrastructure.tenancy import Tenant
+from tests.integration.orders_support import place, refund_now
 from tests.integration.support import register
 from tests.integration.test_privacy import CTX, Person
 
@@ -52,18 +54,23 @@ def shop(tenant: Tenant, person: Person) -> Any:
     person.live_a_little(tenant, customer_id)
     other = register(tenant, ("member_no", f"other-{person.token}")).customer_id
     placed = app.clock() - timedelta(minutes=5)
-    assert place_order(app, PlaceOrder("A1", "tmall", placed, 120000, customer_id)).status == 201
-    assert place_order(app, PlaceOrder("A2", "pos", placed, 30000, customer_id)).status == 201
-    assert place_order(app, PlaceOrder("B1", "pos", placed, 50000, other)).status == 201
-    assert refund_order(app, "tmall", "A1", RefundOrder("r1", 20000)).status == 201
-    redeem_points(
-        app, customer_id, "points", redemption_id="x1", amount=100, reason="coupon", ctx=CTX
+    assert (
+        place(app, PlaceOrder("A1", "tmall", placed, 120000, customer_id)).outcome
+        is Outcome.CREATED
     )
-    grant_benefit(
-        app, customer_id, grant_id="g1", code="free_shipping", until=None, reason="vip", ctx=CTX
+    assert (
+        place(app, PlaceOrder("A2", "pos", placed, 30000, customer_id)).outcome is Outcome.CREATED
     )
-    redeem_benefit(app, customer_id, "free_shipping", redemption_id="b1", ctx=CTX)
-    add_tags(app, customer_id, ["vip", "tea_lover"], CTX)
+    assert place(app, PlaceOrder("B1", "pos", placed, 50000, other)).outcome is Outcome.CREATED
+    assert refund_now(app, RefundOrder("tmall", "A1", "r1", 20000)).outcome is Outcome.CREATED
+    execute(
+        app,
+        RedeemPoints(customer_id, "points", redemption_id="x1", amount=100, reason="coupon"),
+        Caller(CTX.actor),
+    )
+    execute(app, GrantBenefit(customer_id, "g1", "free_shipping", "vip"), Caller(CTX.actor))
+    execute(app, RedeemBenefit(customer_id, "free_shipping", "b1"), Caller(CTX.actor))
+    execute(app, AddTags(customer_id, ["vip", "tea_lover"]), Caller(CTX.actor))
     return customer_id
 
 
@@ -110,7 +117,7 @@ def test_export_after_erasure_keeps_money_facts_and_tags_but_no_personal_value(
     person = Person("Erased")
     customer_id = shop(tenant, person)
 
-    erase_customer(tenant.app, customer_id, "request", CTX)
+    execute(tenant.app, EraseCustomer(customer_id, "request"), Caller(CTX.actor))
     document = export_customer(tenant.app, customer_id).document
 
     check_money_facts(document)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -9,30 +10,30 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
 from application.errors import IdempotencyKeyReused, RequestInProgress
-from application.idempotency import IdempotencyKey, StoredResponse
+from application.idempotency import IdempotencyKey, StoredAnswer
+from application.kernel import Caller, Outcome
+from application.registration import RegisterCustomer
 from domain.values import Identity
 from infrastructure.idempotency import CLAIM_SECONDS
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.conftest import new_slug
-from tests.integration.support import events, register, rows, run_at_once
+from tests.integration.support import events, register, rows, run_at_once, run_registration
 
-REQUEST = {"identities": [["phone", "+8613800138000"]], "name": "Li Lei"}
-KEY = IdempotencyKey.for_request("RegisterCustomer", "client-key-1", REQUEST)
-OTHER_BODY = IdempotencyKey.for_request(
-    "RegisterCustomer", "client-key-1", {**REQUEST, "name": "Han Meimei"}
+REQUEST = RegisterCustomer(identities=[("phone", "+8613800138000")], name="Li Lei")
+KEY = IdempotencyKey("RegisterCustomer", "client-key-1", REQUEST.fingerprint())
+OTHER_BODY = IdempotencyKey(
+    "RegisterCustomer", "client-key-1", replace(REQUEST, name="Han Meimei").fingerprint()
 )
-RESPONSE = StoredResponse(201, {"customer_id": "abc", "matched": False}, 7)
+RESPONSE = StoredAnswer("created", {"customer_id": "abc", "matched": False}, 7)
 
 
 def claim_row(sql: psycopg.Connection[Any], tenant: Tenant, key: IdempotencyKey) -> Any:
     found = rows(
         sql,
         tenant,
-        "SELECT state, status, body, position, locked_until > now() AS locked"
+        "SELECT state, outcome, body, position, locked_until > now() AS locked"
         " FROM {s}.idempotency_keys WHERE scope = %s AND key = %s",
         key.scope,
         key.key,
@@ -40,12 +41,11 @@ def claim_row(sql: psycopg.Connection[Any], tenant: Tenant, key: IdempotencyKey)
     return found[0] if found else None
 
 
-def test_fingerprint_is_independent_of_key_order_in_the_request() -> None:
-    reordered = IdempotencyKey.for_request(
-        "RegisterCustomer", "client-key-1", {"name": "Li Lei", "identities": REQUEST["identities"]}
-    )
+def test_a_commands_fingerprint_is_independent_of_mapping_order_and_covers_every_field() -> None:
+    attributes = RegisterCustomer([("phone", "+1")], attributes={"city": "Hangzhou", "vip": True})
+    reordered = RegisterCustomer([("phone", "+1")], attributes={"vip": True, "city": "Hangzhou"})
 
-    assert reordered == KEY
+    assert reordered.fingerprint() == attributes.fingerprint()
     assert OTHER_BODY.fingerprint != KEY.fingerprint
 
 
@@ -182,23 +182,19 @@ def test_completion_is_written_in_the_same_transaction_as_the_events(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     store = tenant.idempotency
-    store.begin(KEY)
-    ctx = CommandContext("t", complete=lambda status, body: store.completion(KEY, status, body))
 
-    result = register_customer(
-        tenant.app, RegisterCustomer(identities=[("phone", "+8613800138000")]), ctx
+    result = run_registration(
+        tenant.app, REQUEST, Caller("t", tenant.slug, store), client_id=KEY.key
     )
 
-    assert result.completed
+    assert result.outcome is Outcome.CREATED
     row = claim_row(sql, tenant, KEY)
     assert row["state"] == "done"
-    assert row["status"] == 201
-    assert msgspec.json.decode(row["body"]) == {
-        "customer_id": str(result.customer_id),
-        "matched": False,
-    }
+    assert row["outcome"] == "created"
+    body = {"customer_id": str(result.customer_id), "matched": False}
+    assert msgspec.json.decode(row["body"]) == body
     assert row["position"] == result.position == events(sql, tenant)[-1]["notification_id"]
-    assert store.begin(KEY) == StoredResponse(201, result.body(), result.position)
+    assert store.begin(KEY) == StoredAnswer("created", body, result.position)
 
 
 def test_a_save_refused_by_the_event_store_leaves_the_claim_unfinished(
@@ -212,7 +208,7 @@ def test_a_save_refused_by_the_event_store_leaves_the_claim_unfinished(
     stale.link_identities([Identity("jd_pin", "x")], actor="t", at=tenant.app.clock())
 
     with pytest.raises(IntegrityError):
-        tenant.app.save(stale, side_effect=store.completion(KEY, 200, {"x": 1}))
+        tenant.app.save(stale, side_effect=store.completion(KEY, StoredAnswer("done", {}, None)))
 
     assert claim_row(sql, tenant, KEY)["state"] == "processing"
 

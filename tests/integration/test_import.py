@@ -23,7 +23,6 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from application.customers import RegisterCustomer, parse_registration
 from application.imports import (
     CustomerImport,
     claimed_event,
@@ -31,8 +30,10 @@ from application.imports import (
     parse_rows,
     registered_event,
 )
-from application.merges import load_customer
+from application.kernel import Caller, execute
+from application.loaders import load_customer
 from application.program import program_rules
+from application.registration import RegisterCustomer, parse_registration
 from domain.customer import Customer
 from domain.identity_claim import IdentityClaim
 from domain.program import DEFAULT_RULES
@@ -385,14 +386,13 @@ def test_running_a_file_again_writes_nothing(
 def test_a_row_whose_customer_lost_its_identities_since_is_not_registered_again(
     tenant: Tenant, sql: psycopg.Connection[Any], tmp_path: Path
 ) -> None:
-    from application.context import CommandContext
-    from application.customers import link_identities, unlink_identity
+    from application.customers import LinkIdentities, UnlinkIdentity
 
     path = write_ndjson(tmp_path / "one.ndjson", {"phone": "+8613800138000"})
     run(tenant, path)
     customer = holder(tenant, "phone", "+8613800138000")
-    link_identities(tenant.app, customer.id, [("member_no", "m1")], CommandContext("t"))
-    unlink_identity(tenant.app, customer.id, ("phone", "+8613800138000"), CommandContext("t"))
+    execute(tenant.app, LinkIdentities(customer.id, [("member_no", "m1")]), Caller("t"))
+    execute(tenant.app, UnlinkIdentity(customer.id, ("phone", "+8613800138000")), Caller("t"))
     written = event_count(sql, tenant)
 
     summary = run(tenant, path)

@@ -19,10 +19,9 @@ import structlog
 from psycopg.sql import SQL, Identifier
 
 from application.context import CommandContext
-from application.customers import change_profile, link_identities, unlink_identity
-from application.idempotency import IdempotencyKey
-from application.merges import merge_customers
-from application.privacy import erase_customer, export_customer, record_consent
+from application.customers import ChangeProfile, LinkIdentities, UnlinkIdentity
+from application.kernel import Caller, execute
+from application.privacy import EraseCustomer, RecordConsent, export_customer
 from domain.customer import Customer
 from domain.errors import CustomerErased, CustomerMerged
 from domain.values import Identity
@@ -31,6 +30,7 @@ from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
 from projections.registry import PROJECTIONS
+from tests.integration.merge_support import merge
 from tests.integration.support import register
 
 CTX = CommandContext(actor="test")
@@ -77,17 +77,21 @@ class Person:
 
     def live_a_little(self, tenant: Tenant, customer_id: UUID) -> None:
         """Changes whose events carry personal values too."""
-        change_profile(tenant.app, customer_id, {"name": self.renamed}, {}, CTX)
-        link_identities(tenant.app, customer_id, [("jd_pin", self.jd)], CTX)
-        record_consent(
+        execute(
+            tenant.app, ChangeProfile(customer_id, {"name": self.renamed}, {}), Caller(CTX.actor)
+        )
+        execute(tenant.app, LinkIdentities(customer_id, [("jd_pin", self.jd)]), Caller(CTX.actor))
+        execute(
             tenant.app,
-            customer_id,
-            purpose="marketing",
-            channel="sms",
-            granted=True,
-            policy_version="v1",
-            source="pos",
-            ctx=CTX,
+            RecordConsent(
+                customer_id,
+                purpose="marketing",
+                channel="sms",
+                granted=True,
+                policy_version="v1",
+                source="pos",
+            ),
+            Caller(CTX.actor),
         )
 
 
@@ -149,7 +153,7 @@ def test_after_erasure_no_personal_value_is_left_anywhere_in_the_tenant_schema_o
         erased.live_a_little(tenant, customer_id)
         other_id = merged_in.register(tenant)
         merged_in.live_a_little(tenant, other_id)
-        merge_customers(tenant.app, customer_id, other_id, CTX)
+        merge(tenant.app, customer_id, other_id)
         keeper_id = keeper.register(tenant)
         keeper.live_a_little(tenant, keeper_id)
         project(tenant)
@@ -157,7 +161,7 @@ def test_after_erasure_no_personal_value_is_left_anywhere_in_the_tenant_schema_o
         # The read models hold the values until the erasure (so the search can find them).
         assert found_in(before, [erased.name, erased.unionid])
 
-        erase_customer(tenant.app, customer_id, "customer request", CTX)
+        execute(tenant.app, EraseCustomer(customer_id, "customer request"), Caller(CTX.actor))
         project(tenant)
 
     gone = [*erased.values(), *merged_in.values()]
@@ -179,7 +183,7 @@ def test_an_erased_customer_still_replays_as_erased_and_others_still_decrypt(
     keeper_id = keeper.register(tenant)
     keeper.live_a_little(tenant, keeper_id)
 
-    erase_customer(tenant.app, customer_id, None, CTX)
+    execute(tenant.app, EraseCustomer(customer_id, None), Caller(CTX.actor))
 
     customer = tenant.app.repository.get(customer_id)
     assert isinstance(customer, Customer)
@@ -201,7 +205,7 @@ def test_a_restarted_runtime_cannot_read_the_erased_data_either(
     erased, keeper = Person("Erased"), Person("Keeper")
     customer_id = erased.register(tenant)
     keeper_id = keeper.register(tenant)
-    erase_customer(tenant.app, customer_id, None, CTX)
+    execute(tenant.app, EraseCustomer(customer_id, None), Caller(CTX.actor))
 
     fresh = Runtime.open(settings)  # its own pool, no cached aggregate or key
     try:
@@ -226,7 +230,7 @@ def test_export_after_erasure_shows_empty_personal_values(tenant: Tenant) -> Non
     exported_before = msgspec.json.encode(export_customer(tenant.app, customer_id).document)
     assert erased.renamed.encode() in exported_before
 
-    erase_customer(tenant.app, customer_id, "request", CTX)
+    execute(tenant.app, EraseCustomer(customer_id, "request"), Caller(CTX.actor))
     exported = export_customer(tenant.app, customer_id).document
 
     state = exported["customer"]
@@ -249,7 +253,7 @@ def test_erasing_releases_the_identities_a_new_registration_may_then_take(
 ) -> None:
     erased = Person("Erased")
     customer_id = erased.register(tenant)
-    erase_customer(tenant.app, customer_id, None, CTX)
+    execute(tenant.app, EraseCustomer(customer_id, None), Caller(CTX.actor))
 
     again = register(tenant, ("wechat_unionid", erased.unionid), phone=erased.phone)
 
@@ -259,61 +263,43 @@ def test_erasing_releases_the_identities_a_new_registration_may_then_take(
 
 def test_erasing_twice_or_a_merged_away_customer_is_refused(tenant: Tenant) -> None:
     a, b = Person("A").register(tenant), Person("B").register(tenant)
-    merge_customers(tenant.app, a, b, CTX)
+    merge(tenant.app, a, b)
 
     with pytest.raises(CustomerMerged):
-        erase_customer(tenant.app, b, None, CTX)
-    erase_customer(tenant.app, a, None, CTX)
+        execute(tenant.app, EraseCustomer(b, None), Caller(CTX.actor))
+    execute(tenant.app, EraseCustomer(a, None), Caller(CTX.actor))
     with pytest.raises(CustomerErased):
-        erase_customer(tenant.app, a, None, CTX)
+        execute(tenant.app, EraseCustomer(a, None), Caller(CTX.actor))
     with pytest.raises(CustomerErased):
-        change_profile(tenant.app, a, {"name": "x"}, {}, CTX)
+        execute(tenant.app, ChangeProfile(a, {"name": "x"}, {}), Caller(CTX.actor))
 
 
 def test_erasing_a_survivor_erases_the_customers_merged_into_it(tenant: Tenant) -> None:
     survivor, source = Person("Survivor"), Person("Source")
     a, b = survivor.register(tenant), source.register(tenant)
-    merge_customers(tenant.app, a, b, CTX)
+    merge(tenant.app, a, b)
 
-    erase_customer(tenant.app, a, None, CTX)
+    execute(tenant.app, EraseCustomer(a, None), Caller(CTX.actor))
 
     merged_away = tenant.app.repository.get(b)
     assert merged_away.erased
     assert (merged_away.name, merged_away.identities) == (None, ())
 
 
-def idempotent(tenant: Tenant, scope: str, request: Any, handler: Any) -> Any:
-    """Run ``handler(ctx)`` as the API does under an Idempotency-Key."""
-    key = IdempotencyKey.for_request(scope, secrets.token_hex(8), request)
-    assert tenant.idempotency.begin(key) is None
-    ctx = CommandContext(
-        actor="test", complete=lambda status, body: tenant.idempotency.completion(key, status, body)
-    )
-    return handler(ctx)
-
-
 def test_stored_idempotent_responses_hold_no_identity_value_after_erasure(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    # The API stores each command's response for replay (idempotency_keys.body). Link and unlink
-    # answer with the identity values: once the person is erased they must not stay readable.
+    # The API stores each command's answer for replay (idempotency_keys.body). Link and unlink
+    # are asked with the identity values: once the person is erased they must not stay readable.
     erased = Person("Erased")
     customer_id = erased.register(tenant)
-    raw = [("jd_pin", erased.jd)]
-    idempotent(
-        tenant,
-        f"LinkIdentities:{customer_id}",
-        {"identities": raw},
-        lambda ctx: link_identities(tenant.app, customer_id, raw, ctx),
-    )
-    idempotent(
-        tenant,
-        f"UnlinkIdentity:{customer_id}",
-        {"identity": f"jd_pin:{erased.jd}"},
-        lambda ctx: unlink_identity(tenant.app, customer_id, ("jd_pin", erased.jd), ctx),
-    )
+    keyed = Caller("test", tenant.slug, tenant.idempotency)
+    link = LinkIdentities(customer_id, [("jd_pin", erased.jd)])
+    unlink = UnlinkIdentity(customer_id, ("jd_pin", erased.jd))
+    execute(tenant.app, link, keyed, client_id=secrets.token_hex(8))
+    execute(tenant.app, unlink, keyed, client_id=secrets.token_hex(8))
 
-    erase_customer(tenant.app, customer_id, None, CTX)
+    execute(tenant.app, EraseCustomer(customer_id, None), Caller(CTX.actor))
 
     stored = schema_text(sql, tenant.schema)["idempotency_keys"]
     assert erased.jd not in stored

@@ -8,8 +8,10 @@ from typing import Any
 
 import psycopg
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.app import both
+from application.idempotency import IdempotencyKey, StoredAnswer
+from application.kernel import Caller, execute
+from application.registration import RegisterCustomer
 from domain.customer import Customer
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
@@ -19,13 +21,21 @@ from tests.integration.support import events, rows, run_at_once
 PROFILE = CustomerProfileProjection()
 
 
-def slow_commit(status: int, body: dict[str, Any]) -> object:
-    """A side effect that holds the saving transaction open a while after its insert."""
+class SlowCompletion:
+    """The tenant's idempotency store, whose completion holds the saving transaction open a
+    while after its insert."""
 
-    def sleep_in_transaction(curs: Any, position: int) -> None:
-        time.sleep(0.01)
+    def __init__(self, store: Any) -> None:
+        self.store = store
 
-    return sleep_in_transaction
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def completion(self, key: IdempotencyKey, answer: StoredAnswer) -> Any:
+        def sleep_in_transaction(curs: Any, position: int) -> None:
+            time.sleep(0.01)
+
+        return both(self.store.completion(key, answer), sleep_in_transaction)
 
 
 def test_a_tailing_projector_sees_every_event_committed_by_slow_writers(
@@ -39,16 +49,18 @@ def test_a_tailing_projector_sees_every_event_committed_by_slow_writers(
         while not done.is_set() or tracked_position(tenant, PROFILE.name) < head_position(tenant):
             passes.append(catch_up(tenant, PROFILE, batch_size=3))
 
+    slow = Caller("t", tenant.slug, SlowCompletion(tenant.idempotency))
     tailer = threading.Thread(target=tail)
     tailer.start()
     try:
         run_at_once(
             6,
             lambda n: [
-                register_customer(
+                execute(
                     tenant.app,
                     RegisterCustomer(identities=[("pos_member_no", f"{n}-{k}")]),
-                    CommandContext("t", complete=slow_commit),
+                    slow,
+                    client_id=f"tail-{n}-{k}",
                 )
                 for k in range(10)
             ],

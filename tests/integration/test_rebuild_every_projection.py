@@ -14,21 +14,22 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application import merges
 from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
-from application.levels import assess_levels, end_level_override, set_level_override
-from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
-from application.points import (
-    adjust_points,
-    capture_hold,
-    expire_points,
-    hold_points,
-    redeem_points,
-    release_hold,
-    reverse_redemption,
+from application.kernel import Caller, Outcome, execute
+from application.levels.assessment import run_level_assessments
+from application.levels.overrides import EndLevelOverride, SetLevelOverride
+from application.orders import OrderLineInput, PlaceOrder, RefundOrder
+from application.points.commands import (
+    AdjustPoints,
+    CaptureHold,
+    HoldPoints,
+    RedeemPoints,
+    ReleaseHold,
+    ReverseRedemption,
 )
+from application.points.expiry import expire_due
 from application.program import define_program
+from application.registration import RegisterCustomer
 from domain.customer import Customer
 from domain.points_account import PointsAccount
 from domain.values import Identity
@@ -43,8 +44,10 @@ from projections.engine import (
     tracked_position,
 )
 from projections.registry import PROJECTIONS
+from tests.integration import merge_support
 from tests.integration.customer_events import ACTOR, Clock, erase, merge, person, undo_merge
-from tests.integration.support import dump, events
+from tests.integration.orders_support import place, refund_now
+from tests.integration.support import dump, events, run_registration
 
 CUSTOMER_TOPICS = {
     v.TOPIC
@@ -167,68 +170,107 @@ def shopping(tenant: Tenant, clock: Clock, prefix: str, people: list[Customer]) 
             if i % 2 == 0 else None
         )  # fmt: skip
         order_id = f"{prefix}-{i}"
-        placed = place_order(
+        placed = place(
             app, PlaceOrder(order_id, "tmall", clock(), amount, c.id, lines=lines, store_id="S1")
         )
-        assert placed.status == 201
+        assert placed.outcome is Outcome.CREATED
         if i % 5 == 1:  # its points expired before it was synced: expired at once
             old = PlaceOrder(f"{order_id}-old", "pos", clock.now - timedelta(days=400), 20000, c.id)
-            assert place_order(app, old).status == 201
+            assert place(app, old).outcome is Outcome.CREATED
         if i % 5 == 2:  # gold from last year's spend: it leaves the window before July
             tail = PlaceOrder(
                 f"{order_id}-tail", "jd", clock.now - timedelta(days=300), 150000, c.id
             )
-            assert place_order(app, tail).status == 201
+            assert place(app, tail).outcome is Outcome.CREATED
         if i % 3 == 0:
-            refund = (
-                RefundOrder("r1", lines={"L1": amount // 4}) if lines else RefundOrder("r1", 9000)
-            )
-            assert refund_order(app, "tmall", order_id, refund).status == 201
+            part: dict[str, Any] = {"lines": {"L1": amount // 4}} if lines else {"amount": 9000}
+            refund = RefundOrder("tmall", order_id, "r1", **part)
+            assert refund_now(app, refund).outcome is Outcome.CREATED
         if i % 4 == 1:
-            redeem_points(app, c.id, "points", redemption_id=f"{order_id}-x", amount=10,
-                          reason="coupon", ctx=ctx)  # fmt: skip
-            reverse_redemption(app, c.id, "points", f"{order_id}-x", reversal_id=f"{order_id}-v",
-                               amount=4, reason="returned", ctx=ctx)  # fmt: skip
+            execute(
+                app,
+                RedeemPoints(
+                    c.id, "points", redemption_id=f"{order_id}-x", amount=10, reason="coupon"
+                ),
+                Caller(ctx.actor),
+            )
+            execute(
+                app,
+                ReverseRedemption(
+                    c.id,
+                    "points",
+                    f"{order_id}-x",
+                    reversal_id=f"{order_id}-v",
+                    amount=4,
+                    reason="returned",
+                ),
+                Caller(ctx.actor),
+            )
         if i % 6 == 0:
-            hold_points(app, c.id, "points", hold_id=f"{order_id}-h1", amount=5, ctx=ctx)
-            capture_hold(app, c.id, "points", f"{order_id}-h1", ctx)
-            hold_points(app, c.id, "points", hold_id=f"{order_id}-h2", amount=7, ctx=ctx)
-            release_hold(app, c.id, "points", f"{order_id}-h2", ctx)
+            execute(
+                app,
+                HoldPoints(c.id, "points", hold_id=f"{order_id}-h1", amount=5),
+                Caller(ctx.actor),
+            )
+            execute(app, CaptureHold(c.id, "points", f"{order_id}-h1"), Caller(ctx.actor))
+            execute(
+                app,
+                HoldPoints(c.id, "points", hold_id=f"{order_id}-h2", amount=7),
+                Caller(ctx.actor),
+            )
+            execute(app, ReleaseHold(c.id, "points", f"{order_id}-h2"), Caller(ctx.actor))
             # Left open: it times out, and the expiry job of ``seasons`` releases it.
-            hold_points(app, c.id, "points", hold_id=f"{order_id}-h3", amount=3, ctx=ctx)
+            execute(
+                app,
+                HoldPoints(c.id, "points", hold_id=f"{order_id}-h3", amount=3),
+                Caller(ctx.actor),
+            )
         if i % 4 == 3:
-            adjust_points(app, c.id, "points", adjustment_id=f"{order_id}-a", amount=50,
-                          reason="goodwill", ctx=ctx)  # fmt: skip
+            execute(
+                app,
+                AdjustPoints(
+                    c.id, "points", adjustment_id=f"{order_id}-a", amount=50, reason="goodwill"
+                ),
+                Caller(ctx.actor),
+            )
         if i % 8 == 7:
-            adjust_points(app, c.id, "points", adjustment_id=f"{order_id}-b", amount=-20,
-                          reason="correction", ctx=ctx)  # fmt: skip
+            execute(
+                app,
+                AdjustPoints(
+                    c.id, "points", adjustment_id=f"{order_id}-b", amount=-20, reason="correction"
+                ),
+                Caller(ctx.actor),
+            )
         if "consumer" in c.roles and i % 7 in (0, 3):
             # 40 days: the first batch's end before the assessments of ``seasons`` run.
             until = (clock.now + timedelta(days=40)).isoformat()
-            set_level_override(app, c.id, "consumer", override_id=f"{order_id}-o",
-                               level="platinum", until=until, reason="launch", ctx=ctx)  # fmt: skip
+            override = SetLevelOverride(
+                c.id, "consumer", f"{order_id}-o", "platinum", until, "launch"
+            )
+            execute(app, override, Caller(ctx.actor))
             if i % 7 == 3:
-                end_level_override(app, c.id, "consumer", f"{order_id}-o", ctx)
+                execute(app, EndLevelOverride(c.id, "consumer", f"{order_id}-o"), Caller(ctx.actor))
     # Points lots and level entries move with a merge, and come back with its undo (two
     # customers of their own: the workload's other steps hold the people's aggregates).
     pair = [
-        register_customer(app, RegisterCustomer([("pos_member_no", f"{prefix}-m{n}")]), ctx)
+        run_registration(app, RegisterCustomer([("pos_member_no", f"{prefix}-m{n}")]))
         for n in range(2)
     ]
     for n, r in enumerate(pair):
-        place_order(app, PlaceOrder(f"{prefix}-m{n}", "pos", clock(), 60000, r.customer_id))
-    merged = merges.merge_customers(app, pair[0].customer_id, pair[1].customer_id, ctx)
+        place(app, PlaceOrder(f"{prefix}-m{n}", "pos", clock(), 60000, r.customer_id))
+    merge_id = merge_support.merged(app, pair[0].customer_id, pair[1].customer_id, ACTOR)
     # Through the source's identity while merged: the undo hands the order back (Reassigned),
     # and its refund then reverses on the source.
     who = ("pos_member_no", f"{prefix}-m1")
-    routed = place_order(app, PlaceOrder(f"{prefix}-mr", "pos", clock(), 30000, identity=who))
-    assert routed.status == 201
-    merges.undo_merge(app, merged.merge_id, ctx)
-    assert refund_order(app, "pos", f"{prefix}-mr", RefundOrder("r1", amount=10000)).status == 201
+    routed = place(app, PlaceOrder(f"{prefix}-mr", "pos", clock(), 30000, identity=who))
+    assert routed.outcome is Outcome.CREATED
+    merge_support.undo(app, merge_id, ACTOR)
+    refund = RefundOrder("pos", f"{prefix}-mr", "r1", amount=10000)
+    assert refund_now(app, refund).outcome is Outcome.CREATED
     # The same pair merged again, left in force: the routed order's lot (200 of its 300 left)
     # goes back to the survivor's account, where the undo had taken it from, and the
     # survivor's stats count both customers' orders.
-    merges.merge_customers(app, pair[0].customer_id, pair[1].customer_id, ctx)
+    merge_support.merged(app, pair[0].customer_id, pair[1].customer_id, ACTOR)
     return [c.id for c in buyers]
 
 
@@ -239,8 +281,8 @@ def seasons(tenant: Tenant, clock: Clock, buyers: list[UUID]) -> None:
     for day in (datetime(2026, 4, 2, tzinfo=UTC), datetime(2026, 6, 10, tzinfo=UTC),
                 datetime(2026, 7, 2, tzinfo=UTC)):  # fmt: skip
         clock.now = max(clock.now, day)
-        assess_levels(tenant.app, clock())
-        expire_points(tenant.app, clock(), accounts)
+        run_level_assessments(tenant.app, clock())
+        expire_due(tenant.app, clock(), accounts)
 
 
 def live_and_rebuilt(

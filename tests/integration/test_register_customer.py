@@ -9,8 +9,8 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
+from application.kernel import Caller, Outcome, execute
+from application.registration import RegisterCustomer
 from domain.customer import Customer
 from domain.errors import InvalidInput, UnknownReferrer
 from domain.identity_claim import IdentityClaim
@@ -34,7 +34,7 @@ def test_registering_new_identities_creates_a_customer_and_one_claim_per_identit
     )
 
     assert not result.matched
-    assert result.status == 201
+    assert result.outcome is Outcome.CREATED
     log = events(sql, tenant)
     # The email field is an identity too: three identities, three claims.
     assert [e["topic"] for e in log] == [
@@ -83,7 +83,11 @@ def test_registering_held_identities_again_matches_and_writes_nothing(
 
     again = register(tenant, ("email", "a@example.com"))
 
-    assert (again.customer_id, again.matched, again.status) == (first.customer_id, True, 200)
+    assert (again.customer_id, again.matched, again.outcome) == (
+        first.customer_id,
+        True,
+        Outcome.DONE,
+    )
     assert again.position == before[0]["notification_id"]  # the customer's last event
     assert events(sql, tenant) == before
 
@@ -175,7 +179,7 @@ def test_invalid_input_names_every_bad_field_and_writes_nothing(
     tenant: Tenant, sql: psycopg.Connection[Any], command: RegisterCustomer, fields: list[str]
 ) -> None:
     with pytest.raises(InvalidInput) as raised:
-        register_customer(tenant.app, command, CommandContext("t"))
+        execute(tenant.app, command, Caller("t"))
 
     assert [p.field for p in raised.value.problems] == fields
     assert events(sql, tenant) == []

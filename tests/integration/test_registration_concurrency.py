@@ -9,16 +9,15 @@ import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError
 
-from application.app import MAX_ATTEMPTS
-from application.context import CommandContext
-from application.customers import RegisterCustomer, register_customer
 from application.errors import ConcurrencyConflict
+from application.kernel import MAX_ATTEMPTS
+from application.registration import RegisterCustomer
 from domain.customer import Customer
 from domain.identity_claim import IdentityClaim
 from domain.merge import Merge
 from domain.values import Identity
 from infrastructure.tenancy import Tenant
-from tests.integration.support import events, register, rows, run_at_once
+from tests.integration.support import events, register, rows, run_at_once, run_registration
 
 REGISTERED = Customer.Registered.TOPIC
 LINKED = Customer.IdentitiesLinked.TOPIC
@@ -30,10 +29,8 @@ def test_sixteen_threads_registering_one_identity_make_exactly_one_customer(
 ) -> None:
     results = run_at_once(
         16,
-        lambda _: register_customer(
-            tenant.app,
-            RegisterCustomer(identities=[("wechat_unionid", "o6_race")], name="Race"),
-            CommandContext(actor="t"),
+        lambda _: run_registration(
+            tenant.app, RegisterCustomer(identities=[("wechat_unionid", "o6_race")], name="Race")
         ),
     )
 

@@ -9,11 +9,13 @@ from uuid import UUID, uuid4
 import pytest
 
 from application.context import CommandContext
+from application.kernel import Caller, execute
 from application.levels import current_levels
-from application.orders import PlaceOrder, place_order
+from application.orders import PlaceOrder
 from application.program import define_program
-from application.relationships import add_role, end_role
+from application.relationships import AddRole, EndRole
 from infrastructure.tenancy import Tenant
+from tests.integration.orders_support import place
 from tests.integration.support import register
 
 PROGRAM: dict[str, Any] = {
@@ -62,7 +64,7 @@ def buy(tenant: Tenant, customer_id: UUID, amount: int = 6000) -> dict[str, Any]
         amount=amount,
         customer_id=customer_id,
     )
-    return place_order(tenant.app, cmd).body
+    return place(tenant.app, cmd).body
 
 
 def ladders(tenant: Tenant, customer_id: UUID) -> dict[str, str]:
@@ -90,7 +92,7 @@ def test_an_agent_earns_its_bound_type_and_sits_on_a_ladder_its_role_lists(roles
 def test_a_role_added_later_earns_from_then_on_and_ending_it_stops_earning(roles: Tenant) -> None:
     cid = buyer(roles, "consumer")
     assert [p["point_type"] for p in buy(roles, cid)["points"]] == ["points"]
-    add_role(roles.app, cid, "agent", CTX)
+    execute(roles.app, AddRole(cid, "agent"), Caller(CTX.actor))
     assert [p["point_type"] for p in buy(roles, cid)["points"]] == ["points", "leader_credit"]
-    end_role(roles.app, cid, "agent", None, CTX)
+    execute(roles.app, EndRole(cid, "agent", None), Caller(CTX.actor))
     assert [p["point_type"] for p in buy(roles, cid)["points"]] == ["points"]

@@ -32,26 +32,31 @@ from uuid import UUID, uuid5
 
 from psycopg.sql import SQL, Identifier
 
-from application.benefits import grant_benefit, redeem_benefit, revoke_grant
+from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
 from application.context import CommandContext
-from application.customers import RegisterCustomer, add_tags, register_customer, remove_tag
-from application.levels import assess_levels, set_level_override
-from application.merges import merge_customers, undo_merge
-from application.orders import OrderLineInput, PlaceOrder, RefundOrder, place_order, refund_order
-from application.points import (
-    adjust_points,
-    capture_hold,
-    expire_points,
-    hold_points,
-    redeem_points,
-    release_hold,
-    reverse_redemption,
+from application.customers import AddTags, RemoveTag
+from application.kernel import Caller, Outcome, execute
+from application.levels.assessment import assess_due
+from application.levels.overrides import SetLevelOverride
+from application.merges import MergeCustomers, UndoMerge
+from application.orders import OrderLineInput, PlaceOrder, RefundOrder
+from application.points.commands import (
+    AdjustPoints,
+    CaptureHold,
+    HoldPoints,
+    RedeemPoints,
+    ReleaseHold,
+    ReverseRedemption,
 )
+from application.points.expiry import expire_due
 from application.program import define_program
+from application.registration import RegisterCustomer
+from domain.level_membership import LevelMembership
 from domain.points_account import PointsAccount
 from domain.staff import StaffActivity
 from infrastructure.crypto import IDENTITY_SECRET, SECRETS_TABLE
 from infrastructure.tenancy import Tenant
+from tests.integration.orders_support import place, refund_now
 
 ACTOR = "golden"
 NAMESPACE = UUID("5f0e7a52-1c3b-5d8e-9a47-6b2c0d1e3f48")
@@ -169,8 +174,9 @@ def _customer(tenant: Tenant, label: str, *roles: str) -> UUID:
         email=f"{label}@golden.example",
         roles=list(roles) or None,
         channel="mini_program",
+        customer_id=IDS(),
     )
-    return register_customer(tenant.app, cmd, CTX).customer_id
+    return UUID(execute(tenant.app, cmd, Caller(CTX.actor)).body["customer_id"])
 
 
 def _order(
@@ -182,11 +188,23 @@ def _order(
     lines: list[OrderLineInput] | None = None,
 ) -> None:
     cmd = PlaceOrder(order_id, "tmall", placed_at, amount, customer_id, lines=lines)
-    assert place_order(tenant.app, cmd).status == 201, order_id
+    assert place(tenant.app, cmd).outcome is Outcome.CREATED, order_id
 
 
-def _refund(tenant: Tenant, order_id: str, refund: RefundOrder) -> None:
-    assert refund_order(tenant.app, "tmall", order_id, refund).status == 201, order_id
+def _refund(tenant: Tenant, order_id: str, refund_id: str, **part: Any) -> None:
+    refund = RefundOrder("tmall", order_id, refund_id, **part)
+    assert refund_now(tenant.app, refund).outcome is Outcome.CREATED, order_id
+
+
+def _merge(app: Any, survivor: UUID, source: UUID) -> UUID:
+    """A merge under the next numbered id."""
+    merge_id = IDS()
+    execute(app, MergeCustomers(survivor, source, merge_id=merge_id), Caller(CTX.actor))
+    return merge_id
+
+
+def _undo(app: Any, merge_id: UUID) -> None:
+    execute(app, UndoMerge(merge_id), Caller(CTX.actor))
 
 
 def run(tenant: Tenant) -> dict[str, UUID]:
@@ -231,67 +249,84 @@ def run(tenant: Tenant) -> dict[str, UUID]:
         _order(tenant, f"{label}-1", c[label], 40000, clock())
     _order(tenant, "ann-back", c["ann"], 30000, clock() - timedelta(days=20))
     # Spending points: a redemption, a hold captured, a hold released, adjustments both ways.
-    redeem_points(app, c["cai"], "points", redemption_id="cai-r1", amount=2300,
-                  reason="coupon", ctx=CTX)  # fmt: skip
-    hold_points(app, c["cai"], "points", hold_id="cai-h1", amount=100, ctx=CTX)
-    capture_hold(app, c["cai"], "points", "cai-h1", CTX)
-    hold_points(app, c["ann"], "points", hold_id="ann-h1", amount=150, ctx=CTX)
-    release_hold(app, c["ann"], "points", "ann-h1", CTX)
-    hold_points(app, c["dan"], "points", hold_id="dan-h-open", amount=40, ctx=CTX)
-    adjust_points(app, c["dan"], "points", adjustment_id="dan-a1", amount=300,
-                  reason="goodwill", ctx=CTX)  # fmt: skip
-    adjust_points(app, c["dan"], "points", adjustment_id="dan-a2", amount=-50,
-                  reason="correction", ctx=CTX)  # fmt: skip
+    execute(
+        app,
+        RedeemPoints(c["cai"], "points", redemption_id="cai-r1", amount=2300, reason="coupon"),
+        Caller(CTX.actor),
+    )
+    execute(app, HoldPoints(c["cai"], "points", hold_id="cai-h1", amount=100), Caller(CTX.actor))
+    execute(app, CaptureHold(c["cai"], "points", "cai-h1"), Caller(CTX.actor))
+    execute(app, HoldPoints(c["ann"], "points", hold_id="ann-h1", amount=150), Caller(CTX.actor))
+    execute(app, ReleaseHold(c["ann"], "points", "ann-h1"), Caller(CTX.actor))
+    execute(app, HoldPoints(c["dan"], "points", hold_id="dan-h-open", amount=40), Caller(CTX.actor))
+    execute(
+        app,
+        AdjustPoints(c["dan"], "points", adjustment_id="dan-a1", amount=300, reason="goodwill"),
+        Caller(CTX.actor),
+    )
+    execute(
+        app,
+        AdjustPoints(c["dan"], "points", adjustment_id="dan-a2", amount=-50, reason="correction"),
+        Caller(CTX.actor),
+    )
     # Refunds: by lines, by amount, and one after cai's points were spent (200 left as debt).
-    _refund(tenant, "ann-1", RefundOrder("ann-1-r1", lines={"L1": 15000}))
-    _refund(tenant, "bob-1", RefundOrder("bob-1-r1", amount=200000))
-    _refund(tenant, "cai-1", RefundOrder("cai-1-r1", amount=30000))
-    _refund(tenant, "dan-1", RefundOrder("dan-1-r1", lines={"L3": 90000}))
+    _refund(tenant, "ann-1", "ann-1-r1", lines={"L1": 15000})
+    _refund(tenant, "bob-1", "bob-1-r1", amount=200000)
+    _refund(tenant, "cai-1", "cai-1-r1", amount=30000)
+    _refund(tenant, "dan-1", "dan-1-r1", lines={"L3": 90000})
     # Benefits: cai is gold (growth 2500, 2200 after the refund): free shipping twice in March.
-    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs1", ctx=CTX)
-    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs2", ctx=CTX)
-    redeem_benefit(app, c["bob"], "group_kit", redemption_id="bob-kit1", ctx=CTX)
-    grant_benefit(app, c["dan"], grant_id="dan-g1", code="birthday_coupon", until=None,
-                  reason="birthday", ctx=CTX)  # fmt: skip
-    redeem_benefit(app, c["dan"], "birthday_coupon", redemption_id="dan-bc1", ctx=CTX)
-    grant_benefit(app, c["ann"], grant_id="ann-g1", code="free_shipping", until=None,
-                  reason="apology", ctx=CTX)  # fmt: skip
-    redeem_benefit(app, c["ann"], "free_shipping", redemption_id="ann-fs1", ctx=CTX)
-    revoke_grant(app, c["ann"], "ann-g1", reason="mistake", ctx=CTX)
-    grant_benefit(app, c["gus"], grant_id="gus-g1", code="free_shipping", until=None,
-                  reason="welcome", ctx=CTX)  # fmt: skip
+    execute(app, RedeemBenefit(c["cai"], "free_shipping", "cai-fs1"), Caller(CTX.actor))
+    execute(app, RedeemBenefit(c["cai"], "free_shipping", "cai-fs2"), Caller(CTX.actor))
+    execute(app, RedeemBenefit(c["bob"], "group_kit", "bob-kit1"), Caller(CTX.actor))
+    execute(app, GrantBenefit(c["dan"], "dan-g1", "birthday_coupon", "birthday"), Caller(CTX.actor))
+    execute(app, RedeemBenefit(c["dan"], "birthday_coupon", "dan-bc1"), Caller(CTX.actor))
+    execute(app, GrantBenefit(c["ann"], "ann-g1", "free_shipping", "apology"), Caller(CTX.actor))
+    execute(app, RedeemBenefit(c["ann"], "free_shipping", "ann-fs1"), Caller(CTX.actor))
+    execute(app, RevokeBenefitGrant(c["ann"], "ann-g1", "mistake"), Caller(CTX.actor))
+    execute(app, GrantBenefit(c["gus"], "gus-g1", "free_shipping", "welcome"), Caller(CTX.actor))
     # A level override for 40 days; the assessment job ends it later.
     until = (clock.now + timedelta(days=40)).isoformat()
-    set_level_override(app, c["dan"], "consumer", override_id="dan-o1", level="platinum",
-                       until=until, reason="launch", ctx=CTX)  # fmt: skip
+    override = SetLevelOverride(c["dan"], "consumer", "dan-o1", "platinum", until, "launch")
+    execute(app, override, Caller(CTX.actor))
     # Merges: fay into ann undone, gus into dan undone, eve into cai kept.
-    undo_merge(app, merge_customers(app, c["ann"], c["fay"], CTX).merge_id, CTX)
-    undo_merge(app, merge_customers(app, c["dan"], c["gus"], CTX).merge_id, CTX)
-    merge_customers(app, c["cai"], c["eve"], CTX)
+    _undo(app, _merge(app, c["ann"], c["fay"]))
+    _undo(app, _merge(app, c["dan"], c["gus"]))
+    _merge(app, c["cai"], c["eve"])
     # April: program v2 (points doubled); more orders, a second month of free shipping.
     clock.jump(datetime(2026, 4, 1, 9, tzinfo=UTC))
     define_program(app, program(2), CTX)
     _order(tenant, "ann-2", c["ann"], 60000, clock())
     _order(tenant, "cai-2", c["cai"], 30000, clock())
     _order(tenant, "gus-2", c["gus"], 20000, clock())
-    redeem_benefit(app, c["cai"], "free_shipping", redemption_id="cai-fs3", ctx=CTX)
-    redeem_points(app, c["ann"], "points", redemption_id="ann-r1", amount=700,
-                  reason="gift", ctx=CTX)  # fmt: skip
-    _refund(tenant, "ann-2", RefundOrder("ann-2-r1", amount=10000))
+    execute(app, RedeemBenefit(c["cai"], "free_shipping", "cai-fs3"), Caller(CTX.actor))
+    execute(
+        app,
+        RedeemPoints(c["ann"], "points", redemption_id="ann-r1", amount=700, reason="gift"),
+        Caller(CTX.actor),
+    )
+    _refund(tenant, "ann-2", "ann-2-r1", amount=10000)
     # Era 2026-12: tags, a redemption reversal, growth adjusted by hand, an order routed through
     # hal's identity while hal is merged into ann, given back to hal by the undo and refunded.
-    add_tags(app, c["ann"], ["vip", "tea_lover"], CTX, channel="wecom")
-    remove_tag(app, c["ann"], "tea_lover", CTX)
-    reverse_redemption(app, c["ann"], "points", "ann-r1", reversal_id="ann-rv1", amount=200,
-                       reason="gift returned", ctx=CTX)  # fmt: skip
-    adjust_points(app, c["bob"], "growth", adjustment_id="bob-g1", amount=500,
-                  reason="campaign", ctx=CTX)  # fmt: skip
+    execute(app, AddTags(c["ann"], ["vip", "tea_lover"], channel="wecom"), Caller(CTX.actor))
+    execute(app, RemoveTag(c["ann"], "tea_lover"), Caller(CTX.actor))
+    execute(
+        app,
+        ReverseRedemption(
+            c["ann"], "points", "ann-r1", reversal_id="ann-rv1", amount=200, reason="gift returned"
+        ),
+        Caller(CTX.actor),
+    )
+    execute(
+        app,
+        AdjustPoints(c["bob"], "growth", adjustment_id="bob-g1", amount=500, reason="campaign"),
+        Caller(CTX.actor),
+    )
     c["hal"] = _customer(tenant, "hal")
-    hal_merge = merge_customers(app, c["ann"], c["hal"], CTX).merge_id
+    hal_merge = _merge(app, c["ann"], c["hal"])
     routed = PlaceOrder("hal-1", "tmall", clock(), 40000, identity=("member_no", "golden-hal"))
-    assert place_order(app, routed).status == 201
-    undo_merge(app, hal_merge, CTX)
-    _refund(tenant, "hal-1", RefundOrder("hal-1-r1", amount=10000))
+    assert place(app, routed).outcome is Outcome.CREATED
+    _undo(app, hal_merge)
+    _refund(tenant, "hal-1", "hal-1-r1", amount=10000)
     # A staff member's burst of ownership removals (a StaffActivity alert, upcast in the fixture).
     activity = StaffActivity.start("guide-golden", at=clock())
     activity.record_removals(3, threshold=2, window_minutes=60, at=clock())
@@ -300,7 +335,8 @@ def run(tenant: Tenant) -> dict[str, UUID]:
     # recomputed), growth lots expire.
     for day in (datetime(2026, 5, 20, tzinfo=UTC), datetime(2026, 6, 20, tzinfo=UTC), END):
         clock.jump(day)
-        assess_levels(app, clock())
+        ladders = [LevelMembership.id_for(i, g) for i in c.values() for g in ("consumer", "agent")]
+        assess_due(app, clock(), ladders)
         accounts = [PointsAccount.id_for(i, t) for i in c.values() for t in ("points", "growth")]
-        expire_points(app, clock(), accounts)
+        expire_due(app, clock(), accounts)
     return c
