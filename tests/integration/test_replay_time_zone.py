@@ -21,9 +21,9 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.benefits import benefits_of
-from application.levels import level_status
-from application.points import points_balances
+from application.benefits.queries import benefits_of
+from application.levels.queries import level_status
+from application.points.queries import points_balances
 from domain.customer import Customer
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
