@@ -50,9 +50,7 @@ def _assessed(report: AssessmentReport) -> dict[str, Any] | None:
     return report.body() if report.events else None
 
 
-LEVEL_ASSESSMENTS = ScheduledJob(
-    "level_assessments", assess_levels, "levels_assessed", _assessed
-)
+LEVEL_ASSESSMENTS = ScheduledJob("level_assessments", assess_levels, "levels_assessed", _assessed)
 
 
 def _utc_now() -> datetime:
