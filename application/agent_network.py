@@ -11,33 +11,21 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-
 from application.app import Membercore
+from application.loaders import load_customer, optional
 from domain.agent_network import AGENT_NETWORK_ID, AgentNetwork
-from domain.customer import Customer
-from domain.errors import CustomerNotFound
 
 MAX_AGENT_DEPTH = 64
 
 
 def load_network(app: Membercore, at: datetime) -> AgentNetwork:
     """The tenant's agent network (started on first use; racing starts conflict on version 1)."""
-    try:
-        network: AgentNetwork = app.repository.get(AGENT_NETWORK_ID)
-    except AggregateNotFoundError:
-        network = AgentNetwork.start(at=at)
-    return network
+    network = optional(app, AGENT_NETWORK_ID, AgentNetwork)
+    return network or AgentNetwork.start(at=at)
 
 
 def _parent_of(app: Membercore, customer_id: UUID) -> UUID | None:
-    try:
-        customer: object = app.repository.get(customer_id)
-    except AggregateNotFoundError:
-        raise CustomerNotFound(customer_id) from None
-    if not isinstance(customer, Customer):
-        raise CustomerNotFound(customer_id)
-    return customer.parent_agent_id
+    return load_customer(app, customer_id).parent_agent_id
 
 
 def agent_chain(app: Membercore, start: UUID | None) -> list[UUID]:
