@@ -8,7 +8,7 @@ customer and the point type; capture and release take an optional ``Idempotency-
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -18,8 +18,9 @@ from msgspec import Meta, Struct
 
 from api.auth import tenant_of
 from api.commands import customer_id_of, position_cursor, run
-from api.errors import bad_request
+from api.inputs import bounded_instant_text
 from api.schemas import ClientId, Page, Strict, problem_responses
+from application.instants import parse_instant
 from application.loaders import merged_into
 from application.permissions import Permission
 from application.points.commands import (
@@ -35,13 +36,12 @@ from application.points.commands import (
 from application.points.expiry import ExpirePoints
 from application.points.queries import points_balances, points_entries
 from application.program import loyalty_rules
-from domain.expiry import local_midnight
 
 IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
-PositivePoints = Annotated[int, Meta(ge=1, le=MAX_POINTS)]
+PositivePoints = Annotated[int, Meta(ge=1, le=MAX_POINTS, examples=[10])]
 # Signed; 0 is refused by the command (400 invalid_input on ``amount``).
-SignedPoints = Annotated[int, Meta(ge=-MAX_POINTS, le=MAX_POINTS)]
-Reason = Annotated[str, Meta(min_length=1, max_length=256)]
+SignedPoints = Annotated[int, Meta(ge=-MAX_POINTS, le=MAX_POINTS, examples=[10])]
+Reason = Annotated[str, Meta(min_length=1, max_length=256, examples=["goodwill"])]
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
 
 
@@ -166,23 +166,6 @@ class PointsExpired(Struct):
 
 
 # -- helpers ----------------------------------------------------------------------------------
-
-
-def parse_as_of(raw: str, tz: ZoneInfo) -> datetime:
-    """RFC 3339 with an offset, or a bare date meaning the local start of that day."""
-    try:
-        if len(raw) == 10:
-            return local_midnight(date.fromisoformat(raw), tz)
-        value = datetime.fromisoformat(raw)
-    except ValueError:
-        value = None
-    if value is None or value.tzinfo is None:
-        raise bad_request(
-            "invalid_value",
-            "as_of must be an RFC 3339 time with an offset, or a date YYYY-MM-DD",
-            field="as_of",
-        )
-    return value.astimezone(UTC)
 
 
 # -- routes -----------------------------------------------------------------------------------
@@ -402,4 +385,5 @@ class PointsJobsController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[PointsExpired]:
         tz = ZoneInfo(loyalty_rules(tenant_of(request).app).timezone)
-        return run(request, ExpirePoints(parse_as_of(data.as_of, tz)), idempotency_key)
+        as_of = parse_instant(bounded_instant_text(data.as_of, "as_of"), tz, field="as_of")
+        return run(request, ExpirePoints(as_of), idempotency_key)

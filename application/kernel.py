@@ -101,6 +101,9 @@ class Command:
     operation: ClassVar[str]
     scope: ClassVar[tuple[str, ...]] = ()
     client_id: ClassVar[str | None] = None
+    # Decisions a lost race may cost: more for commands many writers race for on one stream
+    # (a quota, where each round lets one writer through).
+    attempts: ClassVar[int] = MAX_ATTEMPTS
 
     def key_scope(self) -> str:
         return ":".join([self.operation, *(str(getattr(self, f)) for f in self.scope)])
@@ -210,7 +213,7 @@ def _attempts(
     app: Membercore, handler: Handler, command: Command, ctx: CommandContext, key: Completion
 ) -> Answer:
     lost = 0
-    for n in range(MAX_ATTEMPTS):
+    for n in range(command.attempts):
         decision: Decision | None = None
         pending: list[Any] = []
         try:
@@ -228,7 +231,7 @@ def _attempts(
             if lost >= MAX_LOST_CONNECTIONS:
                 raise ServiceUnavailable(f"database unavailable: {e}") from e
         time.sleep(random.uniform(0, min(0.2, 0.002 * (2**n))))  # noqa: S311 - jitter, not a secret
-    raise ConcurrencyConflict(MAX_ATTEMPTS)
+    raise ConcurrencyConflict(command.attempts)
 
 
 def _save(app: Membercore, decision: Decision, pending: list[Any], key: Completion) -> Answer:

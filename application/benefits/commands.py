@@ -69,6 +69,8 @@ class RedeemBenefit(BenefitCommand):
 
     operation = "RedeemBenefit"
     client_id = "redemption_id"
+    # Redeemers of one quota race on one account: each round lets one of them through.
+    attempts = 12
     code: str
     redemption_id: str
     note: str | None = None

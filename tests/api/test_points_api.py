@@ -759,8 +759,8 @@ async def test_the_expiry_job_accepts_a_bare_date_as_the_local_start_of_that_day
     ("body", "code"),
     [
         ({"as_of": "2999-01-01T00:00:00+00:00"}, "invalid_input"),
-        ({"as_of": "yesterday-ish"}, "invalid_value"),
-        ({"as_of": "2025-01-01T00:00:00"}, "invalid_value"),
+        ({"as_of": "yesterday-ish"}, "invalid_input"),
+        ({"as_of": "2025-01-01T00:00:00"}, "invalid_input"),
         ({}, "missing_field"),
         ({"as_of": "2025-01-01", "x": 1}, "unknown_field"),
     ],
