@@ -11,13 +11,14 @@ import psycopg
 import pytest
 
 from application.context import CommandContext
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
+from application.orders import PlaceOrder, RefundOrder
 from application.program import define_program
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import TENANT_SCHEMA_VERSION, Tenant, Tenants
 from projections.customer_stats import CustomerStatsProjection, profile_stats_sql
 from projections.engine import REBUILD_SUFFIX, build_fresh, catch_up
 from tests.integration import merge_support
+from tests.integration.orders_support import place, refund_now
 from tests.integration.support import dump, register, rows
 
 PROGRAM: dict[str, Any] = {
@@ -44,12 +45,12 @@ def person(tenant: Tenant) -> tuple[UUID, tuple[str, str]]:
 def buy(tenant: Tenant, at: datetime, amount: int, *, by: UUID | tuple[str, str]) -> str:
     order_id = f"o-{uuid4().hex[:12]}"
     named = {"identity": by} if isinstance(by, tuple) else {"customer_id": by}
-    place_order(tenant.app, PlaceOrder(order_id, "tmall", at, amount, **named))
+    place(tenant.app, PlaceOrder(order_id, "tmall", at, amount, **named))
     return order_id
 
 
 def refund(tenant: Tenant, order_id: str, amount: int) -> None:
-    refund_order(tenant.app, "tmall", order_id, RefundOrder(f"r-{uuid4()}", amount=amount))
+    refund_now(tenant.app, RefundOrder("tmall", order_id, f"r-{uuid4()}", amount=amount))
 
 
 def merge(tenant: Tenant, survivor: UUID, source: UUID) -> UUID:

@@ -18,7 +18,7 @@ from application.context import CommandContext
 from application.kernel import Caller, execute
 from application.levels import current_levels
 from application.levels.queries import level_status
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
+from application.orders import PlaceOrder, RefundOrder
 from application.points.commands import AdjustPoints, RedeemPoints
 from application.privacy import export_customer
 from application.program import define_program
@@ -30,6 +30,7 @@ from infrastructure.tenancy import Tenant
 from projections.engine import catch_up
 from projections.points_balance import PointsBalanceProjection
 from tests.integration.merge_support import merged, undo
+from tests.integration.orders_support import place, refund_now
 from tests.integration.support import register, rows, run_at_once
 
 PROGRAM: dict[str, Any] = {
@@ -70,7 +71,7 @@ def customer(tenant: Tenant) -> UUID:
 
 def buy(tenant: Tenant, customer_id: UUID, amount: int, *, days_ago: int = 0) -> str:
     order_id = f"o-{uuid4().hex[:12]}"
-    place_order(
+    place(
         tenant.app,
         PlaceOrder(
             order_id=order_id,
@@ -158,7 +159,7 @@ def test_a_refund_after_the_merge_reverses_on_the_survivor(loyal: Tenant) -> Non
     survivor, source = customer(loyal), customer(loyal)
     order_id = buy(loyal, source, 2000)
     merge(loyal, survivor, source)
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=2000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=2000))
     assert balance(loyal, survivor) == 0
 
 
@@ -269,13 +270,13 @@ def test_undo_sends_back_unspent_points_of_orders_through_the_sources_identities
     survivor = customer(loyal)
     who = ("jd_pin", f"pin-{uuid4()}")
     source = UUID(
-        place_order(
+        place(
             loyal.app,
             PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who),
         ).body["customer_id"]
     )
     merge_id = merge(loyal, survivor, source)
-    routed = place_order(
+    routed = place(
         loyal.app, PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
     )
     assert routed.body["customer_id"] == str(survivor)  # the identity now names the survivor
@@ -295,10 +296,10 @@ def merged_then_routed(tenant: Tenant) -> tuple[UUID, UUID, UUID]:
     survivor = customer(tenant)
     who = ("jd_pin", f"pin-{uuid4()}")
     first = PlaceOrder("jd-1", "jd", now() - timedelta(minutes=2), 3000, identity=who)
-    source = UUID(place_order(tenant.app, first).body["customer_id"])
+    source = UUID(place(tenant.app, first).body["customer_id"])
     merge_id = merge(tenant, survivor, source)
     routed = PlaceOrder("jd-2", "jd", now() - timedelta(minutes=1), 9000, identity=who)
-    place_order(tenant.app, routed)
+    place(tenant.app, routed)
     return survivor, source, merge_id
 
 
@@ -311,7 +312,7 @@ def test_a_refund_after_the_undo_of_a_routed_order_reverses_on_the_source_not_th
     assert survivor_account is not None
     untouched = survivor_account.version
 
-    refund = refund_order(loyal.app, "jd", "jd-2", RefundOrder("r1", amount=9000))
+    refund = refund_now(loyal.app, RefundOrder("jd", "jd-2", "r1", amount=9000))
 
     order: Order = loyal.app.repository.get(Order.id_for("jd", "jd-2"))
     assert order.customer_id == source
@@ -368,7 +369,7 @@ def test_undo_nets_a_refund_after_the_merge_of_an_order_the_source_placed_before
     order_id = buy(loyal, source, 5000)
     merge_id = merge(loyal, survivor, source)
     assert qualifying(loyal, survivor) == 11000
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=5000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=5000))
     assert qualifying(loyal, survivor) == 6000
     undo(loyal.app, merge_id)
     assert (qualifying(loyal, survivor), qualifying(loyal, source)) == (6000, 0)
@@ -384,7 +385,7 @@ def test_chained_merges_undone_in_reverse_net_a_refund_made_while_both_stood(
     first = merge(loyal, b, c)
     second = merge(loyal, a, b)
     assert qualifying(loyal, a) == 7000
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=3000))
     assert qualifying(loyal, a) == 4000
     undo(loyal.app, second)
     assert (qualifying(loyal, a), qualifying(loyal, b)) == (1000, 3000)
@@ -400,7 +401,7 @@ def test_chained_merges_undone_in_reverse_net_a_refund_made_before_the_second(
     buy(loyal, b, 2000)
     order_id = buy(loyal, c, 4000)
     first = merge(loyal, b, c)
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=3000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=3000))
     second = merge(loyal, a, b)
     assert qualifying(loyal, a) == 4000
     undo(loyal.app, second)
@@ -553,7 +554,7 @@ class Twins:
         at = self.start + timedelta(minutes=self.minute)
         ids = (f"o-{uuid4().hex[:12]}", f"o-{uuid4().hex[:12]}")
         for order_id, who in zip(ids, (real, twin), strict=True):
-            place_order(self.tenant.app, PlaceOrder(order_id, "pos", at, amount, **who))
+            place(self.tenant.app, PlaceOrder(order_id, "pos", at, amount, **who))
         self.orders.append([*ids, amount, 0])
         return ids[0]
 
@@ -603,7 +604,7 @@ class Twins:
                 return
         refund_id = f"r-{uuid4().hex[:8]}"
         for order_id in (real, twin):
-            refund_order(self.tenant.app, "pos", order_id, RefundOrder(refund_id, amount=part))
+            refund_now(self.tenant.app, RefundOrder("pos", order_id, refund_id, amount=part))
         self.orders[k % len(self.orders)][3] += part
 
     def redeem(self, amount: int) -> None:
@@ -717,7 +718,7 @@ def test_merging_is_associative_in_its_effect_on_balances_and_qualification(
         for who, amount, days_ago in orders:
             at = start - timedelta(days=days_ago)
             order = PlaceOrder(f"o-{uuid4().hex[:12]}", "pos", at, amount, customer_id=people[who])
-            place_order(growing.app, order)
+            place(growing.app, order)
         return people
 
     a, b, c = three()
@@ -766,7 +767,7 @@ def test_a_merge_moving_an_order_and_its_full_refund_moves_no_level_on_either_si
     survivor, source = customer(loyal), customer(loyal)
     buy(loyal, survivor, 1000)
     order_id = buy(loyal, source, 20_000, days_ago=3)  # gold, then refunded in full
-    refund_order(loyal.app, "pos", order_id, RefundOrder("r1", amount=20_000))
+    refund_now(loyal.app, RefundOrder("pos", order_id, "r1", amount=20_000))
     before = (_level_moves(loyal, survivor), _level_moves(loyal, source))
 
     merge_id = merge(loyal, survivor, source)

@@ -17,13 +17,15 @@ import psycopg
 import pytest
 
 from application.context import CommandContext
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
+from application.kernel import Outcome
+from application.orders import PlaceOrder, RefundOrder
 from application.program import define_program
 from domain.errors import OrderNotFound
 from domain.level_membership import LevelMembership
 from domain.order import Order
 from domain.points_account import PointsAccount
 from infrastructure.tenancy import Tenant
+from tests.integration.orders_support import place, refund_now
 from tests.integration.support import events
 from tests.integration.test_orders import PROGRAM, account, customer, now, order
 
@@ -43,7 +45,7 @@ def test_an_order_whose_points_account_version_is_taken_concurrently_stores_noth
     loyal: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     cid = customer(loyal)
-    place_order(loyal.app, order(cid, amount=1000))  # the accounts and levels exist
+    place(loyal.app, order(cid, amount=1000))  # the accounts and levels exist
     points_id = PointsAccount.id_for(cid, "points")
     cmd = order(cid, amount=50_000)
     real_save = loyal.app.save
@@ -65,7 +67,7 @@ def test_an_order_whose_points_account_version_is_taken_concurrently_stores_noth
     before = streams(sql, loyal)
     loyal.app.save = save_after_a_concurrent_adjustment  # type: ignore[method-assign]
     try:
-        result = place_order(loyal.app, cmd)
+        result = place(loyal.app, cmd)
     finally:
         del loyal.app.save
 
@@ -79,7 +81,7 @@ def test_an_order_whose_points_account_version_is_taken_concurrently_stores_noth
     # After the retry: every part of the order, on top of the other writer's event.
     after = streams(sql, loyal)
     assert set(after - seen[0]) == saves[1]
-    assert result.status == 201
+    assert result.outcome is Outcome.CREATED
     acc = account(loyal, cid)
     assert acc.available(now()) == 10 + 7 + 500
     assert "adjustment:x1" in acc.lots
@@ -90,21 +92,22 @@ def test_a_refund_before_its_order_applies_nothing_then_once_however_often_it_co
 ) -> None:
     cid = customer(loyal)
     cmd: PlaceOrder = order(cid, amount=30_000)
-    refund = RefundOrder("rf1", amount=10_000)
+    refund = RefundOrder(cmd.channel, cmd.order_id, "rf1", amount=10_000)
     before = len(events(sql, loyal))
 
     with pytest.raises(OrderNotFound):
-        refund_order(loyal.app, cmd.channel, cmd.order_id, refund)
+        refund_now(loyal.app, refund)
     assert len(events(sql, loyal)) == before, "a refund of no order wrote something"
 
-    place_order(loyal.app, cmd)
+    place(loyal.app, cmd)
     assert account(loyal, cid).available(now()) == 300
-    first = refund_order(loyal.app, cmd.channel, cmd.order_id, refund)
+    first = refund_now(loyal.app, refund)
     after_first = len(events(sql, loyal))
-    again = refund_order(loyal.app, cmd.channel, cmd.order_id, refund)
-    third = refund_order(loyal.app, cmd.channel, cmd.order_id, refund)
+    again = refund_now(loyal.app, refund)
+    third = refund_now(loyal.app, refund)
 
-    assert (first.status, again.status, third.status) == (201, 200, 200)
+    assert first.outcome is Outcome.CREATED
+    assert again.outcome is third.outcome is Outcome.DONE
     assert again.body == first.body == third.body
     assert len(events(sql, loyal)) == after_first, "a replayed refund wrote something"
     assert account(loyal, cid).available(now()) == 200

@@ -27,13 +27,14 @@ import pytest
 
 from application.app import both
 from application.context import CommandContext
-from application.orders import PlaceOrder, place_order
+from application.orders import PlaceOrder
 from application.points.commands import AdjustPoints, HoldPoints, RedeemPoints
 from application.program import define_program
 from domain.errors import DomainError
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up, head_position, tracked_position
 from projections.points_balance import PointsBalanceProjection
+from tests.integration.orders_support import place
 from tests.integration.points_support import PROGRAM, now, run
 from tests.integration.support import dump, register, run_at_once
 
@@ -68,7 +69,7 @@ def write_round(tenant: Tenant, round_: int, rng: random.Random) -> None:
         for k in range(rng.randint(1, 3)):
             placed = now() - timedelta(days=rng.choice([0, 1, 400]))
             order = PlaceOrder(f"{round_}-{n}-{k}", "pos", placed, rng.randint(1, 90) * 100, cid)
-            place_order(tenant.app, order)
+            place(tenant.app, order)
         try:
             run(tenant, RedeemPoints(cid, "points", f"r{round_}", rng.randint(1, 60)))
             run(tenant, HoldPoints(cid, "points", f"h{round_}", rng.randint(1, 30)))

@@ -38,7 +38,7 @@ from psycopg.sql import SQL, Identifier
 from application.context import CommandContext
 from application.errors import ApplicationError
 from application.loaders import points_account
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
+from application.orders import PlaceOrder, RefundOrder
 from application.points.commands import (
     AdjustPoints,
     CaptureHold,
@@ -56,6 +56,7 @@ from projections.engine import catch_up, head_position
 from projections.points_balance import BALANCE, HOLDS, LOTS, PointsBalanceProjection
 from projections.points_balance.job import run_expiry
 from tests.conftest import new_slug
+from tests.integration.orders_support import place, refund_now
 from tests.integration.points_support import run
 from tests.integration.support import dump, register
 
@@ -120,15 +121,15 @@ class PointsBalanceMachine(RuleBasedStateMachine):
         order_id = self.next_id("o")
         placed_at = self.now - timedelta(days=back_days)
         cmd = PlaceOrder(order_id, "pos", placed_at, amount * 100, self.customer)
-        result = self.command(lambda: place_order(self.tenant.app, cmd))
+        result = self.command(lambda: place(self.tenant.app, cmd))
         return order_id if result is not None else None
 
     @rule(order=orders, amount=st.integers(1, 500))
     def refund(self, order: str | None, amount: int) -> None:
         if order is None:
             return
-        cmd = RefundOrder(self.next_id("rf"), amount=amount * 100)
-        self.command(lambda: refund_order(self.tenant.app, "pos", order, cmd))
+        cmd = RefundOrder("pos", order, self.next_id("rf"), amount=amount * 100)
+        self.command(lambda: refund_now(self.tenant.app, cmd))
 
     @rule(target=redemptions, amount=st.integers(1, 300))
     def redeem(self, amount: int) -> Any:

@@ -11,7 +11,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from application.context import CommandContext
-from application.orders import PlaceOrder, place_order
+from application.orders import PlaceOrder
 from application.program import define_program
 from domain.level_membership import LevelMembership
 from domain.points_account import PointsAccount
@@ -20,6 +20,7 @@ from infrastructure.tenancy import Tenant
 from projections.jobs import LEVEL_ASSESSMENTS, JobScheduler, ScheduledJob
 from projections.level_membership import LevelMembershipProjection, due_memberships
 from projections.worker import SCHEDULED_JOBS, ProjectionWorker
+from tests.integration.orders_support import place
 from tests.integration.support import register, wait_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -60,7 +61,7 @@ def platinum_in_2024(tenant: Tenant) -> UUID:
     tenant.app.clock = lambda: BOUGHT
     customer_id = register(tenant, ("wechat_unionid", f"u-{tenant.slug}")).customer_id
     order = PlaceOrder("o-1", "tmall", BOUGHT, 350000, customer_id)
-    assert place_order(tenant.app, order).body["levels"] == [
+    assert place(tenant.app, order).body["levels"] == [
         {"group": "consumer", "from": None, "to": "platinum"}
     ]
     tenant.app.clock = lambda: NEW_YEAR + timedelta(minutes=5)
