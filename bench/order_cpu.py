@@ -1,4 +1,4 @@
-"""(f) In-process CPU per order: ``application.orders.place_order`` on a real tenant, no HTTP.
+"""(f) In-process CPU per order: ``PlaceOrder`` through the kernel on a real tenant, no HTTP.
 
 What one order costs the Python process that decides and saves it, with HTTP, the projections
 and the load generator out of the picture: ``time.process_time()`` over ``BENCH_CPU_ORDERS``
@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 from psycopg.sql import SQL, Identifier
 
 from application.context import CommandContext
-from application.orders import PlaceOrder, place_order
+from application.kernel import Caller, execute
+from application.orders import PlaceOrder
 from application.program import define_program
 from bench.common import Check, Env, heading, show
 from bench.orders import PROGRAM  # the same two point types and growth ladder
@@ -32,6 +33,7 @@ ORDERS = int(os.environ.get("BENCH_CPU_ORDERS") or 1000)
 WARMUP = max(50, ORDERS // 5)
 RETURNING_BUYERS = 200
 BASELINE_TABLE = "bench_cpu_insert"
+CALLER = Caller("bench")
 
 
 def _cpu_per_call(calls: int, one: Callable[[int], None]) -> tuple[float, float]:
@@ -74,7 +76,7 @@ def _orders(app: TenantApp) -> dict[str, tuple[float, float]]:
                 1000 + i % 9000,
                 identity=("bench_buyer", buyer(i)),
             )
-            place_order(app, cmd)  # a refused order raises, and stops the benchmark
+            execute(app, cmd, CALLER)  # a refused order raises, and stops the benchmark
 
         return one
 
@@ -101,7 +103,7 @@ def _placed(app: TenantApp) -> int:
 
 
 def run(env: Env) -> list[Check]:
-    heading(f"(f) in-process CPU per order: place_order x {ORDERS:,}, one thread, no HTTP")
+    heading(f"(f) in-process CPU per order: PlaceOrder x {ORDERS:,}, one thread, no HTTP")
     runtime = Runtime.open(Settings(database_url=env.url, log_level="warning"))
     try:
         tenant = runtime.tenants.create(f"bench_cpu_{secrets.token_hex(3)}")
@@ -112,7 +114,7 @@ def run(env: Env) -> list[Check]:
             f"{base_cpu:.3f} ms CPU ({base_wall:.3f} ms wall) each",
         )
         for kind, (cpu, wall) in _orders(tenant.app).items():
-            show(f"place_order, {kind}", f"{cpu:.3f} ms CPU ({wall:.3f} ms wall) per order")
+            show(f"PlaceOrder, {kind}", f"{cpu:.3f} ms CPU ({wall:.3f} ms wall) per order")
             show("   ratio to the INSERT transaction's CPU", f"{cpu / base_cpu:.1f}x")
     finally:
         runtime.close()

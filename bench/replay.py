@@ -18,7 +18,7 @@ from uuid import UUID
 
 from application.context import CommandContext
 from application.kernel import Caller, execute
-from application.orders import PlaceOrder, place_order
+from application.orders import PlaceOrder
 from application.points.commands import RedeemPoints
 from application.program import define_program
 from application.registration import RegisterCustomer
@@ -43,7 +43,7 @@ def _long_member(app: TenantApp) -> UUID:
     start = datetime.now(UTC) - timedelta(days=300)
     for i in range(ORDERS):
         at = start + timedelta(minutes=i)
-        place_order(app, PlaceOrder(f"o{i}", "pos", at, 5000, customer_id=cid))
+        execute(app, PlaceOrder(f"o{i}", "pos", at, 5000, customer_id=cid), Caller(ctx.actor))
         if i % 2:
             execute(
                 app,
