@@ -70,16 +70,24 @@ def merge_holdings(
     return _holdings(found, claim_ids)
 
 
-def undo_holdings(
-    app: Membercore, merge: Merge, source: Customer, plan: UndoPlan, rules: LoyaltyRules
-) -> Holdings:
-    """What the merge moved (claims, accounts, memberships, benefit accounts), both customers'
-    accounts and memberships, then the orders the undo may reassign or whose refunds followed
-    the merge."""
-    claim_ids = _claim_ids(app, (*plan.identities, *source.identities))
+def undo_reads(merge: Merge, rules: LoyaltyRules) -> list[UUID]:
+    """What an undo reads besides the customers: what the merge moved (claims, accounts,
+    memberships, benefit accounts), and both customers' accounts and memberships."""
     moved = [m.aggregate_id for m in merge.moves if m.kind.startswith(_MOVED)]
-    found = many(app, [*moved, *_per_customer(rules, (merge.survivor_id, merge.source_id))])
-    held = _holdings(found, claim_ids)
+    return [*moved, *_per_customer(rules, (merge.survivor_id, merge.source_id))]
+
+
+def undo_holdings(
+    app: Membercore,
+    found: dict[UUID, Any],
+    merge: Merge,
+    source: Customer,
+    plan: UndoPlan,
+    rules: LoyaltyRules,
+) -> Holdings:
+    """The undo's ``Holdings`` from what ``undo_reads`` found, with the orders it may reassign
+    or whose refunds followed the merge, read once it knows which."""
+    held = _holdings(found, _claim_ids(app, (*plan.identities, *source.identities)))
     held.orders = _of(many(app, undo_order_ids(merge, plan, rules, held)), Order)
     return held
 

@@ -26,7 +26,7 @@ from application.app import Membercore
 from application.context import CommandContext
 from application.kernel import Caller, Command, Decision, Outcome, execute, handles
 from application.loaders import load_merge, many
-from application.merge_assets import merge_holdings, undo_holdings
+from application.merge_assets import merge_holdings, undo_holdings, undo_reads
 from application.program import loyalty_rules, program_rules
 from domain.customer import Customer
 from domain.errors import CustomerNotFound
@@ -81,8 +81,7 @@ def _saved_up_to(app: Membercore, merge: Merge) -> int:
     return max(app.last_position_of(i) for i in streams)
 
 
-def _customers(app: Membercore, *ids: UUID) -> list[Customer]:
-    found = many(app, ids)
+def _customers(found: dict[UUID, Any], *ids: UUID) -> list[Customer]:
     out: list[Customer] = []
     for customer_id in ids:
         customer = found.get(customer_id)
@@ -96,11 +95,13 @@ def _customers(app: Membercore, *ids: UUID) -> list[Customer]:
 def merge_customers(app: Membercore, cmd: MergeCustomers, ctx: CommandContext) -> Decision:
     at = app.clock()
     merge_id = cmd.merge_id or ctx.new_id()
-    found = many(app, (merge_id,)).get(merge_id)
-    if isinstance(found, Merge):
-        found.repeated(cmd.customer_id, cmd.source_customer_id)
-        return Decision(Outcome.CREATED, merge_answer(found), position=_saved_up_to(app, found))
-    survivor, source = _customers(app, cmd.customer_id, cmd.source_customer_id)
+    found = many(app, (merge_id, cmd.customer_id, cmd.source_customer_id))
+    existing = found.get(merge_id)
+    if isinstance(existing, Merge):
+        existing.repeated(cmd.customer_id, cmd.source_customer_id)
+        answer = merge_answer(existing)
+        return Decision(Outcome.CREATED, answer, position=_saved_up_to(app, existing))
+    survivor, source = _customers(found, cmd.customer_id, cmd.source_customer_id)
     plan = plan_merge(survivor, source, program_rules(app))
     network, cycle = None, False
     if plan.parent_agent_id is not None:
@@ -129,10 +130,11 @@ def undo_merge(app: Membercore, cmd: UndoMerge, ctx: CommandContext) -> Decision
     at = app.clock()
     merge = load_merge(app, cmd.merge_id)
     merge.require_undoable()
-    survivor, source = _customers(app, merge.survivor_id, merge.source_id)
     rules = loyalty_rules(app)
+    found = many(app, [merge.survivor_id, merge.source_id, *undo_reads(merge, rules)])
+    survivor, source = _customers(found, merge.survivor_id, merge.source_id)
     plan = plan_undo(survivor, merge.id)
-    held = undo_holdings(app, merge, source, plan, rules)
+    held = undo_holdings(app, found, merge, source, plan, rules)
     changed = decide_undo(merge, plan, survivor, source, rules, held, actor=ctx.actor, at=at)
     return Decision(Outcome.DONE, merge_answer(merge), save=changed)
 
