@@ -14,16 +14,16 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from application import merges
 from application.context import CommandContext
-from application.orders import PlaceOrder, RefundOrder, place_order, refund_order
-from application.points import (
-    adjust_points,
-    capture_hold,
-    hold_points,
-    redeem_points,
-    release_hold,
-    reverse_redemption,
+from application.kernel import Caller, execute
+from application.orders import PlaceOrder, RefundOrder
+from application.points.commands import (
+    AdjustPoints,
+    CaptureHold,
+    HoldPoints,
+    RedeemPoints,
+    ReleaseHold,
+    ReverseRedemption,
 )
 from application.program import define_program
 from domain.errors import DomainError
@@ -31,6 +31,8 @@ from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from projections.engine import catch_up, head_position
 from projections.points_balance import PointsBalanceProjection
+from tests.integration.merge_support import merged, undo
+from tests.integration.orders_support import place, refund_now
 from tests.integration.support import dump, register, rows, run_at_once
 from tests.integration.test_merge_assets import PROGRAM, now
 
@@ -82,16 +84,16 @@ def test_merging_a_pair_again_after_undo_and_refund_is_the_same_in_any_batches(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     survivor, source = pair(tenant)
-    place_order(tenant.app, PlaceOrder("m0", "pos", now(), 60000, survivor))
-    place_order(tenant.app, PlaceOrder("m1", "pos", now(), 60000, source))
-    merged = merges.merge_customers(tenant.app, survivor, source, CTX)
+    place(tenant.app, PlaceOrder("m0", "pos", now(), 60000, survivor))
+    place(tenant.app, PlaceOrder("m1", "pos", now(), 60000, source))
+    merge_id = merged(tenant.app, survivor, source)
     # Through the source's identity while merged: the survivor holds its lot, the undo sends
     # it back to the source, whose refund leaves 200 of its 300.
-    place_order(tenant.app, PlaceOrder("mr", "pos", now(), 30000, identity=("pos_member_no", "m1")))
+    place(tenant.app, PlaceOrder("mr", "pos", now(), 30000, identity=("pos_member_no", "m1")))
     before_undo = head_position(tenant)
-    merges.undo_merge(tenant.app, merged.merge_id, CTX)
-    refund_order(tenant.app, "pos", "mr", RefundOrder("r1", amount=10000))
-    merges.merge_customers(tenant.app, survivor, source, CTX)
+    undo(tenant.app, merge_id)
+    refund_now(tenant.app, RefundOrder("pos", "mr", "r1", amount=10000))
+    merged(tenant.app, survivor, source)
 
     # Up to before the undo in one batch (the survivor's row of the routed lot exists), then
     # the undo taking it away and the second merge bringing it back in the next one.
@@ -104,12 +106,15 @@ def test_an_undo_returning_a_lot_the_survivor_spent_from_is_the_same_in_any_batc
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     survivor, source = pair(tenant)
-    place_order(tenant.app, PlaceOrder("m1", "pos", now(), 30000, source))
+    place(tenant.app, PlaceOrder("m1", "pos", now(), 30000, source))
     before_merge = head_position(tenant)
-    merged = merges.merge_customers(tenant.app, survivor, source, CTX)
-    redeem_points(tenant.app, survivor, "points", redemption_id="x1", amount=100, reason=None,
-                  ctx=CTX)  # fmt: skip
-    merges.undo_merge(tenant.app, merged.merge_id, CTX)
+    merge_id = merged(tenant.app, survivor, source)
+    execute(
+        tenant.app,
+        RedeemPoints(survivor, "points", redemption_id="x1", amount=100, reason=None),
+        Caller(CTX.actor),
+    )
+    undo(tenant.app, merge_id)
 
     # The source's row of its lot exists before the batch holding the merge taking it away
     # and the undo bringing back 200 of its 300.
@@ -145,37 +150,63 @@ class Pair:
                 whom: dict[str, Any] = routed if who == 2 else {"customer_id": customer}
                 # Now, or so long ago that its points expire at once.
                 placed = now() - timedelta(days=400 if amount % 5 == 4 else 0)
-                place_order(app, PlaceOrder(order_id, "pos", placed, amount * 100, **whom))
+                place(app, PlaceOrder(order_id, "pos", placed, amount * 100, **whom))
                 self.orders.append(order_id)
             elif kind == "refund" and self.orders:
                 order_id = self.orders[who % len(self.orders)]
-                refund = RefundOrder(self.next_id("r"), amount=amount * 10)
-                refund_order(app, "pos", order_id, refund)
+                refund_now(app, RefundOrder("pos", order_id, self.next_id("r"), amount=amount * 10))
             elif kind == "redeem":
                 redemption_id = self.next_id("x")
-                redeem_points(app, customer, "points", redemption_id=redemption_id,
-                              amount=amount, reason=None, ctx=CTX)  # fmt: skip
+                execute(
+                    app,
+                    RedeemPoints(
+                        customer, "points", redemption_id=redemption_id, amount=amount, reason=None
+                    ),
+                    Caller(CTX.actor),
+                )
                 self.redemptions.append((customer, redemption_id))
             elif kind == "reverse" and self.redemptions:
                 holder, redemption_id = self.redemptions[who % len(self.redemptions)]
-                reverse_redemption(app, holder, "points", redemption_id,
-                                   reversal_id=self.next_id("v"), amount=amount, reason=None,
-                                   ctx=CTX)  # fmt: skip
+                execute(
+                    app,
+                    ReverseRedemption(
+                        holder,
+                        "points",
+                        redemption_id,
+                        reversal_id=self.next_id("v"),
+                        amount=amount,
+                        reason=None,
+                    ),
+                    Caller(CTX.actor),
+                )
             elif kind == "hold":
                 hold_id = self.next_id("h")
-                hold_points(app, customer, "points", hold_id=hold_id, amount=amount, ctx=CTX)
+                execute(
+                    app,
+                    HoldPoints(customer, "points", hold_id=hold_id, amount=amount),
+                    Caller(CTX.actor),
+                )
                 if amount % 3 == 0:
-                    capture_hold(app, customer, "points", hold_id, CTX)
+                    execute(app, CaptureHold(customer, "points", hold_id), Caller(CTX.actor))
                 elif amount % 3 == 1:
-                    release_hold(app, customer, "points", hold_id, CTX)
+                    execute(app, ReleaseHold(customer, "points", hold_id), Caller(CTX.actor))
             elif kind == "adjust":
-                adjust_points(app, customer, "points", adjustment_id=self.next_id("a"),
-                              amount=amount if who else -amount, reason="c", ctx=CTX)  # fmt: skip
+                execute(
+                    app,
+                    AdjustPoints(
+                        customer,
+                        "points",
+                        adjustment_id=self.next_id("a"),
+                        amount=amount if who else -amount,
+                        reason="c",
+                    ),
+                    Caller(CTX.actor),
+                )
             elif kind == "merge" and self.merge_id is None:
                 survivor, source = self.ids if who % 2 == 0 else self.ids[::-1]
-                self.merge_id = merges.merge_customers(app, survivor, source, CTX).merge_id
+                self.merge_id = merged(app, survivor, source)
             elif kind == "undo" and self.merge_id is not None:
-                merges.undo_merge(app, self.merge_id, CTX)
+                undo(app, self.merge_id)
                 self.merge_id = None
         except DomainError:
             pass  # refused (not enough points, a merged-away customer, ...): nothing written
@@ -256,13 +287,19 @@ def test_a_reversal_settling_a_refund_of_spent_points_is_the_same_in_any_batches
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     customer, _ = pair(tenant)
-    place_order(tenant.app, PlaceOrder("s1", "pos", now(), 30000, customer))
-    redeem_points(tenant.app, customer, "points", redemption_id="x1", amount=300, reason=None,
-                  ctx=CTX)  # fmt: skip
-    refund_order(tenant.app, "pos", "s1", RefundOrder("r1", amount=30000))  # 300 spent: debt
+    place(tenant.app, PlaceOrder("s1", "pos", now(), 30000, customer))
+    execute(
+        tenant.app,
+        RedeemPoints(customer, "points", redemption_id="x1", amount=300, reason=None),
+        Caller(CTX.actor),
+    )
+    refund_now(tenant.app, RefundOrder("pos", "s1", "r1", amount=30000))  # 300 spent: debt
     cut = head_position(tenant)
-    reverse_redemption(tenant.app, customer, "points", "x1", reversal_id="v1", amount=None,
-                       reason=None, ctx=CTX)  # fmt: skip
+    execute(
+        tenant.app,
+        ReverseRedemption(customer, "points", "x1", reversal_id="v1", amount=None, reason=None),
+        Caller(CTX.actor),
+    )
 
     one = one_by_one(sql, tenant, "one")
 
