@@ -244,7 +244,7 @@ class LevelMembership(ContainerCopies, Aggregate):
         self.entries: list[tuple[datetime, int]] = []
         self.entry_ids: set[str] = set()
         # Every entry by its id, in the order counted: merges move entries by id and their
-        # undo finds the refunds that followed them (application/merge_assets.py).
+        # undo finds the refunds that followed them (domain/merge_undo.py).
         self.counted: dict[str, Counted] = {}
         self.overrides: dict[str, Override] = {}
         self.override_notes: dict[str, tuple[str, str]] = {}
