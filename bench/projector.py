@@ -33,7 +33,8 @@ from domain.customer import Customer
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
 from infrastructure.tenancy import TRACKING_TABLE, Tenant
-from projections.customer_profile.projection import CustomerProfileProjection, new_profile
+from projections.customer_profile.document import new_profile
+from projections.customer_profile.projection import CustomerProfileProjection
 from projections.engine import catch_up
 
 EVENTS = int(os.environ.get("BENCH_EVENTS") or 100_000)

@@ -16,7 +16,7 @@ from infrastructure.tenancy import Tenant
 from projections import queries
 from projections.customer_history import CustomerHistoryProjection
 from projections.customer_profile import CustomerProfileProjection
-from projections.customer_profile.projection import blank_profile
+from projections.customer_profile.document import blank_profile
 from projections.engine import catch_up
 from projections.merge_candidates import MergeCandidatesProjection
 from tests.integration.customer_events import (
