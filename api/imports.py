@@ -17,12 +17,12 @@ from litestar import Controller, Request, Response, post
 from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, Parameter
 
-from api.auth import principal_of, tenant_of
-from api.commands import idempotency_header, run_command
+from api.auth import tenant_of
+from api.commands import run
 from api.errors import ApiError
 from api.schemas import Problem, problem_responses
-from application.context import CommandContext
 from application.imports import ImportSummary
+from application.imports.upload import ImportCustomers
 from application.permissions import Permission
 from domain.errors import FieldProblem, InvalidInput
 from infrastructure.importer import ImportRefused, import_stream
@@ -89,9 +89,7 @@ class ImportController(Controller):
         chunk: Annotated[int, Parameter(ge=1, le=5000, description="rows per transaction")] = 1000,
     ) -> Response[Any]:
         fmt = _format(request.headers.get("content-type"))
-        client_id = idempotency_header(idempotency_key)
         tenant = tenant_of(request)
-        principal = principal_of(request)
         digest = hashlib.sha256()
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as body:
             async for part in request.stream():
@@ -99,27 +97,19 @@ class ImportController(Controller):
                 body.write(part)
             sha256 = digest.hexdigest()
 
-            def handler(ctx: CommandContext) -> ImportSummary:
+            def rows(actor: str) -> ImportSummary:
                 try:
                     return import_stream(
                         tenant,
                         body,
                         fmt=fmt,
                         source_id=f"upload:{sha256}",
-                        actor=ctx.actor,
+                        actor=actor,
                         chunk=chunk,
                         max_rejections=MAX_REJECTIONS,
                     )
                 except ImportRefused as e:
                     raise InvalidInput([FieldProblem("body", str(e))]) from None
 
-            return await anyio.to_thread.run_sync(
-                lambda: run_command(
-                    tenant,
-                    principal,
-                    scope="ImportCustomers",
-                    client_id=client_id,
-                    request={"sha256": sha256, "format": fmt},
-                    handler=handler,
-                )
-            )
+            upload = ImportCustomers(sha256, fmt, rows)
+            return await anyio.to_thread.run_sync(lambda: run(request, upload, idempotency_key))

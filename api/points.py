@@ -1,7 +1,7 @@
 """Points over HTTP: balances, the ledger, redemptions and their reversals, adjustments, holds,
 the expiry job.
 
-Commands run through ``api.commands.run_command``: the body's client id (``redemption_id``,
+Commands run through the kernel (``api.commands.run``): the body's client id (``redemption_id``,
 ``reversal_id``, ``adjustment_id``, ``hold_id``) is the idempotency key, scoped by the route, the
 customer and the point type; capture and release take an optional ``Idempotency-Key`` header.
 """

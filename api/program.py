@@ -8,12 +8,12 @@ from litestar import Controller, Request, Response, get, put
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import Body, Parameter
 
-from api.auth import principal_of, tenant_of
-from api.commands import run_command
+from api.auth import tenant_of
+from api.commands import run
 from api.errors import not_found
 from api.schemas import problem_responses
 from application.permissions import Permission
-from application.program import define_program, load_program
+from application.program import DefineProgram, load_program
 
 
 def _array_of_objects(description: str) -> Schema:
@@ -84,16 +84,8 @@ class ProgramController(Controller):
     def define(
         self, request: Request[Any, Any, Any], data: ProgramBody
     ) -> Response[ProgramDefined]:
-        tenant = tenant_of(request)
-        # PUT is idempotent by nature: the same document again records nothing.
-        return run_command(
-            tenant,
-            principal_of(request),
-            scope="DefineProgram",
-            client_id=None,
-            request=data,
-            handler=lambda ctx: define_program(tenant.app, data, ctx),
-        )
+        # PUT is idempotent by nature: the same document again records nothing (no key needed).
+        return run(request, DefineProgram(data))
 
     @get(
         "/",

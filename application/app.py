@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 
-from application.errors import ConcurrencyConflict, ServiceUnavailable
 from domain.values import Identity
 
 T = TypeVar("T")
@@ -32,11 +28,6 @@ def both(*effects: Any) -> SideEffect | None:
             effect(curs, position)
 
     return run
-
-
-# Enough for a handful of writers racing on one stream on a busy 2-core machine (~1 s of
-# back-off in all); past it the client gets 409 concurrency_conflict and may retry.
-MAX_ATTEMPTS = 10
 
 
 def utc_now() -> datetime:
@@ -143,20 +134,3 @@ class Membercore(Application[UUID]):
 
     def erased(self, customer_id: UUID) -> None:
         """Called after an erasure committed (drop cached keys)."""
-
-    def retrying(self, attempt: Callable[[bool], T], *, attempts: int = MAX_ATTEMPTS) -> T:
-        """Run ``attempt(first)`` until it saves without an optimistic-concurrency conflict.
-
-        A conflict means another writer got to a stream first: reload, re-decide, retry, with a
-        short jittered back-off, a bounded number of times. Lost connections are retried too.
-        """
-        for n in range(attempts):
-            try:
-                return attempt(n == 0)
-            except IntegrityError:
-                pass
-            except (OperationalError, InterfaceError) as e:
-                if n >= 2:
-                    raise ServiceUnavailable(f"database unavailable: {e}") from e
-            time.sleep(random.uniform(0, min(0.2, 0.002 * (2**n))))  # noqa: S311 - jitter, not a secret
-        raise ConcurrencyConflict(attempts)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, ClassVar, Generic, TypeVar
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 import msgspec
 from eventsourcing.domain import Aggregate
@@ -112,11 +112,20 @@ class Command:
         return None if self.client_id is None else str(getattr(self, self.client_id))
 
     def fingerprint(self) -> str:
-        # Every field: a reused client id with another request (body or path) is refused.
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        # Every field but what only carries the work (``UNFINGERPRINTED``): a reused client id
+        # with another request (body or path) is refused.
+        state = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.metadata.get("fingerprint", True)
+        }
         canonical = msgspec.json.encode(msgspec.to_builtins(state), order="sorted")
         return hashlib.sha256(canonical).hexdigest()
 
+
+# Field metadata of what a command carries to do its work but is not part of the request (a
+# stream, say): such a field is left out of the fingerprint, which names the request.
+UNFINGERPRINTED = {"fingerprint": False}
 
 C = TypeVar("C", bound=Command)
 Handler = Callable[[Membercore, Any, CommandContext], Decision]
@@ -168,7 +177,10 @@ def execute(
     handler = handler_of(command)
     client_id = command.own_client_id() or client_id
     if client_id is None or caller.idempotency is None:
-        return _attempts(app, handler, command, CommandContext(caller.actor), None)
+        # One id for every attempt: a retry decides the same ids as the attempt it repeats.
+        fresh = uuid4()
+        ctx = CommandContext(caller.actor, new_id=lambda: fresh)
+        return _attempts(app, handler, command, ctx, None)
 
     store = caller.idempotency
     scope = command.key_scope()

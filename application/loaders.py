@@ -24,10 +24,13 @@ from domain.points_account import PointsAccount
 A = TypeVar("A")
 
 
-def optional(app: Membercore, aggregate_id: UUID, kind: type[A]) -> A | None:
-    """The aggregate ``aggregate_id`` if it exists and is a ``kind``, else None."""
+def optional(
+    app: Membercore, aggregate_id: UUID, kind: type[A], *, version: int | None = None
+) -> A | None:
+    """The aggregate ``aggregate_id`` (as of ``version`` when given) if it exists and is a
+    ``kind``, else None."""
     try:
-        aggregate: Any = app.repository.get(aggregate_id)
+        aggregate: Any = app.repository.get(aggregate_id, version=version)
     except AggregateNotFoundError:
         return None
     return aggregate if isinstance(aggregate, kind) else None

@@ -9,10 +9,11 @@ from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from eventsourcing.application import AggregateNotFoundError
 
 from application.app import Membercore
 from application.context import CommandContext
+from application.kernel import Answer, Caller, Command, Decision, Outcome, execute, handles
+from application.loaders import optional
 from domain.loyalty import NO_LOYALTY, LoyaltyRules, loyalty_of
 from domain.program import (
     DEFAULT_RULES,
@@ -37,48 +38,39 @@ def country_exists(code: str) -> bool:
 
 
 @dataclass(frozen=True)
-class ProgramVersion:
-    version: int
-    document: dict[str, Any]
-    position: int
-    changed: bool
-    completed: bool = False
+class DefineProgram(Command):
+    """Validate the whole document and record it as the next version. ``PUT`` is idempotent by
+    nature: the same document again records nothing and answers the version in force."""
 
-    @property
-    def status(self) -> int:
-        return 200
+    operation = "DefineProgram"
+    document: Any
 
-    def body(self) -> dict[str, Any]:
-        return {**self.document, "version": self.version}
+    def validated(self) -> dict[str, Any]:
+        return validate_program(
+            self.document, timezone_exists=timezone_exists, country_exists=country_exists
+        )
 
 
-def define_program(app: Membercore, document: Any, ctx: CommandContext) -> ProgramVersion:
-    """Validate the whole document and record it as the next version (same document: no-op)."""
-    doc = validate_program(document, timezone_exists=timezone_exists, country_exists=country_exists)
+@handles(DefineProgram)
+def define(app: Membercore, cmd: DefineProgram, ctx: CommandContext) -> Decision:
+    doc = cmd.validated()
+    at = app.clock()
+    program = load_program(app)
+    if program is None:
+        program = Program.define(doc, actor=ctx.actor, at=at)
+    else:
+        program.replace(doc, actor=ctx.actor, at=at)
+    body = {**program.document, "version": program.version}
+    return Decision(Outcome.DONE, body, save=(program,), position_of=PROGRAM_ID)
 
-    def attempt(first: bool) -> ProgramVersion:
-        at = app.clock()
-        program = load_program(app)
-        if program is None:
-            program = Program.define(doc, actor=ctx.actor, at=at)
-        elif not program.replace(doc, actor=ctx.actor, at=at):
-            return ProgramVersion(
-                program.version, program.document, app.last_position_of(PROGRAM_ID), False
-            )
-        result = ProgramVersion(program.version, doc, 0, True)
-        recordings = app.save(program, side_effect=ctx.complete(200, result.body()))
-        position = recordings[-1].notification.id
-        return ProgramVersion(program.version, doc, position, True, ctx.idempotent)
 
-    return app.retrying(attempt)
+def define_program(app: Membercore, document: Any, actor: str) -> Answer:
+    """``DefineProgram`` as ``actor`` without an idempotency key (the CLI, fixtures)."""
+    return execute(app, DefineProgram(document), Caller(actor))
 
 
 def load_program(app: Membercore, version: int | None = None) -> Program | None:
-    try:
-        program: Program = app.repository.get(PROGRAM_ID, version=version)
-    except AggregateNotFoundError:
-        return None
-    return program
+    return optional(app, PROGRAM_ID, Program, version=version)
 
 
 def program_rules(app: Membercore) -> ProgramRules:

@@ -171,7 +171,6 @@ def test_a_csv_file_registers_customers_with_typed_attributes(
 
 
 def tenant_program(tenant: Tenant) -> None:
-    from application.context import CommandContext
     from application.program import define_program
 
     define_program(
@@ -187,7 +186,7 @@ def tenant_program(tenant: Tenant) -> None:
             ],
             "roles": [{"code": "consumer"}, {"code": "agent"}],
         },
-        CommandContext("t"),
+        "t",
     )
 
 

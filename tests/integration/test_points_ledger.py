@@ -16,15 +16,16 @@ import pytest
 from psycopg.sql import SQL, Identifier
 
 from application.context import CommandContext
-from application.points import (
-    capture_hold,
-    hold_points,
-    load_account,
-    points_balances,
-    redeem_points,
-    release_hold,
-    reverse_redemption,
+from application.kernel import Caller, execute
+from application.loaders import points_account as load_account
+from application.points.commands import (
+    CaptureHold,
+    HoldPoints,
+    RedeemPoints,
+    ReleaseHold,
+    ReverseRedemption,
 )
+from application.points.queries import points_balances
 from application.program import define_program
 from domain.errors import HoldAlreadyResolved, InsufficientPoints, InvalidInput
 from domain.points_account import PointsAccount
@@ -55,7 +56,7 @@ PROJECTION = PointsBalanceProjection()
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 
@@ -78,24 +79,20 @@ def earn(
     point_type: str = "points",
 ) -> None:
     """Earn a lot the way an order would (orders come from another module)."""
-
-    def attempt(first: bool) -> None:
-        account = load_account(tenant.app, customer_id, point_type) or PointsAccount.open(
-            customer_id, point_type, at=at
-        )
-        account.earn(
-            lot_id,
-            points,
-            earned_at=at,
-            at=at,
-            expires_at=expires_at,
-            active_at=at,
-            source={"kind": "test"},
-            program_version=1,
-        )
-        tenant.app.save(account)
-
-    tenant.app.retrying(attempt)
+    account = load_account(tenant.app, customer_id, point_type) or PointsAccount.open(
+        customer_id, point_type, at=at
+    )
+    account.earn(
+        lot_id,
+        points,
+        earned_at=at,
+        at=at,
+        expires_at=expires_at,
+        active_at=at,
+        source={"kind": "test"},
+        program_version=1,
+    )
+    tenant.app.save(account)
 
 
 def account_events(tenant: Tenant, customer_id: UUID, point_type: str = "points") -> list[Any]:
@@ -148,14 +145,12 @@ def test_redemptions_racing_the_expiry_job_never_consume_a_lot_twice(loyal: Tena
                     run_expiry(loyal, now())
                     continue
                 try:
-                    redeem_points(
+                    execute(
                         loyal.app,
-                        cid,
-                        "points",
-                        redemption_id=f"r{r}-{i}-{k}",
-                        amount=10,
-                        reason=None,
-                        ctx=CommandContext("t"),
+                        RedeemPoints(
+                            cid, "points", redemption_id=f"r{r}-{i}-{k}", amount=10, reason=None
+                        ),
+                        Caller("t"),
                     )
                     with lock:
                         outcomes.append("ok")
@@ -227,12 +222,12 @@ def test_a_capture_racing_another_resolution_of_one_hold_resolves_it_exactly_onc
     for r in range(rounds):
         cid = customer(loyal)
         earn(loyal, cid, "a", 100, at=now(), expires_at=None)
-        hold_points(loyal.app, cid, "points", hold_id="h", amount=60, ctx=ctx)
+        execute(loyal.app, HoldPoints(cid, "points", hold_id="h", amount=60), Caller(ctx.actor))
 
         def resolve(i: int, cid: UUID = cid) -> str:
-            act = capture_hold if i == 0 or rival == "capture" else release_hold
+            act = CaptureHold if i == 0 or rival == "capture" else ReleaseHold
             try:
-                return act(loyal.app, cid, "points", "h", ctx).detail["status"]
+                return str(execute(loyal.app, act(cid, "points", "h"), Caller("t")).body["status"])
             except HoldAlreadyResolved:
                 return "refused"
 
@@ -287,28 +282,20 @@ def redeem_at(
     tenant: Tenant, customer_id: UUID, redemption_id: str, points: int, *, at: datetime
 ) -> None:
     """A redemption recorded at ``at`` (in the past: the API redeems at the server's now)."""
-
-    def attempt(first: bool) -> None:
-        account = load_account(tenant.app, customer_id, "points")
-        assert account is not None
-        account.redeem(redemption_id, points, at=at)
-        tenant.app.save(account)
-
-    tenant.app.retrying(attempt)
+    account = load_account(tenant.app, customer_id, "points")
+    assert account is not None
+    account.redeem(redemption_id, points, at=at)
+    tenant.app.save(account)
 
 
 def hold_until(
     tenant: Tenant, customer_id: UUID, hold_id: str, points: int, *, at: datetime, until: datetime
 ) -> None:
     """A hold made at ``at`` (in the past: the API holds at the server's now) until ``until``."""
-
-    def attempt(first: bool) -> None:
-        account = load_account(tenant.app, customer_id, "points")
-        assert account is not None
-        account.hold(hold_id, points, at=at, expires_at=until)
-        tenant.app.save(account)
-
-    tenant.app.retrying(attempt)
+    account = load_account(tenant.app, customer_id, "points")
+    assert account is not None
+    account.hold(hold_id, points, at=at, expires_at=until)
+    tenant.app.save(account)
 
 
 def test_the_expiry_job_run_concurrently_and_again_releases_a_timed_out_hold_once(
@@ -381,7 +368,11 @@ def test_points_lots_hold_exactly_the_open_lots_of_the_accounts(
     earn(loyal, cid, "b", 20, at=t, expires_at=t + timedelta(days=200))
     earn(loyal, cid, "c", 30, at=t, expires_at=None)
     ctx = CommandContext("t")
-    redeem_points(loyal.app, cid, "points", redemption_id="r1", amount=15, reason=None, ctx=ctx)
+    execute(
+        loyal.app,
+        RedeemPoints(cid, "points", redemption_id="r1", amount=15, reason=None),
+        Caller(ctx.actor),
+    )
     catch_up(loyal, PROJECTION)
 
     account = load_account(loyal.app, cid, "points")
@@ -401,10 +392,16 @@ def test_a_reversal_brings_a_consumed_lot_back_into_points_lots_with_its_dates(
     earn(loyal, cid, "a", 10, at=t, expires_at=t + timedelta(days=100))
     earn(loyal, cid, "b", 20, at=t, expires_at=t + timedelta(days=200))
     ctx = CommandContext("t")
-    redeem_points(loyal.app, cid, "points", redemption_id="r1", amount=15, reason=None, ctx=ctx)
+    execute(
+        loyal.app,
+        RedeemPoints(cid, "points", redemption_id="r1", amount=15, reason=None),
+        Caller(ctx.actor),
+    )
     catch_up(loyal, PROJECTION)  # lot a leaves the table
-    reverse_redemption(
-        loyal.app, cid, "points", "r1", reversal_id="v1", amount=12, reason=None, ctx=ctx
+    execute(
+        loyal.app,
+        ReverseRedemption(cid, "points", "r1", reversal_id="v1", amount=12, reason=None),
+        Caller(ctx.actor),
     )
     catch_up(loyal, PROJECTION)
 
@@ -457,23 +454,27 @@ def test_rebuilding_points_balance_from_scratch_equals_the_live_tables(
         redeem_at(loyal, cid, f"old{k}", 40, at=past + timedelta(days=1))  # from lot a
         hold_until(loyal, cid, "gone", 5, at=past, until=past + timedelta(days=1))
         catch_up(loyal, PROJECTION)  # the live tables see the history in several batches
-        redeem_points(
-            loyal.app, cid, "points", redemption_id=f"r{k}", amount=30, reason=None, ctx=ctx
+        execute(
+            loyal.app,
+            RedeemPoints(cid, "points", redemption_id=f"r{k}", amount=30, reason=None),
+            Caller(ctx.actor),
         )
         catch_up(loyal, PROJECTION)
         # Lot a (consumed, then past its expiry) comes back and expires at once; b gets 10.
         for redemption, amount in ((f"old{k}", None), (f"r{k}", 10)):
-            reverse_redemption(
+            execute(
                 loyal.app,
-                cid,
-                "points",
-                redemption,
-                reversal_id=f"v-{redemption}",
-                amount=amount,
-                reason=None,
-                ctx=ctx,
+                ReverseRedemption(
+                    cid,
+                    "points",
+                    redemption,
+                    reversal_id=f"v-{redemption}",
+                    amount=amount,
+                    reason=None,
+                ),
+                Caller(ctx.actor),
             )
-        hold_points(loyal.app, cid, "points", hold_id="open", amount=7, ctx=ctx)
+        execute(loyal.app, HoldPoints(cid, "points", hold_id="open", amount=7), Caller(ctx.actor))
         kinds = [(type(e), getattr(e, "lots", ())) for e in account_events(loyal, cid)]
         assert (PointsAccount.RedemptionReversed, (("a", 40),)) in kinds
         assert (PointsAccount.Expired, (("a", 40),)) in kinds
