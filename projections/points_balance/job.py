@@ -15,6 +15,7 @@ from projections.jobs import DEFAULT_EVERY_SECONDS, JobScheduler, ScheduledJob
 
 __all__ = ["DEFAULT_EVERY_SECONDS", "POINTS_EXPIRY", "ExpiryScheduler", "run_expiry"]
 
+
 def run_expiry(tenant: Tenant, as_of: datetime) -> ExpiryRun:
     return expire_due(tenant.app, as_of, tenant.app.due.points_accounts(as_of))
 
