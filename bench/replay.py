@@ -37,7 +37,7 @@ TARGET_COLD_MS = 50.0
 
 def _long_member(app: TenantApp) -> UUID:
     ctx = CommandContext("bench")
-    define_program(app, PROGRAM, ctx)
+    define_program(app, PROGRAM, ctx.actor)
     reg = RegisterCustomer(identities=[("wechat_unionid", f"u-{secrets.token_hex(6)}")])
     cid = UUID(execute(app, reg, Caller(ctx.actor)).body["customer_id"])
     start = datetime.now(UTC) - timedelta(days=300)

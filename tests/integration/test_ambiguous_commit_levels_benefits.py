@@ -12,7 +12,6 @@ from uuid import UUID
 import pytest
 
 from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
-from application.context import CommandContext
 from application.errors import RejectionReplayed
 from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.levels import qualify
@@ -109,7 +108,7 @@ COMMANDS: dict[str, tuple[Setup, Stream]] = {
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     # One instant for the twin and the faulted run: their answers are compared whole.
     at = now()
     tenant.app.clock = lambda: at  # type: ignore[method-assign]

@@ -15,7 +15,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from application.context import CommandContext
 from application.errors import RejectionReplayed
 from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.merges import MergeCustomers, UndoMerge
@@ -31,7 +30,7 @@ KEY = "merge-key-1"
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     at = now()
     tenant.app.clock = lambda: at  # type: ignore[method-assign]
     return tenant

@@ -16,7 +16,6 @@ from uuid import UUID
 
 import pytest
 
-from application.context import CommandContext
 from application.errors import RejectionReplayed
 from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.loaders import points_account
@@ -81,7 +80,7 @@ COMMANDS: dict[str, Setup] = {
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     # One instant for the twin and the faulted run: their answers are compared whole.
     at = now()
     tenant.app.clock = lambda: at  # type: ignore[method-assign]

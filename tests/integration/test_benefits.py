@@ -50,7 +50,7 @@ REDEEMED = BenefitAccount.Redeemed.TOPIC
 
 
 def setup(tenant: Tenant, label: str = "m1") -> UUID:
-    define_program(tenant.app, PROGRAM, CTX)
+    define_program(tenant.app, PROGRAM, CTX.actor)
     return register(tenant, ("member_no", label)).customer_id
 
 
@@ -136,7 +136,7 @@ def test_a_redemption_records_the_program_version_and_the_source_used(tenant: Te
     grant(tenant, cid, "free_shipping")
     first = redeem(tenant, cid, "free_shipping", "r1")
     renamed = {**PROGRAM, "benefits": [{**PROGRAM["benefits"][0], "name": "包邮卡"}]}
-    define_program(tenant.app, renamed, CTX)
+    define_program(tenant.app, renamed, CTX.actor)
 
     second = redeem(tenant, cid, "free_shipping", "r2")
 
@@ -260,7 +260,7 @@ def reach(tenant: Tenant, cid: UUID, growth: int, entry_id: str) -> None:
 
 
 def test_a_customer_who_reaches_gold_holds_and_redeems_gold_benefits(tenant: Tenant) -> None:
-    define_program(tenant.app, LEVELS_PROGRAM, CTX)
+    define_program(tenant.app, LEVELS_PROGRAM, CTX.actor)
     cid = register(tenant, ("member_no", "gold-1")).customer_id
     reach(tenant, cid, 999, "o1")
     with pytest.raises(BenefitNotHeld):
@@ -279,7 +279,7 @@ def test_a_customer_who_reaches_gold_holds_and_redeems_gold_benefits(tenant: Ten
 
 
 def test_a_level_source_and_a_grant_share_one_quota(tenant: Tenant) -> None:
-    define_program(tenant.app, LEVELS_PROGRAM, CTX)
+    define_program(tenant.app, LEVELS_PROGRAM, CTX.actor)
     cid = register(tenant, ("member_no", "gold-2")).customer_id
     reach(tenant, cid, 1000, "o1")
     grant(tenant, cid, "birthday_coupon")

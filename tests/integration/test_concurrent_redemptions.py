@@ -10,7 +10,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Outcome
 from application.loaders import points_account
 from application.points.commands import RedeemPoints
@@ -28,7 +27,7 @@ START = 1000
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 

@@ -10,7 +10,6 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from application.context import CommandContext
 from application.orders import PlaceOrder, RefundOrder
 from application.program import define_program
 from infrastructure.runtime import Runtime
@@ -33,7 +32,7 @@ EMPTY = None  # no row: the profile shows empty stats
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 

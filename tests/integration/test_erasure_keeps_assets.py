@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Caller, execute
 from application.orders import RefundOrder
 from application.points.queries import points_entries
@@ -28,7 +27,7 @@ from tests.integration.test_merge_assets import (
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 

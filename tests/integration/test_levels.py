@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 from eventsourcing.utils import get_topic
 
-from application.context import CommandContext
 from application.kernel import Answer, Caller, execute
 from application.levels.assessment import run_level_assessments as assess_levels
 from application.levels.overrides import SetLevelOverride
@@ -69,7 +68,7 @@ PROJECTION = LevelMembershipProjection()
 
 
 def _setup(tenant: Tenant, clock: datetime) -> None:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     tenant.app.clock = lambda: clock
 
 
@@ -247,7 +246,7 @@ def test_a_negative_growth_adjustment_lowers_the_value_and_the_level_waits_for_a
 def test_an_adjustment_of_a_type_no_ladder_uses_touches_no_level(tenant: Tenant) -> None:
     at = datetime(2025, 3, 1, 12, tzinfo=UTC)
     doc = {**PROGRAM, "point_types": [*PROGRAM["point_types"], {"code": "points"}]}
-    define_program(tenant.app, doc, CommandContext("t"))
+    define_program(tenant.app, doc, "t")
     tenant.app.clock = lambda: at
     c = register(tenant, ("wechat_unionid", "adj4"), roles=["agent"]).customer_id
 

@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from application.benefits.commands import GrantBenefit
 from application.benefits.queries import benefits_of
-from application.context import CommandContext
 from application.kernel import Caller, execute
 from application.levels import current_levels
 from application.levels.queries import level_status
@@ -61,7 +60,7 @@ def now() -> datetime:
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 
@@ -249,7 +248,7 @@ def test_the_points_projection_follows_lots_through_merge_and_undo(loyal: Tenant
 
 def test_the_sources_direct_benefit_grants_move_and_are_revoked_on_undo(loyal: Tenant) -> None:
     program = {**PROGRAM, "benefits": [{"code": "free_shipping"}]}
-    define_program(loyal.app, program, CommandContext("t"))
+    define_program(loyal.app, program, "t")
     survivor, source = customer(loyal), customer(loyal)
     execute(loyal.app, GrantBenefit(source, "g1", "free_shipping", "launch"), Caller("t"))
 
@@ -433,7 +432,7 @@ def with_agents(tenant: Tenant) -> Tenant:
     """The program with an agents' ladder from its first version (orders placed a minute ago
     count by the version in force then)."""
     program = {**PROGRAM, "level_groups": [*PROGRAM["level_groups"], AGENTS_GROUP]}
-    define_program(tenant.app, program, CommandContext("t"))
+    define_program(tenant.app, program, "t")
     return tenant
 
 
@@ -490,7 +489,7 @@ GROUPS = ("consumer", "vip")
 
 @pytest.fixture
 def growing(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, GROWING, CommandContext("t"))
+    define_program(tenant.app, GROWING, "t")
     return tenant
 
 

@@ -177,7 +177,7 @@ def test_a_shared_identity_stays_with_the_survivor_alone_and_is_shared_again_on_
         "point_types": [{"code": "points"}],
         "identity": {"rules": {"phone": {"match": "suggest", "max_customers": 3}}},
     }
-    define_program(tenant.app, program, CTX)
+    define_program(tenant.app, program, CTX.actor)
     shared = Identity("phone", "+8613800138000")
     a = register(tenant, ("pos_member_no", "A"), phone=shared.value).customer_id
     b = register(tenant, ("pos_member_no", "B"), phone=shared.value).customer_id

@@ -73,7 +73,7 @@ def pair(tenant: Tenant, tag: str = "") -> tuple[UUID, UUID]:
     """Two customers, known by ``("pos_member_no", f"{tag}m0")`` and ``f"{tag}m1"``; the first
     pair (no tag) defines the program."""
     if not tag:
-        define_program(tenant.app, PROGRAM, CTX)
+        define_program(tenant.app, PROGRAM, CTX.actor)
     return (
         register(tenant, ("pos_member_no", f"{tag}m0")).customer_id,
         register(tenant, ("pos_member_no", f"{tag}m1")).customer_id,

@@ -45,7 +45,7 @@ CTX = CommandContext("t")
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CTX)
+    define_program(tenant.app, PROGRAM, CTX.actor)
     return tenant
 
 

@@ -48,7 +48,7 @@ CTX = CommandContext("t")
 
 @pytest.fixture
 def roles(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CTX)
+    define_program(tenant.app, PROGRAM, CTX.actor)
     return tenant
 
 

@@ -10,7 +10,6 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from application.context import CommandContext
 from application.orders import PlaceOrder
 from application.program import define_program
 from domain.level_membership import LevelMembership
@@ -57,7 +56,7 @@ def platinum_in_2024(tenant: Tenant) -> UUID:
     """A customer platinum on 2024's spend (kept at the 2025-01-01 assessment), whose points
     expired in 2025; the tenant's clock then stands just after the Shanghai new year 2026, so
     the 2026-01-01 assessment (a downgrade to gold) and the expiry are due."""
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     tenant.app.clock = lambda: BOUGHT
     customer_id = register(tenant, ("wechat_unionid", f"u-{tenant.slug}")).customer_id
     order = PlaceOrder("o-1", "tmall", BOUGHT, 350000, customer_id)

@@ -10,7 +10,6 @@ from uuid import UUID
 import pytest
 
 from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
-from application.context import CommandContext
 from application.errors import IdempotencyKeyReused
 from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.levels import current_levels, qualify
@@ -59,7 +58,7 @@ CALLER = Caller("ops")
 @pytest.fixture
 def app() -> InMemoryMembercore:
     app = InMemoryMembercore(now=AT)
-    define_program(app, PROGRAM, CommandContext("t"))
+    define_program(app, PROGRAM, "t")
     return app
 
 

@@ -9,7 +9,6 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Caller, Outcome, execute
 from application.merges import MergeCustomers, UndoMerge
 from application.program import define_program
@@ -30,7 +29,7 @@ CALLER = Caller("t")
 @pytest.fixture
 def app() -> InMemoryMembercore:
     mc = InMemoryMembercore()
-    define_program(mc, PROGRAM, CommandContext("t"))
+    define_program(mc, PROGRAM, "t")
     return mc
 
 
