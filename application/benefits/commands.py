@@ -23,7 +23,8 @@ from application.kernel import Command, Decision, Outcome, handles
 from application.levels import current_levels, zone
 from application.loaders import active_customer, benefit_account
 from application.program import loyalty_rules
-from domain.benefits import BenefitAccount, Redemption, period_key, quota_use
+from domain.benefit_quotas import Redemption, period_key, quota_use
+from domain.benefits import BenefitAccount
 from domain.errors import GrantNotFound
 from domain.loyalty import BenefitRules
 

@@ -17,7 +17,7 @@ from application.app import Membercore
 from application.levels import current_levels, zone
 from application.loaders import active_customer, benefit_account, load_customer
 from application.program import loyalty_rules
-from domain.benefits import Holding, QuotaUse, Redemption, holding, quota_use
+from domain.benefit_quotas import Holding, QuotaUse, Redemption, holding, quota_use
 from domain.loyalty import LoyaltyRules
 
 

@@ -9,18 +9,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from domain.benefits import (
-    BenefitAccount,
+from domain.benefit_quotas import (
     Grant,
-    GrantNotFound,
     Redemption,
-    benefit_account_id,
     default_until,
     holding,
     period_bounds,
     period_key,
     used_in_period,
 )
+from domain.benefits import BenefitAccount, GrantNotFound, benefit_account_id
 from domain.errors import BenefitDisabled, BenefitNotHeld, BenefitQuotaExhausted, InvalidInput
 from domain.loyalty import BenefitRules
 from infrastructure.eventstore import MsgspecMapper

@@ -15,7 +15,8 @@ from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from domain.benefits import BenefitAccount, GrantNotFound, period_key
+from domain.benefit_quotas import period_key
+from domain.benefits import BenefitAccount, GrantNotFound
 from domain.errors import BenefitDisabled, BenefitNotHeld, BenefitQuotaExhausted, DomainError
 from domain.loyalty import BenefitRules
 from infrastructure.eventstore import MsgspecMapper
