@@ -31,7 +31,7 @@ from api.imports import ImportController
 from api.inputs import check_request
 from api.levels import LevelController, LevelJobController
 from api.merges import MergeController
-from api.openapi import declare_replays, docs_assets, openapi_config
+from api.openapi import declare_app_wide_answers, docs_assets, openapi_config
 from api.orders import OrderController
 from api.points import PointsController, PointsJobsController
 from api.program import ProgramController
@@ -188,5 +188,5 @@ def create_app(
         logging_config=None,
         debug=False,
     )
-    declare_replays(app)
+    declare_app_wide_answers(app)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 from litestar import Litestar, Response, Router
 from litestar.handlers import HTTPRouteHandler
@@ -17,6 +18,8 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
+
+from api.schemas import problem_responses
 
 SCHEMA_PATH = "/schema"
 ASSETS_PATH = f"{SCHEMA_PATH}/assets"
@@ -75,26 +78,47 @@ REPLAY_DESCRIPTION = (
     "The command created nothing new (e.g. a registration that matched), or this is a replay of"
     " its first answer, with the same body (header Idempotent-Replayed: true)"
 )
+# Parameters Litestar fills from the connection, not from the request's input.
+_NOT_INPUT = frozenset({"request", "state", "scope", "headers", "cookies", "socket"})
 
 
-def declare_replays(app: Litestar) -> None:
-    """Every command route that answers 201 also answers 200 with the same body: a replay of its
-    first answer, or a command that found its work already done. Declared here once for all of
-    them, so no route can forget it."""
+def declare_app_wide_answers(app: Litestar) -> None:
+    """Declare, on every route, the answers that come from app-wide machinery rather than from the
+    route's own code, so that no route can forget one:
+
+    - a command route that answers 201 also answers 200 with the same body (a replay of its first
+      answer, or a command that found its work already done);
+    - a route that needs a key answers 401 and 403 (the guard) and 503 (the database or its pool
+      failing, for every route that reads or writes);
+    - a route with any input answers 400 (decoding and validation), and one with a body 413.
+    """
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
-            if not isinstance(handler, HTTPRouteHandler) or handler.status_code != 201:
+            if not isinstance(handler, HTTPRouteHandler):
                 continue
             responses = dict(handler.responses or {})
-            if 200 in responses:
-                continue
-            returned = handler.parsed_fn_signature.return_type
-            body = (
-                returned.inner_types[0].annotation
-                if returned.is_subclass_of(Response) and returned.inner_types
-                else returned.annotation
-            )
-            responses[200] = ResponseSpec(
-                data_container=body, description=REPLAY_DESCRIPTION, generate_examples=False
-            )
+            if handler.status_code == 201 and 200 not in responses:
+                responses[200] = ResponseSpec(
+                    data_container=_returned(handler),
+                    description=REPLAY_DESCRIPTION,
+                    generate_examples=False,
+                )
+            statuses: set[int] = set()
+            if handler.opt.get("permission") is not None:
+                statuses |= {401, 403, 503}
+            inputs = set(handler.parsed_fn_signature.parameters) - _NOT_INPUT
+            if inputs:
+                statuses.add(400)
+            if "data" in inputs:
+                statuses.add(413)
+            missing = sorted(statuses - set(responses))
+            responses.update(problem_responses(*missing))
             handler.responses = responses
+
+
+def _returned(handler: HTTPRouteHandler) -> Any:
+    """The body type a handler answers (``X`` of ``Response[X]``)."""
+    returned = handler.parsed_fn_signature.return_type
+    if returned.is_subclass_of(Response) and returned.inner_types:
+        return returned.inner_types[0].annotation
+    return returned.annotation

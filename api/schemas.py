@@ -12,10 +12,10 @@ from msgspec import Meta, Struct
 
 from api.inputs import check_instants
 
-ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+ClientId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$", examples=["c-1001"])]
 ShortText = Annotated[str, Meta(max_length=256)]
-IdentityType = Annotated[str, Meta(min_length=1, max_length=64)]
-IdentityValue = Annotated[str, Meta(min_length=1, max_length=256)]
+IdentityType = Annotated[str, Meta(min_length=1, max_length=64, examples=["member_no"])]
+IdentityValue = Annotated[str, Meta(min_length=1, max_length=256, examples=["M-10086"])]
 
 
 class Strict(Struct, forbid_unknown_fields=True, omit_defaults=False):
@@ -203,13 +203,16 @@ class MergeBody(Strict):
 
 
 class RoleBody(Strict):
-    role: Annotated[str, Meta(max_length=32)]
+    role: Annotated[str, Meta(max_length=32, examples=["agent"])]
 
 
 class TagsBody(Strict):
     """Static tag codes: NFKC-folded and lower-cased, then ``^[a-z0-9_:-]{1,64}$``."""
 
-    tags: Annotated[list[Annotated[str, Meta(max_length=64)]], Meta(min_length=1, max_length=50)]
+    tags: Annotated[
+        list[Annotated[str, Meta(max_length=64)]],
+        Meta(min_length=1, max_length=50, examples=[["vip", "newsletter"]]),
+    ]
 
 
 class ParentAgentBody(Strict):
@@ -217,7 +220,7 @@ class ParentAgentBody(Strict):
 
 
 class OwnerBody(Strict):
-    owner: Annotated[str, Meta(min_length=1, max_length=128)]
+    owner: Annotated[str, Meta(min_length=1, max_length=128, examples=["s-1"])]
     reason: ShortText | None = None
 
 
@@ -227,8 +230,8 @@ class EndOwnerBody(Strict):
 
 
 class ConsentBody(Strict):
-    purpose: Annotated[str, Meta(max_length=32)]
-    channel: Annotated[str, Meta(max_length=32)]
+    purpose: Annotated[str, Meta(max_length=32, examples=["marketing"])]
+    channel: Annotated[str, Meta(max_length=32, examples=["sms"])]
     granted: bool
     policy_version: Annotated[str, Meta(max_length=64)] | None = None
     source: ShortText | None = None
