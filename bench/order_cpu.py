@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg.sql import SQL, Identifier
 
-from application.context import CommandContext
 from application.kernel import Caller, execute
 from application.orders import PlaceOrder
 from application.program import define_program
@@ -107,7 +106,7 @@ def run(env: Env) -> list[Check]:
     runtime = Runtime.open(Settings(database_url=env.url, log_level="warning"))
     try:
         tenant = runtime.tenants.create(f"bench_cpu_{secrets.token_hex(3)}")
-        define_program(tenant.app, PROGRAM, CommandContext("bench"))
+        define_program(tenant.app, PROGRAM, "bench")
         base_cpu, base_wall = _baseline(runtime)
         show(
             "baseline: 1-row INSERT transaction, same pool",

@@ -17,7 +17,6 @@ from uuid import uuid4
 
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Caller, Outcome, execute
 from application.orders import PlaceOrder, RefundOrder, place_orders
 from application.program import define_program
@@ -34,7 +33,7 @@ FAULTS = pytest.mark.parametrize(
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     at = now()
     tenant.app.clock = lambda: at  # type: ignore[method-assign]
     return tenant

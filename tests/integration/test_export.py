@@ -49,7 +49,7 @@ def shop(tenant: Tenant, person: Person) -> Any:
     """A customer with orders (one partly refunded), a redemption, a benefit used, and tags;
     another customer's order on the side."""
     app = tenant.app
-    define_program(app, PROGRAM, CTX)
+    define_program(app, PROGRAM, CTX.actor)
     customer_id = person.register(tenant)
     person.live_a_little(tenant, customer_id)
     other = register(tenant, ("member_no", f"other-{person.token}")).customer_id

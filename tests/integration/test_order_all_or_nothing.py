@@ -16,7 +16,6 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Outcome
 from application.orders import PlaceOrder, RefundOrder
 from application.program import define_program
@@ -32,7 +31,7 @@ from tests.integration.test_orders import PROGRAM, account, customer, now, order
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 

@@ -11,7 +11,6 @@ from uuid import UUID, uuid4
 import psycopg
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Caller, Outcome, execute
 from application.orders import BatchItem, OrderLineInput, PlaceOrder, RefundOrder, place_orders
 from application.privacy import EraseCustomer
@@ -64,7 +63,7 @@ def now() -> datetime:
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, CommandContext("t"))
+    define_program(tenant.app, PROGRAM, "t")
     return tenant
 
 
@@ -182,7 +181,7 @@ def test_an_order_is_evaluated_with_the_program_version_in_force_when_placed(
     doubled = {**PROGRAM, "point_types": [dict(PROGRAM["point_types"][0])]}
     doubled["point_types"][0]["earn"] = [{"per_amount": 100, "points": 2}]
     doubled["level_groups"] = []
-    define_program(loyal.app, doubled, CommandContext("t"))
+    define_program(loyal.app, doubled, "t")
     old = place(loyal.app, order(cid, placed_at=before_change, amount=1000))
     new = place(loyal.app, order(cid, amount=1000, placed_at=now()))
     assert old.body["points"][0] == {"point_type": "points", "earned": 10}

@@ -89,7 +89,7 @@ class PointsBalanceMachine(RuleBasedStateMachine):
         self.tenant: Tenant = runtime.tenants.create(new_slug("pbm"))
         self.now = T0
         self.tenant.app.clock = lambda: self.now
-        define_program(self.tenant.app, PROGRAM, CTX)
+        define_program(self.tenant.app, PROGRAM, CTX.actor)
         self.customer: UUID = register(self.tenant, ("member_no", "m-1")).customer_id
         self.ids = 0
         self.refusals = 0

@@ -298,7 +298,7 @@ def test_a_rebuild_equals_the_live_tables_after_a_mixed_workload_with_erasures(
 ) -> None:
     clock, rng = Clock(), random.Random(7)
     tenant.app.clock = clock  # loyalty commands are recorded at the workload's times
-    define_program(tenant.app, PROGRAM, CommandContext(ACTOR))
+    define_program(tenant.app, PROGRAM, ACTOR)
     first = activity(tenant, clock, rng, "a", 12)
     buyers = shopping(tenant, clock, "a", first)
     catch_up(tenant, projection, batch_size=5)  # live, in many batches, while the keys exist

@@ -8,7 +8,6 @@ from uuid import UUID
 
 import pytest
 
-from application.context import CommandContext
 from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.orders import PlaceOrder, RefundOrder, place_orders
 from application.program import define_program
@@ -34,7 +33,7 @@ CALLER = Caller("t")
 @pytest.fixture
 def app() -> InMemoryMembercore:
     app = InMemoryMembercore(now=AT)
-    define_program(app, PROGRAM, CommandContext("t"))
+    define_program(app, PROGRAM, "t")
     return app
 
 

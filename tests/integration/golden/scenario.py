@@ -219,7 +219,7 @@ def run(tenant: Tenant) -> dict[str, UUID]:
         )
     app, clock = tenant.app, Clock()
     app.clock = clock
-    define_program(app, program(1), CTX)
+    define_program(app, program(1), CTX.actor)
     c = {
         label: _customer(tenant, label, *roles)
         for label, roles in (
@@ -294,7 +294,7 @@ def run(tenant: Tenant) -> dict[str, UUID]:
     _merge(app, c["cai"], c["eve"])
     # April: program v2 (points doubled); more orders, a second month of free shipping.
     clock.jump(datetime(2026, 4, 1, 9, tzinfo=UTC))
-    define_program(app, program(2), CTX)
+    define_program(app, program(2), CTX.actor)
     _order(tenant, "ann-2", c["ann"], 60000, clock())
     _order(tenant, "cai-2", c["cai"], 30000, clock())
     _order(tenant, "gus-2", c["gus"], 20000, clock())
