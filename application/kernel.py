@@ -224,8 +224,10 @@ Completion = tuple[IdempotencyStore, IdempotencyKey] | None
 def _attempts(
     app: Membercore, handler: Handler, command: Command, ctx: CommandContext, key: Completion
 ) -> Answer:
-    lost = 0
-    for n in range(command.attempts):
+    # Lost races and lost connections have budgets of their own: a command that may decide
+    # only a few times still gets its retries after a dropped connection, and the reverse.
+    conflicts = lost = 0
+    while True:
         decision: Decision | None = None
         pending: list[Any] = []
         try:
@@ -234,7 +236,9 @@ def _attempts(
             pending = decision.pending()
             return _save(app, decision, pending, key)
         except IntegrityError:
-            pass
+            conflicts += 1
+            if conflicts >= command.attempts:
+                raise ConcurrencyConflict(command.attempts) from None
         except (OperationalError, InterfaceError) as e:
             answer = _if_committed(app, decision, pending, key)
             if answer is not None:
@@ -242,8 +246,8 @@ def _attempts(
             lost += 1
             if lost >= MAX_LOST_CONNECTIONS:
                 raise ServiceUnavailable(f"database unavailable: {e}") from e
-        time.sleep(random.uniform(0, min(0.2, 0.002 * (2**n))))  # noqa: S311 - jitter, not a secret
-    raise ConcurrencyConflict(command.attempts)
+        back_off = 0.002 * (2 ** (conflicts + lost))
+        time.sleep(random.uniform(0, min(0.2, back_off)))  # noqa: S311 - jitter, not a secret
 
 
 def _save(app: Membercore, decision: Decision, pending: list[Any], key: Completion) -> Answer:

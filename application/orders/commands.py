@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
-from application.kernel import MAX_LOST_CONNECTIONS, Command
+from application.kernel import Command
 from domain.earning import Line
 from domain.errors import FieldProblem, InvalidInput
 
@@ -72,8 +72,8 @@ class PlaceOrders(Command):
 
     operation = "PlaceOrders"
     # A round that keeps meeting concurrent writers is split in halves rather than decided
-    # whole again and again; three attempts still ride out a lost connection or two.
-    attempts = MAX_LOST_CONNECTIONS
+    # whole again and again.
+    attempts = 3
     orders: tuple[PlaceOrder, ...]
 
 
