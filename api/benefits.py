@@ -42,7 +42,7 @@ class RedeemBody(Strict):
 
 class GrantBody(Strict):
     grant_id: ClientId
-    code: Annotated[str, Meta(min_length=1, max_length=128)]
+    code: Annotated[str, Meta(min_length=1, max_length=128, examples=["free_shipping"])]
     reason: Reason
     # RFC 3339 with an offset, or a bare date (the start of that day in the tenant's zone).
     until: Instant | None = None

@@ -36,10 +36,10 @@ COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)
 
 class OverrideBody(Strict):
     override_id: ClientId
-    level: Code
+    level: Annotated[Code, Meta(examples=["gold"])]
     # RFC 3339 with an offset, or a bare date (the start of that day in the tenant's zone).
-    until: Instant
-    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    until: Annotated[Instant, Meta(examples=["2099-01-01"])]
+    reason: Annotated[str, Meta(min_length=1, max_length=500, examples=["store opening"])]
 
 
 class EndOverrideBody(Strict):
