@@ -9,6 +9,6 @@ group of the program.
 - ``queries``: what ``GET /v1/customers/{id}/levels`` shows.
 """
 
-from application.levels.qualification import LevelOutcome, current_levels, qualify, zone
+from application.levels.qualification import current_levels, qualify, zone
 
-__all__ = ["LevelOutcome", "current_levels", "qualify", "zone"]
+__all__ = ["current_levels", "qualify", "zone"]

@@ -276,7 +276,7 @@ def adjust_points(app: Membercore, cmd: AdjustPoints, ctx: CommandContext) -> De
         at=at,
     )
     detail["levels"] = levels.changes
-    return _decided(cmd, read, detail, *levels.aggregates)
+    return _decided(cmd, read, detail, *levels.changed)
 
 
 def _hold_timeout(pt: PointTypeRules, at: datetime, cmd: HoldPoints) -> datetime:

@@ -64,7 +64,7 @@ def _gold(tenant: Tenant, cid: UUID) -> None:
     outcome = qualify(
         tenant.app, cid, ["consumer"], rules, {"spend": 2000}, entry_id="o1", effective_at=at, at=at
     )
-    tenant.app.save(*outcome.aggregates)
+    tenant.app.save(*outcome.changed)
 
 
 def _set(tenant: Tenant, cid: UUID) -> Command:

@@ -256,7 +256,7 @@ def reach(tenant: Tenant, cid: UUID, growth: int, entry_id: str) -> None:
         effective_at=at,
         at=at,
     )
-    tenant.app.save(*outcome.aggregates)
+    tenant.app.save(*outcome.changed)
 
 
 def test_a_customer_who_reaches_gold_holds_and_redeems_gold_benefits(tenant: Tenant) -> None:

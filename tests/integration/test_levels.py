@@ -81,8 +81,8 @@ def _order(
         tenant.app, customer_id, roles, rules, amounts,
         entry_id=entry, effective_at=effective_at or at, at=at,
     )  # fmt: skip
-    if outcome.aggregates:
-        tenant.app.save(*outcome.aggregates)
+    if outcome.changed:
+        tenant.app.save(*outcome.changed)
     return outcome.changes
 
 

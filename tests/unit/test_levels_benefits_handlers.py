@@ -140,7 +140,7 @@ def test_the_assessment_job_runs_each_due_membership_once(
     outcome = qualify(
         app, cid, ["consumer"], rules, {"spend": 1500}, entry_id="o1", effective_at=AT, at=AT
     )
-    app.save(*outcome.aggregates)
+    app.save(*outcome.changed)
     new_year = datetime(2028, 1, 1, tzinfo=UTC)  # 2027 holds nothing
     app.clock = lambda: new_year  # type: ignore[method-assign]
     membership = LevelMembership.id_for(cid, "consumer")
@@ -194,7 +194,7 @@ def test_a_redemption_through_a_level_then_its_replay_then_another_under_its_id(
     outcome = qualify(
         app, cid, ["consumer"], rules, {"spend": 1500}, entry_id="o1", effective_at=AT, at=AT
     )
-    app.save(*outcome.aggregates)
+    app.save(*outcome.changed)
 
     first = run(app, RedeemBenefit(cid, "lounge", "r-1", "T2"))
     again = run(app, RedeemBenefit(cid, "lounge", "r-1", "T2"))
