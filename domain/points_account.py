@@ -29,12 +29,17 @@ A redemption can be reversed (``reverse_redemption``), in parts: the points go b
 exact lots it took, with their original expiry, the last-taken lots first. Lots a redemption
 still can give back to stay in ``spent_lots`` after they are consumed, so they can be restored;
 per lot ``redeemed`` is net of what reversals restored.
+
+This module holds the aggregate: its events, state, queries and the earn, redeem, adjust and
+expiry commands. The other command families are mixins in their own modules: holds
+(``domain.points_holds``), refund and redemption reversals (``domain.points_reversals``) and
+merge transfers (``domain.points_transfers``); the lot arithmetic is ``domain.lots``.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, ClassVar
@@ -46,30 +51,25 @@ from domain.copying import ContainerCopies
 from domain.errors import (
     ClientIdReused,
     FieldProblem,
-    HoldAlreadyResolved,
-    HoldExpired,
-    HoldNotFound,
     InsufficientPoints,
     InvalidInput,
-    RedemptionNotFound,
-    ReversalExceedsRedemption,
-    ReversalWindowClosed,
 )
 from domain.lots import (
     Hold,
     Lot,
     LotTakes,
     Redemption,
-    Reversal,
     Settled,
-    burn_key,
 )
 from domain.lots import due as _due
 from domain.lots import free as _free_lots
 from domain.lots import plan as _plan_lots
 from domain.lots import returning as _returning
 from domain.lots import takes as _takes
-from domain.loyalty import BURN_ORDERS, REFUND_POLICIES
+from domain.points_holds import PointsHolds
+from domain.points_inputs import known_burn_order, positive
+from domain.points_reversals import PointsReversals
+from domain.points_transfers import PointsTransfers
 
 POINTS_NAMESPACE = UUID("3b0c6f0e-2a55-5d8e-a3c1-7e4f9d2b8a61")
 TOTAL_KEYS = (
@@ -88,17 +88,7 @@ TOTAL_KEYS = (
 )
 
 
-def _positive(points: int, field: str) -> None:
-    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
-        raise InvalidInput([FieldProblem(field, "must be a positive integer")])
-
-
-def _burn_order(burn_order: str) -> None:
-    if burn_order not in BURN_ORDERS:
-        raise InvalidInput([FieldProblem("burn_order", f"must be one of {BURN_ORDERS}")])
-
-
-class PointsAccount(ContainerCopies, Aggregate):
+class PointsAccount(PointsHolds, PointsReversals, PointsTransfers, ContainerCopies, Aggregate):
     """One customer's ledger of one point type. Its id is ``id_for(customer_id, point_type)``."""
 
     TOPIC: ClassVar[str] = "membercore.PointsAccount"
@@ -564,12 +554,6 @@ class PointsAccount(ContainerCopies, Aggregate):
 
     # -- queries --------------------------------------------------------------------------------
 
-    def timed_out_holds(self, at: datetime) -> list[Hold]:
-        """Open holds whose timeout is at or before ``at``, soonest first (then by id)."""
-        due = [h for h in self.holds.values() if h.timed_out(at)]
-        due.sort(key=lambda h: (h.expires_at, h.hold_id))
-        return due
-
     def _free(self, at: datetime) -> list[tuple[Lot, int]]:
         return _free_lots(self.lots.values(), self.timed_out_holds(at))
 
@@ -582,15 +566,6 @@ class PointsAccount(ContainerCopies, Aggregate):
     def pending(self, at: datetime) -> int:
         """Points of lots not active yet at ``at`` (and not expired by then)."""
         return sum(n for lot, n in self._free(at) if not lot.active(at) and not lot.expired_by(at))
-
-    @property
-    def held(self) -> int:
-        """Points of every open hold (``held_at`` leaves out those timed out)."""
-        return sum(h.points for h in self.holds.values())
-
-    def held_at(self, at: datetime) -> int:
-        """Points of the holds still open at ``at`` (not timed out by then)."""
-        return sum(h.points for h in self.holds.values() if not h.timed_out(at))
 
     def expiring(self, at: datetime) -> list[tuple[datetime, int]]:
         """``(expires_at, points)`` of what will expire after ``at`` if nothing else takes it:
@@ -659,7 +634,7 @@ class PointsAccount(ContainerCopies, Aggregate):
     ) -> None:
         """Record a new lot. A lot already past expiry at ``at`` (a back-dated order) expires
         at once; otherwise it first repays outstanding debt."""
-        _positive(points, "points")
+        positive(points, "points")
         if not lot_id:
             raise InvalidInput([FieldProblem("lot_id", "must not be empty")])
         if self.has_lot(lot_id):
@@ -695,8 +670,8 @@ class PointsAccount(ContainerCopies, Aggregate):
     ) -> LotTakes:
         """Spend ``points`` from the lots in ``burn_order``, reversible until
         ``reversible_until`` (None: for ever); returns the lots taken."""
-        _positive(points, "amount")
-        _burn_order(burn_order)
+        positive(points, "amount")
+        known_burn_order(burn_order)
         done = self.redemptions.get(redemption_id)
         if done is not None:
             if done.points != points:
@@ -717,225 +692,6 @@ class PointsAccount(ContainerCopies, Aggregate):
             reversible_until=reversible_until,
         )
         return takes
-
-    def hold(
-        self,
-        hold_id: str,
-        points: int,
-        *,
-        at: datetime,
-        burn_order: str = "soonest_expiry",
-        actor: str = "",
-        expires_at: datetime | None = None,
-    ) -> LotTakes:
-        """Set ``points`` aside from the lots (in burn order): they count against available
-        until the hold is captured or released, or reaches its timeout ``expires_at`` (the
-        application always gives one; ``None`` is what holds recorded before timeouts read as).
-        """
-        _positive(points, "amount")
-        _burn_order(burn_order)
-        if hold_id in self.resolved_holds:
-            raise HoldAlreadyResolved(hold_id, self.resolved_holds[hold_id])
-        held = self.holds.get(hold_id)
-        if held is not None:
-            if held.points != points:
-                raise ClientIdReused("hold_id", hold_id)
-            return held.lots  # a repeat of this hold
-        if expires_at is not None and expires_at <= at:
-            raise InvalidInput([FieldProblem("expires_at", "must be after the hold")])
-        self._require(points, at)  # expiry-aware: a rejected command triggers nothing
-        self.settle(at, at=at)
-        takes = self._plan(points, at, burn_order)
-        self._trigger(
-            self.Held,
-            timestamp=at,
-            hold_id=hold_id,
-            points=points,
-            lots=takes,
-            burn_order=burn_order,
-            actor=actor,
-            expires_at=expires_at,
-        )
-        return takes
-
-    def _open_hold(self, hold_id: str, at: datetime) -> Hold:
-        """The hold, if it can still be captured or released at ``at``: not resolved, and not
-        past its timeout (whether or not something released it yet)."""
-        resolution = self.resolved_holds.get(hold_id)
-        if resolution == "expired":
-            raise HoldExpired(hold_id, None)
-        if resolution is not None:
-            raise HoldAlreadyResolved(hold_id, resolution)
-        hold = self.holds.get(hold_id)
-        if hold is None:
-            raise HoldNotFound(hold_id)
-        if hold.timed_out(at):
-            raise HoldExpired(hold_id, hold.expires_at)
-        return hold
-
-    def capture(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
-        """Spend a hold (at most once, before its timeout): its points count as redeemed from
-        the lots held, even from a lot whose own expiry passed while it was held (the hold was
-        a promise made while the points were valid)."""
-        hold = self._open_hold(hold_id, at)
-        self.settle(at, at=at)
-        self._trigger(
-            self.HoldCaptured,
-            timestamp=at,
-            hold_id=hold_id,
-            points=hold.points,
-            lots=hold.lots,
-            actor=actor,
-        )
-        return hold
-
-    def release(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
-        """Give a hold back (at most once) to the same lots with their original expiry; what
-        returns to a lot already past its expiry expires at once."""
-        hold = self._open_hold(hold_id, at)
-        self.settle(at, at=at)
-        self._trigger(
-            self.HoldReleased,
-            timestamp=at,
-            hold_id=hold_id,
-            points=hold.points,
-            lots=hold.lots,
-            actor=actor,
-        )
-        self.expire(at, at=at)
-        return hold
-
-    def reverse(
-        self,
-        lot_id: str,
-        points: int,
-        *,
-        reversal_id: str,
-        policy: str,
-        burn_order: str,
-        at: datetime,
-    ) -> Reversal:
-        """Reverse ``points`` earned by lot ``lot_id`` (a refund).
-
-        Taken from that lot first (what it still has free, pending included); the rest was
-        spent already: taken from the other available lots in burn order, and whatever is still
-        missing becomes debt (``negative``: available goes below zero, later earns repay it) or
-        shortfall (``clamp``: written off, recorded).
-        """
-        _positive(points, "points")
-        _burn_order(burn_order)
-        if policy not in REFUND_POLICIES:
-            raise InvalidInput([FieldProblem("policy", f"must be one of {REFUND_POLICIES}")])
-        self.settle(at, at=at)
-        lot = self.lots.get(lot_id)
-        from_lot = min(points, lot.remaining) if lot is not None else 0
-        elsewhere = self._plan(points - from_lot, at, burn_order, exclude=lot_id)
-        taken_elsewhere = sum(n for _, n in elsewhere)
-        missing = points - from_lot - taken_elsewhere
-        reversal = Reversal(
-            taken_from_lot=from_lot,
-            taken_elsewhere=taken_elsewhere,
-            debt=missing if policy == "negative" else 0,
-            shortfall=missing if policy == "clamp" else 0,
-        )
-        self._trigger(
-            self.Reversed,
-            timestamp=at,
-            reversal_id=reversal_id,
-            lot_id=lot_id,
-            points=points,
-            policy=policy,
-            taken_from_lot=from_lot,
-            lots=elsewhere,
-            debt=reversal.debt,
-            shortfall=reversal.shortfall,
-        )
-        return reversal
-
-    def reverse_redemption(
-        self,
-        redemption_id: str,
-        points: int | None,
-        *,
-        reversal_id: str,
-        at: datetime,
-        reason: str | None = None,
-        actor: str = "",
-    ) -> LotTakes:
-        """Give back ``points`` (default: all that is left) of a redemption to the exact lots
-        it took, the last-taken first, with their original dates. Partial reversals add up to
-        at most the redemption. A restored lot already past its expiry expires at once (its own
-        ``Expired`` event). Returns what each lot got back."""
-        if points is not None:
-            _positive(points, "amount")
-        if not reversal_id:
-            raise InvalidInput([FieldProblem("reversal_id", "must not be empty")])
-        if reversal_id in self.redemption_reversals:
-            took = self.reversal_takes.get(reversal_id, ())
-            same = self.redemption_reversals[reversal_id] == redemption_id and (
-                points is None or points == sum(n for _, n in took)
-            )
-            if not same:
-                raise ClientIdReused("reversal_id", reversal_id)
-            return took  # a repeat of this reversal
-        redemption = self.redemptions.get(redemption_id)
-        if redemption is None:
-            raise RedemptionNotFound(redemption_id)
-        until = redemption.reversible_until
-        # Ledger time: a command stamped before the last event still finds the window closed.
-        if until is not None and max(at, self.modified_on) > until:
-            raise ReversalWindowClosed(redemption_id, until)
-        left = redemption.points - redemption.reversed
-        wanted = left if points is None else points
-        if wanted > left or wanted == 0:
-            raise ReversalExceedsRedemption(redemption_id, points, left)
-        self.settle(at, at=at)
-        takes = redemption.plan(wanted)
-        reclaimed, repaid = self._settle_from_restored(takes, at)
-        restored = []
-        for lot_id, _ in takes:
-            lot = self.lots.get(lot_id) or self.spent_lots[lot_id]
-            restored.append(
-                {
-                    "lot_id": lot_id,
-                    "earned": lot.earned,
-                    "earned_at": lot.earned_at.isoformat(),
-                    "active_at": lot.active_at.isoformat(),
-                    "expires_at": lot.expires_at.isoformat() if lot.expires_at else None,
-                }
-            )
-        self._trigger(
-            self.RedemptionReversed,
-            timestamp=at,
-            reversal_id=reversal_id,
-            redemption_id=redemption_id,
-            points=wanted,
-            reason=reason,
-            actor=actor,
-            lots=takes,
-            restored_lots=restored,
-            reclaimed=reclaimed,
-            repaid=repaid,
-        )
-        self.expire(at, at=at)
-        return takes
-
-    def _settle_from_restored(self, takes: LotTakes, at: datetime) -> tuple[LotTakes, LotTakes]:
-        """What of the points a reversal brings back to each lot settles first: the part a
-        ``clamp`` refund of that lot wrote off, then outstanding debt (as a new lot repays it;
-        not from a lot already past its expiry, whose points expire at once instead)."""
-        reclaimed, repaid = [], []
-        debt = self.debt
-        for lot_id, n in takes:
-            k = min(n, self.written_off.get(lot_id, 0))
-            lot = self.lots.get(lot_id) or self.spent_lots[lot_id]
-            j = 0 if lot.expired_by(at) else min(n - k, debt)
-            debt -= j
-            if k:
-                reclaimed.append((lot_id, k))
-            if j:
-                repaid.append((lot_id, j))
-        return _takes(reclaimed), _takes(repaid)
 
     def adjust(
         self,
@@ -961,7 +717,7 @@ class PointsAccount(ContainerCopies, Aggregate):
             problems.append(FieldProblem("actor", "an actor is required"))
         if problems:
             raise InvalidInput(problems)
-        _burn_order(burn_order)
+        known_burn_order(burn_order)
         done = self.adjustments.get(adjustment_id)
         if done is not None:
             if done[0] != amount:
@@ -994,73 +750,3 @@ class PointsAccount(ContainerCopies, Aggregate):
             program_version=program_version,
         )
         return takes
-
-    # -- transfers (merges) ---------------------------------------------------------------------
-
-    def transfer_out(
-        self,
-        transfer_id: str,
-        to: PointsAccount,
-        *,
-        at: datetime,
-        lot_ids: Iterable[str] | None = None,
-        debt: int | None = None,
-        closes: bool = False,
-        reopens: bool = False,
-    ) -> int:
-        """Move the free points of ``lot_ids`` (default: every lot) and ``debt`` (default: all
-        of it) to ``to``, which receives them as lots with the same dates. Expired lots are
-        expired first; held points stay (a hold is resolved where it was made), except that a
-        closing transfer first releases every open hold: a closed account takes no capture or
-        release, so what it held would be stranded there. ``closes`` (a merge) closes this
-        account, ``reopens`` (its undo) reopens ``to``: both are recorded even with nothing to
-        move. Returns the points moved."""
-        self.settle(at, at=at)
-        if closes:
-            for hold_id in list(self.holds):
-                self.release(hold_id, at=at, actor=f"transfer:{transfer_id}")
-        wanted = set(self.lots) if lot_ids is None else set(lot_ids) & set(self.lots)
-        moving = sorted(
-            (self.lots[i] for i in wanted if self.lots[i].remaining > 0),
-            key=lambda lot: burn_key(lot, "soonest_expiry"),
-        )
-        owed = self.debt if debt is None else min(debt, self.debt)
-        if not moving and not owed and not (closes or reopens):
-            return 0
-        taken = set(to.lots) | {lot_id for ids in to.arrived.values() for lot_id in ids}
-        arriving = []
-        for lot in moving:
-            spent = to.spent_lots.get(lot.lot_id)
-            # A consumed lot kept for reversals is the same lot only if this is it coming back.
-            foreign = spent is not None and not _returning(spent, lot)
-            clash = lot.lot_id in taken or foreign
-            lot_id = lot.lot_id if not clash else f"{lot.lot_id}@{transfer_id}"
-            arriving.append(
-                {
-                    "lot_id": lot_id,
-                    "source_lot_id": lot.lot_id,
-                    "points": lot.remaining,
-                    "earned_at": lot.earned_at.isoformat(),
-                    "active_at": lot.active_at.isoformat(),
-                    "expires_at": lot.expires_at.isoformat() if lot.expires_at else None,
-                }
-            )
-        self._trigger(
-            self.TransferredOut,
-            timestamp=at,
-            transfer_id=transfer_id,
-            to_account=to.id,
-            lots=_takes((lot.lot_id, lot.remaining) for lot in moving),
-            debt=owed,
-            closes=closes,
-        )
-        to._trigger(
-            to.TransferredIn,
-            timestamp=at,
-            transfer_id=transfer_id,
-            from_account=self.id,
-            lots=arriving,
-            debt=owed,
-            reopens=reopens,
-        )
-        return sum(lot.remaining for lot in moving)
