@@ -72,7 +72,7 @@ def open_pool(url: str, settings: Settings, *, name: str = "membercore") -> Conn
         open=False,
         configure=_configure,
         name=name,
-        timeout=10.0,
+        timeout=settings.pool_timeout,
     )
     pool.open(wait=True, timeout=30.0)
     return pool
@@ -91,7 +91,7 @@ async def open_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[An
         open=False,
         configure=configure,
         name="membercore-read",
-        timeout=10.0,
+        timeout=settings.pool_timeout,
     )
     await pool.open(wait=True, timeout=30.0)
     return pool

@@ -38,6 +38,9 @@ class Settings:
     pool_min: int = 2
     pool_max: int = 16
     read_pool_max: int = 16
+    # How long a request waits for a pooled connection before it answers 503 (the database is
+    # down or every connection is busy).
+    pool_timeout: float = 10.0
     # Threads running synchronous command handlers. Commands mostly wait on group commit, so
     # more threads than cores is right; the loop's default (cores + 4) capped batches at ~3.
     command_threads: int = 64
@@ -64,6 +67,7 @@ class Settings:
             pool_min=_int(env, "MEMBERCORE_POOL_MIN", 2, 1),
             pool_max=_int(env, "MEMBERCORE_POOL_MAX", 16, 1),
             read_pool_max=_int(env, "MEMBERCORE_READ_POOL_MAX", 16, 1),
+            pool_timeout=_int(env, "MEMBERCORE_POOL_TIMEOUT", 10, 1),
             command_threads=_int(env, "MEMBERCORE_COMMAND_THREADS", 64, 1),
             projection_batch=_int(env, "MEMBERCORE_PROJECTION_BATCH", 2000, 1),
             projection_threads=_int(env, "MEMBERCORE_PROJECTION_THREADS", 2, 1),
