@@ -29,7 +29,8 @@ from application.identities import (
 from application.kernel import Command, Decision, Outcome, handles
 from application.loaders import load_customer
 from application.program import program_rules
-from domain.customer import Customer, parse_tag
+from domain.customer import Customer
+from domain.customer_tags import parse_tag
 from domain.errors import FieldProblem, InvalidInput
 from domain.program import ProgramRules, validate_attributes
 from domain.values import Identity, optional_text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -12,45 +11,17 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.copying import ContainerCopies
+from domain.customer_consents import Consent, CustomerConsents
+from domain.customer_fields import CustomerFields
+from domain.customer_roles import CustomerRoles
+from domain.customer_tags import CustomerTags
 from domain.errors import (
     CustomerErased,
     CustomerMerged,
-    FieldProblem,
     IdentityNotHeld,
-    InvalidInput,
     LastIdentity,
-    RoleNotHeld,
-    TagLimitReached,
 )
-from domain.values import Identity, fold_text
-
-# Field paths a profile change, a merge and the history speak of; custom attributes are
-# ``attributes.<code>``.
-PROFILE_FIELDS = ("name", "phone", "email", "birthday", "channel", "store_id")
-
-# Static (manual) tags: codes from the tenant's own vocabulary, stored in clear (not personal
-# data: a tag names a group, never a value about the person; docs/identity.md, tags).
-TAG_CODE = re.compile(r"^[a-z0-9_:-]{1,64}$")
-# A bound per customer keeps the aggregate and the profile document small.
-MAX_TAGS = 100
-
-
-def parse_tag(raw: str, *, field: str = "tags") -> str:
-    """A tag code: NFKC-folded, trimmed and lower-cased, then ``^[a-z0-9_:-]{1,64}$``."""
-    folded = fold_text(raw).lower()
-    if not TAG_CODE.match(folded):
-        raise InvalidInput([FieldProblem(field, f"tag {raw!r} must match ^[a-z0-9_:-]{{1,64}}$")])
-    return folded
-
-
-@dataclass(frozen=True)
-class Consent:
-    purpose: str
-    channel: str
-    granted: bool
-    policy_version: str | None
-    source: str | None
-    at: datetime
+from domain.values import Identity
 
 
 @dataclass(frozen=True)
@@ -72,7 +43,9 @@ class MergeRecord:
     at: datetime | None = None
 
 
-class Customer(ContainerCopies, Aggregate):
+class Customer(
+    CustomerFields, CustomerRoles, CustomerTags, CustomerConsents, ContainerCopies, Aggregate
+):
     """Identities, personal data, attributes, roles, owner and consents of one person.
 
     Assets (points, levels, wallet, commissions) live in their own aggregates. Events name their
@@ -449,46 +422,6 @@ class Customer(ContainerCopies, Aggregate):
         # When each field was last set: the "newest"/"oldest" survivorship rules compare these.
         self.changed_at: dict[str, datetime] = dict.fromkeys(self.fields(), self.created_on)
 
-    # -- state helpers (used by apply; no rules here) ----------------------------------------
-
-    def fields(self) -> dict[str, Any]:
-        """Profile values by field path, non-empty only (birthday as an ISO date)."""
-        values: dict[str, Any] = {
-            "name": self.name,
-            "phone": self.phone,
-            "email": self.email,
-            "birthday": self.birthday.isoformat() if self.birthday else None,
-            "owner": self.owner,
-            "channel": self.channel,
-            "store_id": self.store_id,
-            **{f"attributes.{k}": v for k, v in self.attributes.items()},
-        }
-        return {k: v for k, v in values.items() if v is not None}
-
-    def _set_fields(self, changes: Mapping[str, Any], at: datetime) -> None:
-        attributes = dict(self.attributes)
-        for path, value in changes.items():
-            if path.startswith("attributes."):
-                code = path.removeprefix("attributes.")
-                if value is None:
-                    attributes.pop(code, None)
-                else:
-                    attributes[code] = value
-            elif path == "birthday":
-                self.birthday = date.fromisoformat(value) if value else None
-            else:
-                setattr(self, path, value)
-            self.changed_at = {**self.changed_at, path: at}
-        self.attributes = attributes
-
-    def _consent(self, purpose: str, channel: str, granted: bool, e: Any) -> None:
-        self.consents = {
-            **self.consents,
-            (purpose, channel): Consent(
-                purpose, channel, granted, e.policy_version, e.source, e.timestamp
-            ),
-        }
-
     # -- commands ------------------------------------------------------------------------------
 
     @classmethod
@@ -581,153 +514,6 @@ class Customer(ContainerCopies, Aggregate):
                 channel=channel,
                 timestamp=at,
             )
-
-    def change_profile(
-        self, changes: Mapping[str, Any], *, channel: str | None, actor: str, at: datetime
-    ) -> dict[str, Any]:
-        """Record the fields whose value differs; returns them (empty: nothing recorded)."""
-        self.require_active()
-        current = self.fields()
-        effective = {k: v for k, v in changes.items() if current.get(k) != v}
-        if effective:
-            self.trigger_event(
-                self.ProfileChanged, changes=effective, channel=channel, actor=actor, timestamp=at
-            )
-        return effective
-
-    def add_role(self, role: str, *, actor: str, at: datetime, channel: str | None = None) -> bool:
-        self.require_active()
-        if role in self.roles:
-            return False
-        self.trigger_event(self.RoleAdded, role=role, actor=actor, channel=channel, timestamp=at)
-        return True
-
-    def end_role(
-        self,
-        role: str,
-        *,
-        reason: str | None,
-        actor: str,
-        at: datetime,
-        channel: str | None = None,
-    ) -> None:
-        self.require_active()
-        if role not in self.roles:
-            raise RoleNotHeld(role)
-        self.trigger_event(
-            self.RoleEnded, role=role, reason=reason, actor=actor, channel=channel, timestamp=at
-        )
-
-    def add_tags(
-        self, tags: Iterable[str], *, actor: str, at: datetime, channel: str | None = None
-    ) -> tuple[str, ...]:
-        """Put on the tags not carried yet (returned; none: nothing recorded). ``tags`` are
-        codes checked by ``parse_tag``. More than ``MAX_TAGS`` in all is refused."""
-        self.require_active()
-        new = tuple(t for t in dict.fromkeys(tags) if t not in self.tags)
-        if len(self.tags) + len(new) > MAX_TAGS:
-            raise TagLimitReached(MAX_TAGS, len(self.tags), len(new))
-        if new:
-            self.trigger_event(self.TagsAdded, tags=new, actor=actor, channel=channel, timestamp=at)
-        return new
-
-    def remove_tag(self, tag: str, *, actor: str, at: datetime, channel: str | None = None) -> bool:
-        """Take a tag off; one not carried records nothing (a repeated DELETE changes nothing)."""
-        self.require_active()
-        if tag not in self.tags:
-            return False
-        self.trigger_event(self.TagRemoved, tag=tag, actor=actor, channel=channel, timestamp=at)
-        return True
-
-    def set_parent_agent(self, parent_id: UUID | None, *, actor: str, at: datetime) -> bool:
-        """Cycles are checked by the caller, who can see the ancestors (see ``agent_chain``)."""
-        self.require_active()
-        if parent_id == self.parent_agent_id:
-            return False
-        self.trigger_event(self.ParentAgentSet, parent_id=parent_id, actor=actor, timestamp=at)
-        return True
-
-    def assign_owner(
-        self,
-        owner: str,
-        *,
-        reason: str | None,
-        actor: str,
-        at: datetime,
-        channel: str | None = None,
-    ) -> bool:
-        self.require_active()
-        if owner == self.owner:
-            return False
-        self.trigger_event(
-            self.OwnerAssigned,
-            owner=owner,
-            previous=self.owner,
-            reason=reason,
-            actor=actor,
-            channel=channel,
-            timestamp=at,
-        )
-        return True
-
-    def end_owner(
-        self,
-        *,
-        by: str,
-        reason: str | None,
-        actor: str,
-        at: datetime,
-        channel: str | None = None,
-    ) -> str | None:
-        """End the owner relationship; returns the owner it ended (None: there was none)."""
-        self.require_active()
-        owner = self.owner
-        if owner is not None:
-            self.trigger_event(
-                self.OwnerEnded,
-                owner=owner,
-                by=by,
-                reason=reason,
-                actor=actor,
-                channel=channel,
-                timestamp=at,
-            )
-        return owner
-
-    def record_consent(
-        self,
-        *,
-        purpose: str,
-        channel: str,
-        granted: bool,
-        policy_version: str | None,
-        source: str | None,
-        actor: str,
-        at: datetime,
-        via: str | None = None,
-    ) -> bool:
-        """Record a grant or a withdrawal; repeating the current state records nothing.
-        ``via``: the channel the command came through (``channel``: the one consented to)."""
-        self.require_active()
-        current = self.consents.get((purpose, channel))
-        if (
-            current is not None
-            and current.granted == granted
-            and current.policy_version == policy_version
-        ):
-            return False
-        cls = self.ConsentGiven if granted else self.ConsentWithdrawn
-        self.trigger_event(
-            cls,
-            purpose=purpose,
-            channel=channel,
-            policy_version=policy_version,
-            source=source,
-            actor=actor,
-            via=via,
-            timestamp=at,
-        )
-        return True
 
     def suggest_match(
         self, other_id: UUID, identity_type: str, *, actor: str, at: datetime

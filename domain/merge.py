@@ -16,7 +16,8 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.agent_network import AgentNetwork
-from domain.customer import Consent, Customer, MergeRecord
+from domain.customer import Customer, MergeRecord
+from domain.customer_consents import Consent
 from domain.errors import CannotMerge, ClientIdReused, MergeNotUndoable
 from domain.program import ProgramRules
 from domain.values import Identity

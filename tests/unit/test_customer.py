@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.customer import MAX_TAGS, Customer, parse_tag
+from domain.customer import Customer
+from domain.customer_tags import MAX_TAGS, parse_tag
 from domain.errors import InvalidInput, TagLimitReached
 from domain.identity_claim import IdentityClaim
 from domain.values import Identity
