@@ -8,36 +8,30 @@ supported it), and a manual override laid over the computed level until its end 
 Commands take the group's rules and the tenant's ``tz`` as arguments: the rules in force are
 the caller's business (the program version is recorded on the events). A command processed
 with an ``at`` before the membership's last one is taken as processed at that one's time.
+
+This module holds the aggregate (events, state, queries, qualifying entries); the scheduled
+assessments and warnings (``domain.level_assessments``) and the manual overrides
+(``domain.level_overrides``) are mixins in their own modules, and the level arithmetic is
+``domain.levels``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, NamedTuple
+from datetime import datetime, tzinfo
+from typing import ClassVar, NamedTuple
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
 
 from domain.copying import ContainerCopies
-from domain.errors import (
-    ClientIdReused,
-    FieldProblem,
-    InvalidInput,
-    LevelNotFound,
-    OverrideNotFound,
-)
+from domain.level_assessments import LevelAssessments
+from domain.level_overrides import LevelOverrides
 from domain.levels import (
-    MAX_INSTANTS_PER_RUN,
     TICK,
     Bounds,
     Override,
-    assessed_window,
-    downgrade_to,
-    next_assessment,
     rank_of,
-    threshold_of,
     value_in,
     window_at,
 )
@@ -55,20 +49,7 @@ class Counted(NamedTuple):
     recorded_at: datetime
 
 
-@dataclass(frozen=True)
-class Warning:
-    """What a downgrade warning says: at ``assessment_at`` the level ``level`` needs
-    ``threshold``; the window then holds ``value`` so far (``gap`` short)."""
-
-    assessment_at: datetime
-    level: str
-    to_level: str
-    value: int
-    threshold: int
-    gap: int
-
-
-class LevelMembership(ContainerCopies, Aggregate):
+class LevelMembership(LevelAssessments, LevelOverrides, ContainerCopies, Aggregate):
     """``level`` is the level in force after the last event (override included), ``since``
     when it started; ``base_level``/``base_since`` the computed level beneath any override."""
 
@@ -308,20 +289,6 @@ class LevelMembership(ContainerCopies, Aggregate):
     def window(self, group: LevelGroupRules, tz: tzinfo, t: datetime) -> Bounds:
         return window_at(group.window, t, tz)
 
-    def next_assessment_at(self, group: LevelGroupRules, tz: tzinfo) -> datetime | None:
-        """The next scheduled assessment that could change the computed level (None at the
-        bottom of the ladder: there is nothing to lose)."""
-        if rank_of(group, self.base_level) <= 0:
-            return None
-        after = self.base_since
-        if self.assessed_through is not None:
-            after = max(after, self.assessed_through)
-        return next_assessment(group.assessment, after, self.base_since, tz)
-
-    def kept_value(self, group: LevelGroupRules, tz: tzinfo, instant: datetime) -> int:
-        """The value the assessment at ``instant`` would judge, from the entries known now."""
-        return value_in(self.entries, assessed_window(group.window, instant, tz))
-
     # -- commands -------------------------------------------------------------------------------
 
     @classmethod
@@ -337,30 +304,6 @@ class LevelMembership(ContainerCopies, Aggregate):
             level=group.levels[0].code,
             program_version=program_version,
         )
-
-    def _check_at(
-        self,
-        group: LevelGroupRules,
-        tz: tzinfo,
-        *,
-        base: str | None = None,
-        since: datetime | None = None,
-        assessed: datetime | None = None,
-        warned: datetime | None = None,
-    ) -> datetime | None:
-        """When the assessment job should next look, in the state an event is about to make
-        (the current one for what it leaves unchanged): ``warning_days`` before the next
-        assessment, or the assessment itself once warned for it; None at the bottom."""
-        base = self.base_level if base is None else base
-        since = self.base_since if since is None else since
-        assessed = self.assessed_through if assessed is None else assessed
-        if warned is None and base is None:
-            warned = self.warned_for  # a level change forgets the warnings of the old level
-        if rank_of(group, base) <= 0:
-            return None
-        after = since if assessed is None else max(since, assessed)
-        nxt = next_assessment(group.assessment, after, since, tz)
-        return nxt if warned == nxt else nxt - timedelta(days=group.assessment.warning_days)
 
     def qualify(
         self,
@@ -467,180 +410,3 @@ class LevelMembership(ContainerCopies, Aggregate):
                     check_at=self._check_at(group, tz, base=to_level, since=t),
                     timestamp=t,
                 )
-
-    def assess(
-        self,
-        group: LevelGroupRules,
-        tz: tzinfo,
-        *,
-        as_of: datetime,
-        at: datetime,
-        program_version: int,
-    ) -> list[Any]:
-        """Run every scheduled assessment up to ``min(as_of, at)`` not run yet, end an override
-        whose end date has passed, and warn ahead of the next assessment. Returns the events
-        recorded (none: nothing was due)."""
-        t = max(at, self.now)
-        through = min(as_of, t)
-        before = len(self.pending_events)
-        o = self.override
-        if o is not None and o.until <= through:
-            self.trigger_event(
-                self.OverrideEnded,
-                customer_id=self.customer_id,
-                group=self.group,
-                override_id=o.override_id,
-                reason="expired",
-                ended_at=o.until,
-                actor="system",
-                timestamp=t,
-            )
-        kept: tuple[datetime, int] | None = None
-        for _ in range(MAX_INSTANTS_PER_RUN):
-            after = self.base_since
-            if kept is not None:
-                after = max(after, kept[0])
-            elif self.assessed_through is not None:
-                after = max(after, self.assessed_through)
-            instant = next_assessment(group.assessment, after, self.base_since, tz)
-            if instant > through or rank_of(group, self.base_level) <= 0:
-                break
-            value = self.kept_value(group, tz, instant)
-            if value >= threshold_of(group, self.base_level):
-                kept = (instant, value)
-                continue
-            kept = None
-            to_level = downgrade_to(group, self.base_level, value)
-            self.trigger_event(
-                self.Downgraded,
-                customer_id=self.customer_id,
-                group=self.group,
-                from_level=self.base_level,
-                to_level=to_level,
-                reason="assessment",
-                value=value,
-                assessment_at=instant,
-                program_version=program_version,
-                check_at=self._check_at(group, tz, base=to_level, since=instant, assessed=instant),
-                timestamp=t,
-            )
-        if kept is not None:
-            self.trigger_event(
-                self.Assessed,
-                through=kept[0],
-                level=self.base_level,
-                value=kept[1],
-                program_version=program_version,
-                check_at=self._check_at(group, tz, assessed=kept[0]),
-                timestamp=t,
-            )
-        warning = self.warning(group, tz, through)
-        if warning is not None and warning.assessment_at != self.warned_for:
-            self.trigger_event(
-                self.DowngradeWarned,
-                customer_id=self.customer_id,
-                group=self.group,
-                assessment_at=warning.assessment_at,
-                level=warning.level,
-                to_level=warning.to_level,
-                value=warning.value,
-                threshold=warning.threshold,
-                gap=warning.gap,
-                program_version=program_version,
-                check_at=self._check_at(group, tz, warned=warning.assessment_at),
-                timestamp=t,
-            )
-        return list(self.pending_events[before:])
-
-    def warning(self, group: LevelGroupRules, tz: tzinfo, t: datetime) -> Warning | None:
-        """The first scheduled assessment within ``warning_days`` after ``t`` whose window, as
-        known now, falls short of the current level (none while an override covers it)."""
-        horizon = t + timedelta(days=group.assessment.warning_days)
-        after = max(t, self.base_since)
-        if rank_of(group, self.base_level) <= 0:
-            return None
-        for _ in range(MAX_INSTANTS_PER_RUN):
-            instant = next_assessment(group.assessment, after, self.base_since, tz)
-            if instant > horizon:
-                return None
-            o = self.override
-            covered = o is not None and o.in_force(instant)
-            value = self.kept_value(group, tz, instant)
-            threshold = threshold_of(group, self.base_level)
-            if value < threshold and not covered:
-                return Warning(
-                    instant,
-                    self.base_level,
-                    downgrade_to(group, self.base_level, value),
-                    value,
-                    threshold,
-                    threshold - value,
-                )
-            after = instant
-        return None
-
-    def set_override(
-        self,
-        group: LevelGroupRules,
-        *,
-        override_id: str,
-        level: str,
-        until: datetime,
-        reason: str,
-        actor: str,
-        at: datetime,
-        program_version: int,
-    ) -> bool:
-        """Lay ``level`` over the computed level until ``until`` (replacing an override in
-        force). False if ``override_id`` was set before with the same level, end and reason (a
-        replay: nothing recorded); set before with others: ``ClientIdReused``."""
-        known = self.overrides.get(override_id)
-        if known is not None:
-            if (known.level, known.until) != (level, until) or (
-                self.override_notes[override_id][0] != reason
-            ):
-                raise ClientIdReused("override_id", override_id)
-            return False
-        if group.level(level) is None:
-            raise LevelNotFound(group.code, level)
-        t = max(at, self.now)
-        problems: list[FieldProblem] = []
-        if until <= t:
-            problems.append(FieldProblem("until", "must be later than now"))
-        if not reason.strip():
-            problems.append(FieldProblem("reason", "a reason is required"))
-        if problems:
-            raise InvalidInput(problems)
-        self.trigger_event(
-            self.OverrideSet,
-            customer_id=self.customer_id,
-            group=self.group,
-            override_id=override_id,
-            level=level,
-            until=until,
-            reason=reason,
-            actor=actor,
-            program_version=program_version,
-            timestamp=t,
-        )
-        return True
-
-    def end_override(self, *, override_id: str, actor: str, at: datetime) -> bool:
-        """End the override now; False if it already ended or expired (nothing recorded)."""
-        if override_id not in self.overrides:
-            raise OverrideNotFound(self.group, override_id)
-        t = max(at, self.now)
-        o = self.overrides[override_id]
-        if override_id != self.current_override or not o.in_force(t):
-            return False
-        self.trigger_event(
-            self.OverrideEnded,
-            customer_id=self.customer_id,
-            group=self.group,
-            override_id=override_id,
-            reason="ended",
-            ended_at=t,
-            actor=actor,
-            timestamp=t,
-        )
-        return True
