@@ -61,9 +61,31 @@ def _configure(conn: Connection[Any]) -> None:
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_MS}ms'")
 
 
+# A connection that comes back broken has most likely lost its server (a restart, a failover):
+# so have the idle ones. Both pools then test their idle connections at once and replace the
+# dead ones, instead of failing one request (a 503) per stale connection after the server is
+# back. Checking only then keeps the round trip off every checkout.
+
+
+class _Pool(ConnectionPool[Connection[DictRow]]):
+    def putconn(self, conn: Connection[DictRow]) -> None:
+        broken = conn.broken
+        super().putconn(conn)
+        if broken:
+            self.check()
+
+
+class _ReadPool(AsyncConnectionPool[Any]):
+    async def putconn(self, conn: Any) -> None:
+        broken = conn.broken
+        await super().putconn(conn)
+        if broken:
+            await self.check()
+
+
 def open_pool(url: str, settings: Settings, *, name: str = "membercore") -> ConnectionPool[Any]:
     """The process-wide synchronous pool (commands, projections), in eventsourcing's flavour."""
-    pool: ConnectionPool[Connection[DictRow]] = ConnectionPool(
+    pool: ConnectionPool[Connection[DictRow]] = _Pool(
         url,
         connection_class=Connection[DictRow],
         kwargs={"row_factory": dict_row},
@@ -84,7 +106,7 @@ async def open_read_pool(url: str, settings: Settings) -> AsyncConnectionPool[An
     async def configure(conn: Any) -> None:
         await conn.set_autocommit(True)
 
-    pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: AsyncConnectionPool[Any] = _ReadPool(
         url,
         min_size=1,
         max_size=settings.read_pool_max,

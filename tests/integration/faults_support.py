@@ -162,6 +162,7 @@ class Command:
     body: dict[str, Any]
     statuses: list[int] = field(default_factory=list)
     answer: dict[str, Any] | None = None  # the first 2xx body
+    answered_at: float | None = None  # time.monotonic() of the first 2xx
 
     @property
     def acknowledged(self) -> bool:
@@ -181,6 +182,7 @@ def settle(client: Client, headers: dict[str, str], cmd: Command, deadline: floa
         cmd.statuses.append(response.status_code)
         if response.status_code < 300:
             cmd.answer = response.json()
+            cmd.answered_at = time.monotonic()
             return
         problem = response.json()
         if (response.status_code, problem.get("code")) not in TRANSIENT:
@@ -261,3 +263,15 @@ def check_replays_answer_the_first_answer(
         assert response.status_code == 200, (c.client_id, response.text)
         assert response.headers.get("Idempotent-Replayed") == "true", c.client_id
         assert response.json() == c.answer, c.client_id
+
+
+def check_balances(client: Client, shop: Shop, commands: list[Command]) -> None:
+    """Each customer's available points are what the acknowledged commands add up to."""
+    for cid in shop.customers:
+        mine = [c for c in commands if c.customer_id == cid]
+        earned = (FIRST_ORDER_AMOUNT + ORDER_AMOUNT * sum(c.kind == "order" for c in mine)) // 100
+        spent = sum(c.body["amount"] for c in mine if c.kind == "redemption")
+        response = client.get(f"/v1/customers/{cid}/points", headers=shop.headers)
+        assert response.status_code == 200, response.text
+        (balance,) = response.json()["balances"]
+        assert balance["available"] == earned - spent, (cid, balance)

@@ -170,21 +170,21 @@ def test_a_read_past_the_servers_lock_or_statement_timeout_answers_503(
         assert response.status_code == 200, response.text
 
 
-def test_a_read_on_a_connection_the_server_closed_answers_503_then_reads_succeed(
+def test_reads_on_connections_the_server_closed_answer_one_503_then_succeed(
     served: tuple[Client, Runtime], admin_sql: psycopg.Connection[Any]
 ) -> None:
     client, runtime = served
     shop, url = with_profile(client, runtime)
-    # Park every pooled read connection, then have the server end them all.
+    # Park every pooled read connection, then have the server end them all (as a restart does).
     held = hold_read_connections(client)
     pids = [conn.info.backend_pid for conn in held]
     return_read_connections(client, held)
+    assert len(pids) > 1
     admin_sql.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) pid", (pids,))
 
-    answers = [client.get(url, headers=shop.headers) for _ in range(len(pids) + 1)]
-    for response in answers[:-1]:
-        if response.status_code != 200:
-            assert_unavailable(response)
-    assert any(r.status_code == 503 for r in answers), [r.status_code for r in answers]
-    assert answers[-1].status_code == 200, answers[-1].text
-    assert UUID(answers[-1].json()["customer_id"]) == shop.customers[0]
+    # The first read meets a dead connection; the pool then replaces every dead one, so the
+    # next read succeeds instead of failing once per stale connection.
+    assert_unavailable(client.get(url, headers=shop.headers))
+    response = client.get(url, headers=shop.headers)
+    assert response.status_code == 200, response.text
+    assert UUID(response.json()["customer_id"]) == shop.customers[0]

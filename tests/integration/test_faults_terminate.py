@@ -10,7 +10,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import psycopg
 import pytest
@@ -18,10 +17,9 @@ import pytest
 from infrastructure.runtime import Runtime
 from infrastructure.settings import Settings
 from tests.integration.faults_support import (
-    FIRST_ORDER_AMOUNT,
-    ORDER_AMOUNT,
     Client,
     Shop,
+    check_balances,
     check_nothing_lost_or_doubled,
     check_replays_answer_the_first_answer,
     fault_settings,
@@ -97,14 +95,3 @@ def test_terminated_command_transactions_lose_nothing_double_nothing_and_never_5
     check_replays_answer_the_first_answer(client, shop.headers, commands)
     check_balances(client, shop, commands)
 
-
-def check_balances(client: Client, shop: Shop, commands: list[Any]) -> None:
-    """Each customer's available points are what the acknowledged commands add up to."""
-    for cid in shop.customers:
-        mine = [c for c in commands if c.customer_id == cid]
-        earned = (FIRST_ORDER_AMOUNT + ORDER_AMOUNT * sum(c.kind == "order" for c in mine)) // 100
-        spent = sum(c.body["amount"] for c in mine if c.kind == "redemption")
-        response = client.get(f"/v1/customers/{cid}/points", headers=shop.headers)
-        assert response.status_code == 200, response.text
-        (balance,) = response.json()["balances"]
-        assert balance["available"] == earned - spent, (cid, balance)

@@ -1,0 +1,97 @@
+"""PostgreSQL crashes (``pg_ctl stop -m immediate``) while orders and redemptions run over HTTP,
+and starts again: the service answers 503 with ``Retry-After`` while it is down (never a 500),
+serves again without being restarted, and every acknowledged command is stored exactly once,
+none half-written. The server is a cluster of the test's own (tests/integration/pg_cluster.py),
+never the one the rest of the suite uses."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infrastructure.settings import Settings
+from tests.integration.faults_support import (
+    Command,
+    Shop,
+    check_balances,
+    check_nothing_lost_or_doubled,
+    check_replays_answer_the_first_answer,
+    fault_settings,
+    run_all,
+    serving,
+    statuses,
+)
+from tests.integration.pg_cluster import Cluster
+
+DOWN_SECONDS = 3.0
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    # Not pytest's tmp_path: the server runs as another user when tests run as root, and
+    # every folder above its data directory must let that user through.
+    server = Cluster(Path(tempfile.mkdtemp(prefix="mc-faults-pg-"))).init()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.remove()
+
+
+class Crash(threading.Thread):
+    """Once ``after`` commands are acknowledged: stop the server at once, wait, start it."""
+
+    def __init__(self, cluster: Cluster, commands: list[Command], after: int) -> None:
+        super().__init__(name="crash", daemon=True)
+        self.cluster, self.commands, self.after = cluster, commands, after
+        self.stopped_at = self.started_at = 0.0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            while sum(c.acknowledged for c in self.commands) < self.after:
+                time.sleep(0.01)
+            self.cluster.stop("immediate")
+            self.stopped_at = time.monotonic()
+            time.sleep(DOWN_SECONDS)
+            self.cluster.start()
+            self.started_at = time.monotonic()
+        except BaseException as e:  # reported by the test
+            self.error = e
+
+
+def test_a_crashed_and_restarted_server_loses_no_acknowledged_command_and_never_500(
+    settings: Settings, cluster: Cluster
+) -> None:
+    with serving(fault_settings(settings, cluster.url)) as (client, runtime):
+        shop = Shop.open(client, runtime, customers=4)
+        commands = shop.workload(per_customer=40)
+        crash = Crash(cluster, commands, after=len(commands) // 10)
+        crash.start()
+        run_all(client, shop.headers, commands, concurrency=12, seconds=150)
+        crash.join()
+        assert crash.error is None, (crash.error, cluster.server_log()[-3000:])
+
+        seen = statuses(commands)
+        assert 500 not in seen, seen
+        assert 503 in seen, seen  # the service said so while the server was down
+        before = [c for c in commands if c.answered_at and c.answered_at < crash.stopped_at]
+        after = [c for c in commands if c.answered_at and c.answered_at > crash.started_at]
+        assert before, "the server went down before any command was acknowledged"
+        assert after, "no command was acknowledged after the server came back"
+        unsettled = [(c.client_id, c.statuses) for c in commands if not c.acknowledged]
+        assert not unsettled, unsettled
+
+        check_nothing_lost_or_doubled(shop.tenant, commands)
+        check_replays_answer_the_first_answer(client, shop.headers, commands)
+        check_balances(client, shop, commands)
+        # The read pool's connections died with the server too: the first one back fails (and
+        # has the pool replace the others), the next read succeeds.
+        first, then = client.get("/health"), client.get("/health")
+        assert first.status_code in (200, 503), first.text
+        assert then.status_code == 200, then.text
