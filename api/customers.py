@@ -53,7 +53,7 @@ class CustomerController(CustomerRootCommands, Controller):
         data: JSONBody[RegisterCustomerBody],
         idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
     ) -> Response[CustomerRegistered]:
-        return run(request, register_command(data), idempotency_key)
+        return run(request, RegisterCustomer.of(data), idempotency_key)
 
     @get(
         "/{customer_id:str}",
@@ -135,22 +135,6 @@ class CustomerController(CustomerRootCommands, Controller):
             b'{"items":[' + items + b'],"next_cursor":' + next_cursor + b"}",
             media_type="application/json",
         )
-
-
-def register_command(data: RegisterCustomerBody) -> RegisterCustomer:
-    return RegisterCustomer(
-        identities=[(i.type, i.value) for i in data.identities],
-        name=data.name,
-        phone=data.phone,
-        email=data.email,
-        birthday=data.birthday,
-        attributes=data.attributes,
-        roles=data.roles,
-        owner=data.owner,
-        referrer_id=data.referrer_id,
-        channel=data.channel,
-        store_id=data.store_id,
-    )
 
 
 def _lookup_key(column: str, raw: str) -> tuple[str, ...]:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID, uuid5
 
 from eventsourcing.domain import Aggregate
@@ -69,6 +69,58 @@ class RegisterCustomer(Command):
     channel: str | None = None
     store_id: str | None = None
     customer_id: UUID | None = None
+
+    @classmethod
+    def of(cls, source: Registration) -> RegisterCustomer:
+        """The command of what a request body, an import row or a checked registration carries
+        (checked values check to themselves again)."""
+        return cls(
+            identities=[(i.type, i.value) for i in source.identities],
+            name=source.name,
+            phone=source.phone,
+            email=source.email,
+            birthday=source.birthday,
+            attributes=source.attributes,
+            roles=source.roles,
+            owner=source.owner,
+            referrer_id=source.referrer_id,
+            channel=source.channel,
+            store_id=source.store_id,
+        )
+
+
+class _IdentityFields(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def value(self) -> str: ...
+
+
+class Registration(Protocol):
+    """The fields of a registration, whatever carries them."""
+
+    @property
+    def identities(self) -> Sequence[_IdentityFields]: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def phone(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def birthday(self) -> date | None: ...
+    @property
+    def attributes(self) -> Mapping[str, Any]: ...
+    @property
+    def roles(self) -> Sequence[str] | None: ...
+    @property
+    def owner(self) -> str | None: ...
+    @property
+    def referrer_id(self) -> UUID | None: ...
+    @property
+    def channel(self) -> str | None: ...
+    @property
+    def store_id(self) -> str | None: ...
 
 
 @dataclass(frozen=True)

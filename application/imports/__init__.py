@@ -51,7 +51,6 @@ from application.imports.rows import (
     RawRow,
     Rejection,
     RowProblem,
-    command_of,
     decode_ndjson,
     parse_rows,
 )
@@ -73,7 +72,6 @@ __all__ = [
     "StoredStreams",
     "Totals",
     "claimed_event",
-    "command_of",
     "customer_id_for",
     "decode_ndjson",
     "parse_rows",

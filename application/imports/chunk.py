@@ -14,8 +14,9 @@ from eventsourcing.persistence import IntegrityError
 from application.app import Membercore
 from application.errors import ConcurrencyConflict
 from application.imports.events import claimed_event, registered_event
-from application.imports.rows import Parsed, ParsedRow, Rejection, command_of
+from application.imports.rows import Parsed, ParsedRow, Rejection
 from application.kernel import Caller, execute
+from application.registration import RegisterCustomer
 from domain.customer import Customer
 from domain.errors import DomainError
 from domain.identity_claim import IdentityClaim
@@ -343,7 +344,7 @@ class CustomerImport:
         return outcome
 
     def _register(self, row: ParsedRow, outcome: ChunkOutcome) -> None:
-        command = replace(command_of(row.reg), customer_id=self.customer_id(row.row))
+        command = replace(RegisterCustomer.of(row.reg), customer_id=self.customer_id(row.row))
         try:
             answer = execute(self.app, command, Caller(self.actor))
         except (DomainError, ConcurrencyConflict) as e:

@@ -129,19 +129,7 @@ def _bounds(row: CustomerRow) -> list[RowProblem]:
 
 def _command(row: CustomerRow, problems: Sequence[RowProblem] = ()) -> RegisterCustomer:
     problems = [*problems, *_bounds(row)]
-    command = RegisterCustomer(
-        identities=[(i.type, i.value) for i in row.identities],
-        name=row.name,
-        phone=row.phone,
-        email=row.email,
-        birthday=row.birthday,
-        attributes=row.attributes,
-        roles=row.roles,
-        owner=row.owner,
-        referrer_id=row.referrer_id,
-        channel=row.channel,
-        store_id=row.store_id,
-    )
+    command = RegisterCustomer.of(row)
     if problems:
         raise BadRow(problems, command)
     return command
@@ -337,20 +325,3 @@ def parse_rows(
             continue
         out.append(ParsedRow(row, reg, tuple(claim_id(i).bytes for i in reg.identities)))
     return out
-
-
-def command_of(reg: ParsedRegistration) -> RegisterCustomer:
-    """The registration command of a checked row (normalised values re-check to themselves)."""
-    return RegisterCustomer(
-        identities=[(i.type, i.value) for i in reg.identities],
-        name=reg.name,
-        phone=reg.phone,
-        email=reg.email,
-        birthday=reg.birthday,
-        attributes=reg.attributes,
-        roles=reg.roles,
-        owner=reg.owner,
-        referrer_id=reg.referrer_id,
-        channel=reg.channel,
-        store_id=reg.store_id,
-    )

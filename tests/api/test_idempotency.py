@@ -12,10 +12,10 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from api.customers import register_command
 from api.schemas import RegisterCustomerBody
 from application.idempotency import IdempotencyKey
 from application.permissions import Role
+from application.registration import RegisterCustomer
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.api.support import assert_problem, bearer, head, identity, project
@@ -49,7 +49,7 @@ async def feed_positions(client: Client, admin: dict[str, str]) -> list[int]:
 def fingerprinted(key: str, body: dict[str, Any]) -> IdempotencyKey:
     """The key the kernel computes: over the command the route makes of the wire body."""
     decoded = msgspec.json.decode(json.dumps(body).encode(), type=RegisterCustomerBody)
-    return IdempotencyKey("RegisterCustomer", key, register_command(decoded).fingerprint())
+    return IdempotencyKey("RegisterCustomer", key, RegisterCustomer.of(decoded).fingerprint())
 
 
 async def test_first_request_with_a_key_answers_201_without_replay_header(
