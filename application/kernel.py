@@ -227,10 +227,18 @@ def _attempts(
     # Lost races and lost connections have budgets of their own: a command that may decide
     # only a few times still gets its retries after a dropped connection, and the reverse.
     conflicts = lost = 0
+    # A save whose connection was lost and whose outcome could not be read back yet: until it
+    # is known not to have committed, deciding again could answer something else.
+    unresolved: tuple[Decision, list[Any]] | None = None
     while True:
         decision: Decision | None = None
         pending: list[Any] = []
         try:
+            if unresolved is not None:
+                answer = _if_committed(app, *unresolved, key)
+                if answer is not None:
+                    return answer
+                unresolved = None
             decision = handler(app, command, ctx)
             # Saving collects them: kept to find out later whether they were stored.
             pending = decision.pending()
@@ -240,9 +248,16 @@ def _attempts(
             if conflicts >= command.attempts:
                 raise ConcurrencyConflict(command.attempts) from None
         except (OperationalError, InterfaceError) as e:
-            answer = _if_committed(app, decision, pending, key)
-            if answer is not None:
-                return answer
+            if decision is not None:
+                unresolved = (decision, pending)
+                try:
+                    answer = _if_committed(app, decision, pending, key)
+                except (OperationalError, InterfaceError):
+                    answer = None
+                else:
+                    unresolved = None
+                if answer is not None:
+                    return answer
             lost += 1
             if lost >= MAX_LOST_CONNECTIONS:
                 raise ServiceUnavailable(f"database unavailable: {e}") from e
@@ -271,22 +286,18 @@ def _save(app: Membercore, decision: Decision, pending: list[Any], key: Completi
 
 
 def _if_committed(
-    app: Membercore, decision: Decision | None, pending: list[Any], key: Completion
+    app: Membercore, decision: Decision, pending: list[Any], key: Completion
 ) -> Answer | None:
-    """The answer of a save that committed although its connection was lost, else None."""
-    if decision is None:
-        return None
-    try:
-        if key is not None:
-            # Completed in the events' transaction: done means the save committed.
-            store, k = key
-            done = store.answer(k)
-            position = None if done is None else (done.position or 0)
-        elif pending:
-            position = app.stored_position(pending)
-        else:
-            return None
-    except (OperationalError, InterfaceError):
+    """The answer of a save that committed although its connection was lost, None when it did
+    not commit. Raises what the database raises when that cannot be read now."""
+    if key is not None:
+        # Completed in the events' transaction: done means the save committed.
+        store, k = key
+        done = store.answer(k)
+        position = None if done is None else (done.position or 0)
+    elif pending:
+        position = app.stored_position(pending)
+    else:
         return None
     if position is None:
         return None
