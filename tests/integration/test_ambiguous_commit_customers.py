@@ -22,8 +22,7 @@ from application.customers import (
     RemoveTag,
     UnlinkIdentity,
 )
-from application.errors import RejectionReplayed
-from application.kernel import Answer, Caller, Command, Outcome, execute
+from application.kernel import Caller, Command, execute
 from application.privacy import EraseCustomer, RecordConsent
 from application.registration import RegisterCustomer
 from application.relationships import (
@@ -36,7 +35,16 @@ from application.relationships import (
 )
 from domain.errors import IdentityNotHeld
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import event_count, lost_after_commit, lost_before_commit
+from tests.integration.ambiguous import (
+    FAULTS,
+    KEYED,
+    Attempt,
+    Fault,
+    check_against_twin,
+    event_count,
+    pinned,
+    rejection_replayed,
+)
 from tests.integration.support import register
 
 # A setup makes what the command needs (in the tenant, under a fresh label) and the command.
@@ -140,25 +148,7 @@ COMMANDS: dict[str, Setup] = {
 
 @pytest.fixture
 def fixed(tenant: Tenant) -> Tenant:
-    # One instant for the twin and the faulted run: their answers are compared whole.
-    tenant.app.clock = lambda: AT  # type: ignore[method-assign]
-    return tenant
-
-
-def _caller(tenant: Tenant, keyed: bool) -> Caller:
-    return Caller("t", tenant.slug, tenant.idempotency if keyed else None)
-
-
-def _written(tenant: Tenant, cmd: Command, caller: Caller, fault: Any = None) -> tuple[int, Answer]:
-    """How many events ``cmd`` wrote, and its answer (under ``fault`` when given)."""
-    before = event_count(tenant.app)
-    if fault is None:
-        answer = execute(tenant.app, cmd, caller, client_id=f"k-{uuid4()}")
-    else:
-        with fault(tenant.app) as fired:
-            answer = execute(tenant.app, cmd, caller, client_id="client-key-1")
-        assert fired, "the fault was not injected"
-    return event_count(tenant.app) - before, answer
+    return pinned(tenant, at=AT)
 
 
 def _comparable(body: dict[str, Any]) -> dict[str, Any]:
@@ -168,47 +158,33 @@ def _comparable(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k not in ids}
 
 
-@pytest.mark.parametrize("keyed", [True, False], ids=["with key", "without key"])
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@KEYED
+@FAULTS
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_a_connection_lost_at_commit_leaves_one_effect_and_the_first_answer(
-    fixed: Tenant, name: str, fault: Any, keyed: bool
+    fixed: Tenant, name: str, fault: Fault, keyed: bool
 ) -> None:
-    setup = COMMANDS[name]
-    twin_written, twin = _written(fixed, setup(fixed, f"twin-{uuid4().hex[:8]}"), Caller("t"))
-    cmd = setup(fixed, f"run-{uuid4().hex[:8]}")
-    caller = _caller(fixed, keyed)
-
-    written, answer = _written(fixed, cmd, caller, fault)
-
-    assert written == twin_written > 0
-    assert answer.outcome is twin.outcome
-    assert _comparable(answer.body) == _comparable(twin.body)
-    assert answer.position > 0
-    if keyed:
+    def attempt() -> Attempt:
+        """The command under a fresh label, and how many events have been written since."""
+        cmd = COMMANDS[name](fixed, f"l-{uuid4().hex[:8]}")
         before = event_count(fixed.app)
-        again = execute(fixed.app, cmd, caller, client_id="client-key-1")
-        assert again.outcome is Outcome.REPLAYED
-        assert (again.body, again.position) == (answer.body, answer.position)
-        assert event_count(fixed.app) == before
+        return cmd, lambda: event_count(fixed.app) - before
+
+    check_against_twin(fixed, fault, keyed, attempt, _comparable)
 
 
 def test_a_rejected_unlink_replays_its_rejection_after_the_identity_is_linked(
     fixed: Tenant,
 ) -> None:
     cid = _member(fixed, "rejected")
-    caller = _caller(fixed, keyed=True)
     unlink = UnlinkIdentity(cid, ("jd_pin", "rejected-jd"))
-    with pytest.raises(IdentityNotHeld):
-        execute(fixed.app, unlink, caller, client_id="unlink-1")
-    execute(fixed.app, LinkIdentities(cid, [("jd_pin", "rejected-jd")]), Caller("t"))
-    before = event_count(fixed.app)
+    link = LinkIdentities(cid, [("jd_pin", "rejected-jd")])
 
-    with pytest.raises(RejectionReplayed) as replayed:
-        execute(fixed.app, unlink, caller, client_id="unlink-1")
+    rejection = rejection_replayed(
+        fixed, unlink, IdentityNotHeld, then=lambda: execute(fixed.app, link, Caller("t"))
+    )
 
-    assert replayed.value.rejection["code"] == "identity_not_held"
-    assert event_count(fixed.app) == before
+    assert rejection["code"] == "identity_not_held"
 
 
 @pytest.mark.parametrize("name", ["LinkIdentities", "AddTags", "AddRole", "RecordConsent"])

@@ -12,18 +12,28 @@ from uuid import UUID
 import pytest
 
 from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
-from application.errors import RejectionReplayed
-from application.kernel import Answer, Caller, Command, Outcome, execute
+from application.kernel import Caller, Command, Outcome, execute
 from application.levels import qualify
 from application.levels.assessment import AssessLevelMembership, AssessLevels
 from application.levels.overrides import EndLevelOverride, SetLevelOverride
-from application.program import define_program, loyalty_rules
+from application.program import loyalty_rules
 from domain.benefits import benefit_account_id
 from domain.errors import BenefitQuotaExhausted, ClientIdReused
 from domain.level_membership import LevelMembership
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import lost_after_commit, lost_before_commit
-from tests.integration.points_support import customer, now, run
+from tests.integration.ambiguous import (
+    FAULTS,
+    KEYED,
+    Attempt,
+    Fault,
+    caller,
+    check_against_twin,
+    injected,
+    names,
+    pinned,
+    rejection_replayed,
+)
+from tests.integration.points_support import customer, run
 
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
@@ -108,81 +118,44 @@ COMMANDS: dict[str, tuple[Setup, Stream]] = {
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, "t")
-    # One instant for the twin and the faulted run: their answers are compared whole.
-    at = now()
-    tenant.app.clock = lambda: at  # type: ignore[method-assign]
-    return tenant
-
-
-def _stream(tenant: Tenant, aggregate_id: UUID) -> list[str]:
-    return [type(e).__name__ for e in tenant.app.events.get(aggregate_id)]
-
-
-def _caller(tenant: Tenant, keyed: bool) -> Caller:
-    return Caller("t", tenant.slug, tenant.idempotency if keyed else None)
-
-
-def _key(cmd: Command) -> str | None:
-    return None if cmd.client_id else "client-key-1"
+    return pinned(tenant, PROGRAM)
 
 
 def _without_ids(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "customer_id"}
 
 
-def _twin(tenant: Tenant, name: str) -> tuple[list[str], Answer]:
-    """The same command on a member of its own, with no fault: what one effect looks like."""
-    setup, stream = COMMANDS[name]
-    cid = customer(tenant)
-    answer = execute(tenant.app, setup(tenant, cid), _caller(tenant, keyed=False))
-    return _stream(tenant, stream(cid)), answer
-
-
-@pytest.mark.parametrize("keyed", [True, False], ids=["with key", "without key"])
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@KEYED
+@FAULTS
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_a_connection_lost_at_commit_leaves_one_effect_and_the_first_answer(
-    loyal: Tenant, name: str, fault: Any, keyed: bool
+    loyal: Tenant, name: str, fault: Fault, keyed: bool
 ) -> None:
-    twin_stream, twin_answer = _twin(loyal, name)
     setup, stream = COMMANDS[name]
-    cid = customer(loyal)
-    cmd = setup(loyal, cid)
-    caller = _caller(loyal, keyed)
 
-    with fault(loyal.app) as fired:
-        answer = execute(loyal.app, cmd, caller, client_id=_key(cmd))
+    def attempt() -> Attempt:
+        """The command on a member of its own, and the stream it changes."""
+        cid = customer(loyal)
+        return setup(loyal, cid), lambda: names(loyal.app, stream(cid))
 
-    assert fired, "the fault was not injected"
-    assert _stream(loyal, stream(cid)) == twin_stream
-    assert answer.outcome is twin_answer.outcome
-    assert _without_ids(answer.body) == _without_ids(twin_answer.body)
-    assert answer.position > 0
-    if keyed:
-        again = execute(loyal.app, cmd, caller, client_id=_key(cmd))
-        assert again.outcome is Outcome.REPLAYED
-        assert (again.body, again.position) == (answer.body, answer.position)
-        assert _stream(loyal, stream(cid)) == twin_stream
+    check_against_twin(loyal, fault, keyed, attempt, _without_ids)
 
 
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@FAULTS
 def test_the_assessment_job_losing_a_commit_assesses_each_membership_once(
-    loyal: Tenant, fault: Any
+    loyal: Tenant, fault: Fault
 ) -> None:
     cid = customer(loyal)
     _gold(loyal, cid)
-    before = len(_stream(loyal, _membership(cid)))
-    caller = _caller(loyal, keyed=True)
+    before = len(names(loyal.app, _membership(cid)))
+    by = caller(loyal, keyed=True)
     job = AssessLevels(loyal.app.clock())
 
-    with fault(loyal.app) as fired:
-        answer = execute(loyal.app, job, caller, client_id="job-1")
-    again = execute(loyal.app, job, caller, client_id="job-1")
+    answer = injected(fault, loyal.app, lambda: execute(loyal.app, job, by, client_id="job-1"))
+    again = execute(loyal.app, job, by, client_id="job-1")
     rerun = execute(loyal.app, job, Caller("t"))
 
-    assert fired, "the fault was not injected"
-    recorded = _stream(loyal, _membership(cid))[before:]
+    recorded = names(loyal.app, _membership(cid))[before:]
     assert "Assessed" in recorded
     assert answer.body["changed"] == 1
     assert answer.body["by_type"] == {name: recorded.count(name) for name in set(recorded)}
@@ -198,18 +171,15 @@ def test_a_rejected_redemption_replays_its_rejection_after_the_quota_resets(
     cid = customer(loyal)
     run(loyal, _grant(loyal, cid))
     run(loyal, RedeemBenefit(cid, "free_shipping", "r-1"))
-    caller = _caller(loyal, keyed=True)
     cmd = RedeemBenefit(cid, "free_shipping", "r-2")
-    with pytest.raises(BenefitQuotaExhausted):
-        execute(loyal.app, cmd, caller)
     next_month = loyal.app.clock() + timedelta(days=32)
-    loyal.app.clock = lambda: next_month  # type: ignore[method-assign]
 
-    with pytest.raises(RejectionReplayed) as replayed:
-        execute(loyal.app, cmd, caller)
+    rejection = rejection_replayed(
+        loyal, cmd, BenefitQuotaExhausted, then=lambda: pinned(loyal, at=next_month)
+    )
 
-    assert replayed.value.rejection["code"] == "benefit_quota_exhausted"
-    assert _stream(loyal, benefit_account_id(cid)).count("Redeemed") == 1
+    assert rejection["code"] == "benefit_quota_exhausted"
+    assert names(loyal.app, benefit_account_id(cid)).count("Redeemed") == 1
 
 
 @pytest.mark.parametrize(

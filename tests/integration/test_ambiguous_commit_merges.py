@@ -10,30 +10,32 @@ the same request a replay in the domain too, when the kernel's key is not there 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
-from application.errors import RejectionReplayed
-from application.kernel import Answer, Caller, Command, Outcome, execute
+from application.kernel import Caller, Command, Outcome, execute
 from application.merges import MergeCustomers, UndoMerge
-from application.program import define_program
 from domain.errors import CannotMerge, ClientIdReused, MergeNotUndoable
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import lost_after_commit, lost_before_commit
+from tests.integration.ambiguous import (
+    FAULTS,
+    KEYED,
+    Attempt,
+    Fault,
+    caller,
+    check_against_twin,
+    names,
+    pinned,
+    rejection_replayed,
+)
 from tests.integration.merge_support import merge_id_of, merged
 from tests.integration.points_support import PROGRAM, customer, earn, now
-
-KEY = "merge-key-1"
 
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, "t")
-    at = now()
-    tenant.app.clock = lambda: at  # type: ignore[method-assign]
-    return tenant
+    return pinned(tenant, PROGRAM)
 
 
 def _member(tenant: Tenant) -> UUID:
@@ -43,14 +45,6 @@ def _member(tenant: Tenant) -> UUID:
         tenant, cid, f"e-{uuid4()}", 500, at=tenant.app.clock() - timedelta(days=1), expires_at=None
     )
     return cid
-
-
-def _caller(tenant: Tenant, keyed: bool) -> Caller:
-    return Caller("t", tenant.slug, tenant.idempotency if keyed else None)
-
-
-def _names(tenant: Tenant, aggregate_id: UUID) -> list[str]:
-    return [type(e).__name__ for e in tenant.app.events.get(aggregate_id)]
 
 
 def _merge_cmd(tenant: Tenant) -> tuple[Command, UUID]:
@@ -64,41 +58,27 @@ def _undo_cmd(tenant: Tenant) -> tuple[Command, UUID]:
     return UndoMerge(merged(tenant.app, survivor, source)), source
 
 
-def _run(tenant: Tenant, cmd: Command, caller: Caller) -> Answer:
-    return execute(tenant.app, cmd, caller, client_id=KEY if caller.idempotency else None)
-
-
 SETUPS = {"MergeCustomers": _merge_cmd, "UndoMerge": _undo_cmd}
 
 
-@pytest.mark.parametrize("keyed", [True, False], ids=["with key", "without key"])
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@KEYED
+@FAULTS
 @pytest.mark.parametrize("name", list(SETUPS))
 def test_a_connection_lost_at_commit_leaves_one_effect_and_the_first_answer(
-    loyal: Tenant, name: str, fault: Any, keyed: bool
+    loyal: Tenant, name: str, fault: Fault, keyed: bool
 ) -> None:
-    twin_cmd, twin_source = SETUPS[name](loyal)
-    twin = execute(loyal.app, twin_cmd, _caller(loyal, keyed=False))
-    cmd, source = SETUPS[name](loyal)
-    caller = _caller(loyal, keyed)
+    sources: list[UUID] = []
 
-    with fault(loyal.app) as fired:
-        answer = _run(loyal, cmd, caller)
+    def attempt() -> Attempt:
+        cmd, source = SETUPS[name](loyal)
+        sources.append(source)
+        return cmd, lambda: names(loyal.app, source)
 
-    assert fired, "the fault was not injected"
-    assert _names(loyal, source) == _names(loyal, twin_source)
-    assert answer.outcome is twin.outcome
-    assert answer.body["moved"] == twin.body["moved"]
-    assert answer.body["source_id"] == str(source)
-    assert answer.position > 0
-    if keyed:
-        again = _run(loyal, cmd, caller)
-        assert (again.outcome, again.body, again.position) == (
-            Outcome.REPLAYED,
-            answer.body,
-            answer.position,
-        )
-        assert _names(loyal, source) == _names(loyal, twin_source)
+    _, answer = check_against_twin(
+        loyal, fault, keyed, attempt, lambda body: {"moved": body["moved"]}
+    )
+
+    assert answer.body["source_id"] == str(sources[-1])
 
 
 def test_a_merge_under_an_id_that_exists_for_the_same_pair_is_answered_again(
@@ -113,7 +93,7 @@ def test_a_merge_under_an_id_that_exists_for_the_same_pair_is_answered_again(
 
     assert (again.outcome, again.body) == (Outcome.CREATED, first.body)
     assert again.position == first.position
-    assert _names(loyal, source).count("MergedInto") == 1
+    assert names(loyal.app, source).count("MergedInto") == 1
 
 
 def test_a_merge_under_an_id_that_exists_for_another_pair_is_refused(loyal: Tenant) -> None:
@@ -124,7 +104,7 @@ def test_a_merge_under_an_id_that_exists_for_another_pair_is_refused(loyal: Tena
     with pytest.raises(ClientIdReused):
         execute(loyal.app, MergeCustomers(a, c, merge_id=merge_id), Caller("t"))
 
-    assert "MergedInto" not in _names(loyal, c)
+    assert "MergedInto" not in names(loyal.app, c)
 
 
 def test_a_keyed_merge_refused_replays_its_refusal_after_it_became_possible(
@@ -132,17 +112,16 @@ def test_a_keyed_merge_refused_replays_its_refusal_after_it_became_possible(
 ) -> None:
     a, b, c = _member(loyal), _member(loyal), _member(loyal)
     first = merged(loyal.app, a, b)
-    caller = _caller(loyal, keyed=True)
     cmd = MergeCustomers(c, b)
-    with pytest.raises(CannotMerge):
-        _run(loyal, cmd, caller)
-    execute(loyal.app, UndoMerge(first), Caller("t"))  # b could be merged into c now
 
-    with pytest.raises(RejectionReplayed) as replayed:
-        _run(loyal, cmd, caller)
+    undo_first = UndoMerge(first)  # b could be merged into c after it
 
-    assert replayed.value.rejection["code"] == "merge_not_allowed"
-    assert _names(loyal, b).count("MergedInto") == 1
+    rejection = rejection_replayed(
+        loyal, cmd, CannotMerge, then=lambda: execute(loyal.app, undo_first, Caller("t"))
+    )
+
+    assert rejection["code"] == "merge_not_allowed"
+    assert names(loyal.app, b).count("MergedInto") == 1
 
 
 def test_a_keyed_undo_refused_replays_its_refusal_after_it_became_possible(
@@ -151,23 +130,23 @@ def test_a_keyed_undo_refused_replays_its_refusal_after_it_became_possible(
     a, b, c = _member(loyal), _member(loyal), _member(loyal)
     first = merged(loyal.app, a, b)
     second = merged(loyal.app, c, a)  # the survivor merged on: the first cannot be undone
-    caller = _caller(loyal, keyed=True)
     cmd = UndoMerge(first)
-    with pytest.raises(MergeNotUndoable):
-        _run(loyal, cmd, caller)
-    execute(loyal.app, UndoMerge(second), Caller("t"))
 
-    with pytest.raises(RejectionReplayed) as replayed:
-        _run(loyal, cmd, caller)
+    rejection = rejection_replayed(
+        loyal,
+        cmd,
+        MergeNotUndoable,
+        then=lambda: execute(loyal.app, UndoMerge(second), Caller("t")),
+    )
 
-    assert replayed.value.rejection["code"] == "merge_not_undoable"
-    assert "MergeUndone" not in _names(loyal, b)
+    assert rejection["code"] == "merge_not_undoable"
+    assert "MergeUndone" not in names(loyal.app, b)
 
 
 def test_a_merge_answer_names_the_merge_it_recorded(loyal: Tenant) -> None:
     survivor, source = _member(loyal), _member(loyal)
 
-    answer = execute(loyal.app, MergeCustomers(survivor, source), _caller(loyal, keyed=True))
+    answer = execute(loyal.app, MergeCustomers(survivor, source), caller(loyal, keyed=True))
 
     record = loyal.app.repository.get(merge_id_of(answer))
     assert (record.survivor_id, record.source_id) == (survivor, source)

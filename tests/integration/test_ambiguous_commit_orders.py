@@ -12,31 +12,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 from uuid import uuid4
 
 import pytest
 
-from application.kernel import Caller, Outcome, execute
+from application.kernel import Answer, Caller, Command, Outcome, execute
 from application.orders import PlaceOrder, RefundOrder, place_orders
-from application.program import define_program
 from domain.errors import RefundExceedsOrder
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import event_count, lost_after_commit, lost_before_commit
-from tests.integration.points_support import PROGRAM, customer, now
+from tests.integration.ambiguous import FAULTS, Fault, event_count, injected, pinned, written
+from tests.integration.points_support import PROGRAM, customer
 
 CALLER = Caller("t")
-FAULTS = pytest.mark.parametrize(
-    "fault", [lost_after_commit, lost_before_commit], ids=["after", "before"]
-)
 
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, "t")
-    at = now()
-    tenant.app.clock = lambda: at  # type: ignore[method-assign]
-    return tenant
+    return pinned(tenant, PROGRAM)
 
 
 def _by_customer(tenant: Tenant) -> PlaceOrder:
@@ -56,59 +48,61 @@ ORDERS: dict[str, Callable[[Tenant], PlaceOrder]] = {
 }
 
 
-def _written(tenant: Tenant, run: Callable[[], Any]) -> tuple[int, Any]:
-    """The events ``run`` wrote, and what it answered."""
-    before = event_count(tenant.app)
-    answer = run()
-    return event_count(tenant.app) - before, answer
+def _against_twin(
+    tenant: Tenant, fault: Fault, twin_cmd: Command, cmd: Command
+) -> tuple[Answer, Answer]:
+    """``cmd`` with a connection lost at its COMMIT, after its twin without: it writes the events
+    of the clean run and is created; the same command again is done with the first answer and
+    writes nothing. The twin's answer and the faulted run's."""
+    app = tenant.app
+    twin_written, twin = written(app, lambda: execute(app, twin_cmd, CALLER))
 
+    count, answer = injected(fault, app, lambda: written(app, lambda: execute(app, cmd, CALLER)))
 
-@FAULTS
-@pytest.mark.parametrize("kind", list(ORDERS))
-def test_an_order_whose_connection_is_lost_at_commit_is_placed_once_with_the_first_answer(
-    loyal: Tenant, kind: str, fault: Any
-) -> None:
-    app = loyal.app
-    twin_cmd, cmd = ORDERS[kind](loyal), ORDERS[kind](loyal)
-    twin_written, twin = _written(loyal, lambda: execute(app, twin_cmd, CALLER))
-
-    with fault(app) as fired:
-        written, answer = _written(loyal, lambda: execute(app, cmd, CALLER))
-
-    assert fired, "the fault was not injected"
-    assert written == twin_written
+    assert count == twin_written
     assert answer.outcome is Outcome.CREATED
-    assert answer.body["points"] == twin.body["points"]
-    assert answer.position == event_count(loyal.app)
-    again_written, again = _written(loyal, lambda: execute(app, cmd, CALLER))
+    again_written, again = written(app, lambda: execute(app, cmd, CALLER))
     assert again_written == 0
     assert (again.outcome, again.body, again.position) == (
         Outcome.DONE,
         answer.body,
         answer.position,
     )
+    return twin, answer
+
+
+@FAULTS
+@pytest.mark.parametrize("kind", list(ORDERS))
+def test_an_order_whose_connection_is_lost_at_commit_is_placed_once_with_the_first_answer(
+    loyal: Tenant, kind: str, fault: Fault
+) -> None:
+    twin_cmd, cmd = ORDERS[kind](loyal), ORDERS[kind](loyal)
+
+    twin, answer = _against_twin(loyal, fault, twin_cmd, cmd)
+
+    assert answer.body["points"] == twin.body["points"]
+    assert answer.position == event_count(loyal.app)
 
 
 @FAULTS
 def test_a_batch_round_whose_connection_is_lost_at_commit_places_each_order_once(
-    loyal: Tenant, fault: Any
+    loyal: Tenant, fault: Fault
 ) -> None:
     def batch() -> list[PlaceOrder]:
         return [_by_customer(loyal), _new_buyer(loyal), _by_customer(loyal)]
 
+    app = loyal.app
     twin_cmds, cmds = batch(), batch()
-    twin_written, _ = _written(loyal, lambda: place_orders(loyal.app, twin_cmds, CALLER))
+    twin_written, _ = written(app, lambda: place_orders(app, twin_cmds, CALLER))
 
-    with fault(loyal.app) as fired:
-        written, (items, position) = _written(loyal, lambda: place_orders(loyal.app, cmds, CALLER))
-
-    assert fired, "the fault was not injected"
-    assert written == twin_written
-    assert [i.outcome for i in items] == [Outcome.CREATED] * 3
-    assert position == event_count(loyal.app)
-    again_written, (again, again_position) = _written(
-        loyal, lambda: place_orders(loyal.app, cmds, CALLER)
+    count, (items, position) = injected(
+        fault, app, lambda: written(app, lambda: place_orders(app, cmds, CALLER))
     )
+
+    assert count == twin_written
+    assert [i.outcome for i in items] == [Outcome.CREATED] * 3
+    assert position == event_count(app)
+    again_written, (again, again_position) = written(app, lambda: place_orders(app, cmds, CALLER))
     assert again_written == 0
     assert [i.outcome for i in again] == [Outcome.DONE] * 3
     assert [i.body for i in again] == [i.body for i in items]
@@ -123,28 +117,15 @@ def _placed(tenant: Tenant) -> PlaceOrder:
 
 @FAULTS
 def test_a_refund_whose_connection_is_lost_at_commit_applies_once_with_the_first_answer(
-    loyal: Tenant, fault: Any
+    loyal: Tenant, fault: Fault
 ) -> None:
-    app = loyal.app
     twin_cmd = RefundOrder("pos", _placed(loyal).order_id, "rf-1", amount=5000)
     cmd = RefundOrder("pos", _placed(loyal).order_id, "rf-1", amount=5000)
-    twin_written, twin = _written(loyal, lambda: execute(app, twin_cmd, CALLER))
 
-    with fault(app) as fired:
-        written, answer = _written(loyal, lambda: execute(app, cmd, CALLER))
+    twin, answer = _against_twin(loyal, fault, twin_cmd, cmd)
 
-    assert fired, "the fault was not injected"
-    assert written == twin_written
-    assert answer.outcome is Outcome.CREATED
     assert answer.body["points"] == twin.body["points"]
     assert answer.body["refunded_total"] == 5000
-    again_written, again = _written(loyal, lambda: execute(app, cmd, CALLER))
-    assert again_written == 0
-    assert (again.outcome, again.body, again.position) == (
-        Outcome.DONE,
-        answer.body,
-        answer.position,
-    )
 
 
 def test_a_refused_refund_sent_again_is_refused_again_and_writes_nothing(loyal: Tenant) -> None:

@@ -16,8 +16,7 @@ from uuid import UUID
 
 import pytest
 
-from application.errors import RejectionReplayed
-from application.kernel import Answer, Caller, Command, Outcome, execute
+from application.kernel import Command, Outcome
 from application.loaders import points_account
 from application.points.commands import (
     AdjustPoints,
@@ -27,11 +26,19 @@ from application.points.commands import (
     ReleaseHold,
     ReverseRedemption,
 )
-from application.program import define_program
 from domain.errors import InsufficientPoints
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import lost_after_commit, lost_before_commit
-from tests.integration.points_support import PROGRAM, customer, earn, now, run
+from tests.integration.ambiguous import (
+    FAULTS,
+    KEYED,
+    Attempt,
+    Fault,
+    check_against_twin,
+    names,
+    pinned,
+    rejection_replayed,
+)
+from tests.integration.points_support import PROGRAM, customer, earn, run
 
 Setup = Callable[[Tenant, UUID], Command]
 
@@ -80,11 +87,7 @@ COMMANDS: dict[str, Setup] = {
 
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
-    define_program(tenant.app, PROGRAM, "t")
-    # One instant for the twin and the faulted run: their answers are compared whole.
-    at = now()
-    tenant.app.clock = lambda: at  # type: ignore[method-assign]
-    return tenant
+    return pinned(tenant, PROGRAM)
 
 
 def _member(tenant: Tenant) -> UUID:
@@ -93,57 +96,29 @@ def _member(tenant: Tenant) -> UUID:
     return cid
 
 
-def _ledger(tenant: Tenant, cid: UUID) -> list[Any]:
+def _ledger(tenant: Tenant, cid: UUID) -> list[str]:
     account = points_account(tenant.app, cid, "points")
     assert account is not None
-    return [type(e).__name__ for e in tenant.app.events.get(account.id)]
+    return names(tenant.app, account.id)
 
 
-def _caller(tenant: Tenant, keyed: bool) -> Caller:
-    return Caller("t", tenant.slug, tenant.idempotency if keyed else None)
-
-
-def _twin(tenant: Tenant, setup: Setup) -> tuple[list[Any], Answer]:
-    """The same command on a member of its own, with no fault: what one effect looks like."""
+def _attempt(tenant: Tenant, setup: Setup) -> Attempt:
+    """The command on a member of its own, and its account's ledger."""
     cid = _member(tenant)
-    cmd = setup(tenant, cid)
-    answer = execute(tenant.app, cmd, _caller(tenant, keyed=False))
-    return _ledger(tenant, cid), answer
+    return setup(tenant, cid), lambda: _ledger(tenant, cid)
 
 
-def _key(cmd: Command) -> str | None:
-    return None if cmd.client_id else "client-key-1"
+def _without_ids(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in {"customer_id", "lots"}}
 
 
-@pytest.mark.parametrize("keyed", [True, False], ids=["with key", "without key"])
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@KEYED
+@FAULTS
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_a_connection_lost_at_commit_leaves_one_effect_and_the_first_answer(
-    loyal: Tenant, name: str, fault: Any, keyed: bool
+    loyal: Tenant, name: str, fault: Fault, keyed: bool
 ) -> None:
-    setup = COMMANDS[name]
-    twin_ledger, twin_answer = _twin(loyal, setup)
-    cid = _member(loyal)
-    cmd = setup(loyal, cid)
-    caller = _caller(loyal, keyed)
-
-    with fault(loyal.app) as fired:
-        answer = execute(loyal.app, cmd, caller, client_id=_key(cmd))
-
-    assert fired, "the fault was not injected"
-    assert _ledger(loyal, cid) == twin_ledger
-    assert answer.outcome is twin_answer.outcome
-    same = {"customer_id", "lots"}
-    assert {k: v for k, v in answer.body.items() if k not in same} == {
-        k: v for k, v in twin_answer.body.items() if k not in same
-    }
-    assert answer.position > 0
-    if keyed:
-        again = execute(loyal.app, cmd, caller, client_id=_key(cmd))
-        assert again.outcome is Outcome.REPLAYED
-        assert again.body == answer.body
-        assert again.position == answer.position
-        assert _ledger(loyal, cid) == twin_ledger
+    check_against_twin(loyal, fault, keyed, lambda: _attempt(loyal, COMMANDS[name]), _without_ids)
 
 
 def test_a_repeated_redemption_id_with_the_same_request_is_answered_again_not_refused(
@@ -162,15 +137,15 @@ def test_a_repeated_redemption_id_with_the_same_request_is_answered_again_not_re
 
 def test_a_rejected_redemption_replays_its_rejection_after_a_top_up(loyal: Tenant) -> None:
     cid = _member(loyal)
-    caller = _caller(loyal, keyed=True)
     cmd = RedeemPoints(cid, "points", "r-big", 5000)
-    with pytest.raises(InsufficientPoints):
-        execute(loyal.app, cmd, caller)
-    run(loyal, AdjustPoints(cid, "points", "top-up", 9000, "top up"))
 
-    with pytest.raises(RejectionReplayed) as replayed:
-        execute(loyal.app, cmd, caller)
+    rejection = rejection_replayed(
+        loyal,
+        cmd,
+        InsufficientPoints,
+        then=lambda: run(loyal, AdjustPoints(cid, "points", "top-up", 9000, "top up")),
+    )
 
-    assert replayed.value.rejection["code"] == "insufficient_points"
-    assert replayed.value.rejection["available"] == 1000
+    assert rejection["code"] == "insufficient_points"
+    assert rejection["available"] == 1000
     assert "Redeemed" not in _ledger(loyal, cid)

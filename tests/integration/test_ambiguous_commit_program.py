@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-
 from application.kernel import Caller, Outcome, execute
 from application.program import DefineProgram
 from domain.program import PROGRAM_ID
 from infrastructure.tenancy import Tenant
-from tests.integration.ambiguous import lost_after_commit, lost_before_commit
+from tests.integration.ambiguous import FAULTS, Fault, injected
 from tests.integration.points_support import PROGRAM
 
 
-@pytest.mark.parametrize("fault", [lost_after_commit, lost_before_commit], ids=["after", "before"])
+@FAULTS
 def test_a_program_defined_while_the_connection_is_lost_is_recorded_once(
-    tenant: Tenant, fault: Any
+    tenant: Tenant, fault: Fault
 ) -> None:
-    with fault(tenant.app) as fired:
-        answer = execute(tenant.app, DefineProgram(PROGRAM), Caller("t"))
+    define = DefineProgram(PROGRAM)
 
-    assert fired, "the fault was not injected"
+    answer = injected(fault, tenant.app, lambda: execute(tenant.app, define, Caller("t")))
+
     assert answer.outcome is Outcome.DONE
     assert answer.body["version"] == 1
     assert answer.position > 0
