@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from domain.errors import FieldProblem
@@ -60,3 +60,18 @@ class Problems:
             self.add(path, f"must be one of {', '.join(choices)}")
             return None
         return str(value)
+
+    def coded(
+        self, value: Any, path: str, allowed: Sequence[str], what: str
+    ) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+        """Each object of the list ``value`` (unknown keys reported) with its path and its
+        ``code`` (None when not a valid code); a code given twice is a duplicate ``what``."""
+        seen: set[str] = set()
+        for n, raw in enumerate(self.list(value, path)):
+            item_path = f"{path}[{n}]"
+            item = self.object(raw, item_path, allowed)
+            code = self.code(item.get("code"), f"{item_path}.code")
+            if code in seen:
+                self.add(f"{item_path}.code", f"duplicate {what} {code!r}")
+            seen.add(code or "")
+            yield item_path, item, code

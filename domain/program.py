@@ -159,14 +159,8 @@ def _identity(p: Problems, value: Any, country_exists: Callable[[str], bool]) ->
 
 
 def _attributes(p: Problems, value: Any) -> None:
-    seen: set[str] = set()
-    for n, raw in enumerate(p.list(value, "attributes")):
-        path = f"attributes[{n}]"
-        a = p.object(raw, path, ("code", "type", "values", "required", "label"))
-        code = p.code(a.get("code"), f"{path}.code")
-        if code in seen:
-            p.add(f"{path}.code", f"duplicate attribute {code!r}")
-        seen.add(code or "")
+    keys = ("code", "type", "values", "required", "label")
+    for path, a, _ in p.coded(value, "attributes", keys, "attribute"):
         kind = p.choice(a.get("type"), f"{path}.type", ATTRIBUTE_TYPES)
         if kind == "enum":
             values = a.get("values")

@@ -16,12 +16,7 @@ from domain.problems import Problems
 def validate_benefits(p: Problems, value: Any) -> set[str]:
     seen: set[str] = set()
     keys = ("code", "name", "enabled", "quota", "validity_days")
-    for n, raw in enumerate(p.list(value, "benefits")):
-        path = f"benefits[{n}]"
-        b = p.object(raw, path, keys)
-        code = p.code(b.get("code"), f"{path}.code")
-        if code in seen:
-            p.add(f"{path}.code", f"duplicate benefit {code!r}")
+    for path, b, code in p.coded(value, "benefits", keys, "benefit"):
         seen.add(code or "")
         if "enabled" in b and not isinstance(b["enabled"], bool):
             p.add(f"{path}.enabled", "must be a boolean")

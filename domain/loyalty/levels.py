@@ -45,15 +45,8 @@ def _assessment(p: Problems, value: Any, path: str) -> None:
 def validate_level_groups(
     p: Problems, value: Any, point_types: set[str], benefits: set[str], roles: set[Any]
 ) -> None:
-    seen: set[str] = set()
     keys = ("code", "name", "role", "basis", "window", "assessment", "levels")
-    for n, raw in enumerate(p.list(value, "level_groups")):
-        path = f"level_groups[{n}]"
-        g = p.object(raw, path, keys)
-        code = p.code(g.get("code"), f"{path}.code")
-        if code in seen:
-            p.add(f"{path}.code", f"duplicate level group {code!r}")
-        seen.add(code or "")
+    for path, g, _ in p.coded(value, "level_groups", keys, "level group"):
         role = g.get("role", "consumer")
         if not isinstance(role, str) or role not in roles:
             p.add(f"{path}.role", "not a role of the program")
@@ -69,15 +62,9 @@ def _levels(p: Problems, value: Any, path: str, benefits: set[str]) -> None:
     levels = p.list(value, path)
     if isinstance(value, list) and not levels:
         p.add(path, "at least one level is required")
-    seen: set[str] = set()
     previous = -1
-    for n, raw in enumerate(levels):
-        lpath = f"{path}[{n}]"
-        lv = p.object(raw, lpath, ("code", "name", "threshold", "benefits"))
-        code = p.code(lv.get("code"), f"{lpath}.code")
-        if code in seen:
-            p.add(f"{lpath}.code", f"duplicate level {code!r}")
-        seen.add(code or "")
+    keys = ("code", "name", "threshold", "benefits")
+    for n, (lpath, lv, _) in enumerate(p.coded(levels, path, keys, "level")):
         threshold = p.positive_int(lv.get("threshold"), f"{lpath}.threshold", minimum=0)
         if threshold is not None:
             if n == 0 and threshold != 0:

@@ -126,12 +126,7 @@ def validate_point_types(p: Problems, value: Any) -> set[str]:
     if isinstance(value, list) and not types:
         p.add("point_types", "at least one point type is required")
     seen: set[str] = set()
-    for n, raw in enumerate(types):
-        path = f"point_types[{n}]"
-        pt = p.object(raw, path, POINT_TYPE_KEYS)
-        code = p.code(pt.get("code"), f"{path}.code")
-        if code in seen:
-            p.add(f"{path}.code", f"duplicate point type {code!r}")
+    for path, pt, code in p.coded(types, "point_types", POINT_TYPE_KEYS, "point type"):
         seen.add(code or "")
         if "redeemable" in pt and not isinstance(pt["redeemable"], bool):
             p.add(f"{path}.redeemable", "must be a boolean")
