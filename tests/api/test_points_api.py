@@ -4,7 +4,7 @@ their timeouts) and the expiry job; status codes, problem bodies, idempotent rep
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 from zoneinfo import ZoneInfo
@@ -15,10 +15,10 @@ from litestar.testing import AsyncTestClient
 
 from application.loaders import points_account as load_account
 from application.permissions import Role
-from domain.points_account import PointsAccount
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
 from tests.api.support import assert_problem, identity, key_id
+from tests.integration.points_support import earn, now
 
 pytestmark = pytest.mark.anyio
 
@@ -36,10 +36,6 @@ PROGRAM: dict[str, Any] = {
 }
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture
 async def program(client: Client, admin: dict[str, str]) -> None:
     response = await client.put("/v1/program", json=PROGRAM, headers=admin)
@@ -55,35 +51,6 @@ async def cid(client: Client, admin: dict[str, str], program: None) -> UUID:
     )
     assert response.status_code == 201, response.text
     return UUID(response.json()["customer_id"])
-
-
-def earn(
-    tenant: Tenant,
-    customer_id: UUID,
-    lot_id: str,
-    points: int,
-    *,
-    at: datetime | None = None,
-    expires_at: datetime | None = None,
-    active_at: datetime | None = None,
-    point_type: str = "points",
-) -> None:
-    """Earn a lot the way an order would (orders are another module's)."""
-    at = at or now() - timedelta(hours=1)
-    account = load_account(tenant.app, customer_id, point_type) or PointsAccount.open(
-        customer_id, point_type, at=at
-    )
-    account.earn(
-        lot_id,
-        points,
-        earned_at=at,
-        at=at,
-        expires_at=expires_at,
-        active_at=active_at or at,
-        source={"kind": "test"},
-        program_version=1,
-    )
-    tenant.app.save(account)
 
 
 def base(customer_id: UUID, point_type: str = "points") -> str:

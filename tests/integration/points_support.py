@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -45,11 +45,14 @@ def earn(
     lot_id: str,
     points: int,
     *,
-    at: datetime,
-    expires_at: datetime | None,
+    at: datetime | None = None,
+    expires_at: datetime | None = None,
+    active_at: datetime | None = None,
     point_type: str = "points",
 ) -> None:
-    """Earn a lot the way an order would, without an order."""
+    """Earn a lot the way an order would, without an order: at ``at`` (an hour ago unless
+    given), spendable from ``active_at`` (``at`` unless given), never expiring unless given."""
+    at = at or now() - timedelta(hours=1)
     account = points_account_or_new(tenant.app, customer_id, point_type, at)
     account.earn(
         lot_id,
@@ -57,7 +60,7 @@ def earn(
         earned_at=at,
         at=at,
         expires_at=expires_at,
-        active_at=at,
+        active_at=active_at or at,
         source={"kind": "test"},
         program_version=1,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -41,7 +41,8 @@ from projections.points_balance import (
 )
 from projections.points_balance.job import ExpiryScheduler, run_expiry
 from projections.worker import ProjectionWorker
-from tests.integration.support import dump, register, run_at_once, wait_until
+from tests.integration.points_support import customer, earn, now
+from tests.integration.support import dump, run_at_once, wait_until
 
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
@@ -58,41 +59,6 @@ PROJECTION = PointsBalanceProjection()
 def loyal(tenant: Tenant) -> Tenant:
     define_program(tenant.app, PROGRAM, "t")
     return tenant
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def customer(tenant: Tenant) -> UUID:
-    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
-
-
-def earn(
-    tenant: Tenant,
-    customer_id: UUID,
-    lot_id: str,
-    points: int,
-    *,
-    at: datetime,
-    expires_at: datetime | None,
-    point_type: str = "points",
-) -> None:
-    """Earn a lot the way an order would (orders come from another module)."""
-    account = load_account(tenant.app, customer_id, point_type) or PointsAccount.open(
-        customer_id, point_type, at=at
-    )
-    account.earn(
-        lot_id,
-        points,
-        earned_at=at,
-        at=at,
-        expires_at=expires_at,
-        active_at=at,
-        source={"kind": "test"},
-        program_version=1,
-    )
-    tenant.app.save(account)
 
 
 def account_events(tenant: Tenant, customer_id: UUID, point_type: str = "points") -> list[Any]:
