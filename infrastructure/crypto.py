@@ -73,6 +73,20 @@ def crypto_ddl(curs: Cursor[DictRow], schema: str) -> None:
     )
 
 
+def identity_secret(datastore: SharedPoolDatastore) -> bytes:
+    """The tenant's key of its identity hashes (made with the schema by ``crypto_ddl``)."""
+    with datastore.transaction(commit=False) as curs:
+        curs.execute(
+            SQL("SELECT value FROM {}.{} WHERE name = %s").format(
+                Identifier(datastore.schema), Identifier(SECRETS_TABLE)
+            ),
+            (IDENTITY_SECRET,),
+        )
+        row = curs.fetchone()
+    assert row is not None, f"tenant schema {datastore.schema} has no identity secret"
+    return bytes(row["value"])
+
+
 def claim_id(secret: bytes, identity: Identity) -> UUID:
     """The claim of a normalised identity: a keyed hash, so ids reveal nothing of the value."""
     digest = hmac.new(secret, f"{identity.type}\x1f{identity.value}".encode(), hashlib.sha256)

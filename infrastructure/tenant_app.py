@@ -10,18 +10,11 @@ from uuid import UUID
 from eventsourcing.persistence import BaseInfrastructureFactory, Mapper
 from eventsourcing.postgres import PostgresDatastore, PostgresFactory
 from eventsourcing.utils import Environment
-from psycopg.sql import SQL, Identifier
 
 from application.app import Membercore, SideEffect
 from domain.values import Identity
 from infrastructure.behaviors import erase_customer_behaviors
-from infrastructure.crypto import (
-    IDENTITY_SECRET,
-    SECRETS_TABLE,
-    KeyRing,
-    SealingMapper,
-    claim_id,
-)
+from infrastructure.crypto import KeyRing, SealingMapper, claim_id, identity_secret
 from infrastructure.eventstore import SharedPoolDatastore, TenantRecorder
 
 
@@ -58,19 +51,9 @@ class TenantApp(Membercore):
         return self.mapper
 
     def claim_id(self, identity: Identity) -> UUID:
-        secret = self._identity_secret
-        if secret is None:
-            with self.datastore.transaction(commit=False) as curs:
-                curs.execute(
-                    SQL("SELECT value FROM {}.{} WHERE name = %s").format(
-                        Identifier(self.schema), Identifier(SECRETS_TABLE)
-                    ),
-                    (IDENTITY_SECRET,),
-                )
-                row = curs.fetchone()
-            assert row is not None, f"tenant schema {self.schema} has no identity secret"
-            secret = self._identity_secret = bytes(row["value"])
-        return claim_id(secret, identity)
+        if self._identity_secret is None:
+            self._identity_secret = identity_secret(self.datastore)
+        return claim_id(self._identity_secret, identity)
 
     def ensure_keys(self, customer_ids: Iterable[UUID]) -> None:
         self.keys.ensure(customer_ids)

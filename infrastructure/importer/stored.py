@@ -10,23 +10,14 @@ from uuid import UUID
 from eventsourcing.persistence import StoredEvent
 from psycopg.sql import SQL, Identifier
 
-from infrastructure.crypto import IDENTITY_SECRET, SECRETS_TABLE
+from infrastructure.crypto import identity_secret as read_identity_secret
 from infrastructure.eventstore import EVENTS_TABLE
 from infrastructure.tenancy import Tenant
 from infrastructure.tenant_app import TenantApp
 
 
 def identity_secret(tenant: Tenant) -> bytes:
-    with tenant.datastore.transaction(commit=False) as curs:
-        curs.execute(
-            SQL("SELECT value FROM {}.{} WHERE name = %s").format(
-                Identifier(tenant.schema), Identifier(SECRETS_TABLE)
-            ),
-            (IDENTITY_SECRET,),
-        )
-        row = curs.fetchone()
-    assert row is not None, f"tenant schema {tenant.schema} has no identity secret"
-    return bytes(row["value"])
+    return read_identity_secret(tenant.datastore)
 
 
 class StoredStreamsReader:
