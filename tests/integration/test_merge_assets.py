@@ -3,7 +3,7 @@ back exactly that; a merge racing orders loses nothing (real PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -30,6 +30,7 @@ from projections.engine import catch_up
 from projections.points_balance import PointsBalanceProjection
 from tests.integration.merge_support import merged, undo
 from tests.integration.orders_support import place, refund_now
+from tests.integration.points_support import customer, now
 from tests.integration.support import register, rows, run_at_once
 
 PROGRAM: dict[str, Any] = {
@@ -54,18 +55,10 @@ PROGRAM: dict[str, Any] = {
 }
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
     define_program(tenant.app, PROGRAM, "t")
     return tenant
-
-
-def customer(tenant: Tenant) -> UUID:
-    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
 
 
 def buy(tenant: Tenant, customer_id: UUID, amount: int, *, days_ago: int = 0) -> str:

@@ -27,7 +27,8 @@ from infrastructure.tenancy import Tenant
 from projections.customer_stats import CustomerStatsProjection
 from projections.engine import catch_up
 from tests.integration.orders_support import CALLER, place, refund_now
-from tests.integration.support import events, register, rows, run_at_once
+from tests.integration.points_support import customer, now
+from tests.integration.support import events, rows, run_at_once
 
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
@@ -57,10 +58,6 @@ PROGRAM: dict[str, Any] = {
 }
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 @pytest.fixture
 def loyal(tenant: Tenant) -> Tenant:
     define_program(tenant.app, PROGRAM, "t")
@@ -87,10 +84,6 @@ def answered(item: BatchItem) -> str:
 def account(tenant: Tenant, customer_id: UUID, point_type: str = "points") -> PointsAccount:
     acc: PointsAccount = tenant.app.repository.get(PointsAccount.id_for(customer_id, point_type))
     return acc
-
-
-def customer(tenant: Tenant) -> UUID:
-    return register(tenant, ("wechat_unionid", f"u-{uuid4()}")).customer_id
 
 
 def test_an_order_earns_points_per_the_rules_into_a_lot_of_the_customer(loyal: Tenant) -> None:
