@@ -169,17 +169,7 @@ def export_customer(app: Membercore, customer_id: UUID) -> Export:
         "tags": sorted(customer.tags),
         "parent_agent_id": str(customer.parent_agent_id) if customer.parent_agent_id else None,
         "referrer_id": str(customer.referrer_id) if customer.referrer_id else None,
-        "consents": [
-            {
-                "purpose": c.purpose,
-                "channel": c.channel,
-                "granted": c.granted,
-                "policy_version": c.policy_version,
-                "source": c.source,
-                "at": c.at.isoformat(),
-            }
-            for c in customer.consents.values()
-        ],
+        "consents": [c.as_dict() for c in customer.consents.values()],
         "merges_absorbed": [
             {"merge_id": str(m), "source_id": str(r.source_id)}
             for m, r in customer.absorbed.items()

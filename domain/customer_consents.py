@@ -19,6 +19,17 @@ class Consent:
     source: str | None
     at: datetime
 
+    def as_dict(self) -> dict[str, Any]:
+        """What the profile and the privacy export show of it."""
+        return {
+            "purpose": self.purpose,
+            "channel": self.channel,
+            "granted": self.granted,
+            "policy_version": self.policy_version,
+            "source": self.source,
+            "at": self.at.isoformat(),
+        }
+
 
 class CustomerConsents:
     """``record_consent``."""

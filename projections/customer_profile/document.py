@@ -14,6 +14,7 @@ from uuid import UUID
 
 from application.public_events import plain
 from domain.customer import Customer
+from domain.customer_consents import Consent
 from domain.values import Identity
 
 EMPTY_STATS: dict[str, Any] = {
@@ -186,15 +187,9 @@ def _remove_tags(doc: Doc, tags: Sequence[str]) -> None:
 
 
 def _consent(doc: Doc, e: Customer.ConsentGiven | Customer.ConsentWithdrawn) -> None:
-    entry = {
-        "purpose": e.purpose,
-        "channel": e.channel,
-        "granted": isinstance(e, Customer.ConsentGiven),
-        "policy_version": e.policy_version,
-        "source": e.source,
-        "at": e.timestamp.isoformat(),
-    }
-    _put_consent(doc, entry)
+    granted = isinstance(e, Customer.ConsentGiven)
+    consent = Consent(e.purpose, e.channel, granted, e.policy_version, e.source, e.timestamp)
+    _put_consent(doc, consent.as_dict())
 
 
 def _put_consent(doc: Doc, entry: Doc) -> None:
@@ -223,17 +218,7 @@ def _merged_consents(doc: Doc, e: Customer.Absorbed | Customer.AbsorptionUndone)
         if e.referrer_id is not None:
             doc["referrer_id"] = str(e.referrer_id)
     for c in e.consents:
-        _put_consent(
-            doc,
-            {
-                "purpose": c.purpose,
-                "channel": c.channel,
-                "granted": c.granted,
-                "policy_version": c.policy_version,
-                "source": c.source,
-                "at": c.at.isoformat(),
-            },
-        )
+        _put_consent(doc, c.as_dict())
 
 
 def _erase(doc: Doc, e: Customer.Erased) -> Doc:
