@@ -114,30 +114,27 @@ class PointsHolds:
         """Spend a hold (at most once, before its timeout): its points count as redeemed from
         the lots held, even from a lot whose own expiry passed while it was held (the hold was
         a promise made while the points were valid)."""
-        hold = self._open_hold(hold_id, at)
-        self.settle(at, at=at)
-        self._trigger(
-            self.HoldCaptured,
-            timestamp=at,
-            hold_id=hold_id,
-            points=hold.points,
-            lots=hold.lots,
-            actor=actor,
-        )
-        return hold
+        return self._close_hold(self.HoldCaptured, hold_id, at=at, actor=actor)
 
     def release(self, hold_id: str, *, at: datetime, actor: str = "") -> Hold:
         """Give a hold back (at most once) to the same lots with their original expiry; what
         returns to a lot already past its expiry expires at once."""
+        hold = self._close_hold(self.HoldReleased, hold_id, at=at, actor=actor)
+        self.expire(at, at=at)
+        return hold
+
+    def _close_hold(
+        self, event_class: type[Any], hold_id: str, *, at: datetime, actor: str
+    ) -> Hold:
+        """Record ``event_class`` (captured or released) of the whole hold, if still open."""
         hold = self._open_hold(hold_id, at)
         self.settle(at, at=at)
         self._trigger(
-            self.HoldReleased,
+            event_class,
             timestamp=at,
             hold_id=hold_id,
             points=hold.points,
             lots=hold.lots,
             actor=actor,
         )
-        self.expire(at, at=at)
         return hold
