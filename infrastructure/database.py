@@ -15,6 +15,7 @@ from eventsourcing.postgres import ConnectionPool
 from psycopg import Connection
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
+from psycopg_pool.base import AttemptWithBackoff
 
 from infrastructure.settings import Settings
 
@@ -61,26 +62,83 @@ def _configure(conn: Connection[Any]) -> None:
     conn.execute(f"SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_MS}ms'")
 
 
-# A connection that comes back broken has most likely lost its server (a restart, a failover):
-# so have the idle ones. Both pools then test their idle connections at once and replace the
-# dead ones, instead of failing one request (a 503) per stale connection after the server is
-# back. Checking only then keeps the round trip off every checkout.
+# How the pools behave when PostgreSQL goes away (restart, crash, failover):
+# - A connection that comes back broken has most likely lost its server, and so have the idle
+#   ones: the pool tests its idle connections at once and replaces the dead ones, instead of
+#   failing one request per stale connection after the server is back. Checking only then keeps
+#   the round trip off every checkout.
+# - While the last connection attempt failed, a request waits UNREACHABLE_WAIT for a connection,
+#   not the whole pool timeout: the database is down, and callers retry (eventsourcing's reads
+#   ten times, the kernel three), so a full wait each time held a request for minutes before
+#   its 503.
+# - Reconnection attempts are at most RECONNECT_DELAY_MAX apart (psycopg_pool doubles the delay
+#   up to minutes), so a server back after a long outage is used within about a second.
+UNREACHABLE_WAIT = 0.1
+RECONNECT_DELAY_MAX = 1.0
+
+
+class _Attempt(AttemptWithBackoff):
+    def update_delay(self, now: float) -> None:
+        super().update_delay(now)
+        self.delay = min(self.delay, RECONNECT_DELAY_MAX)
 
 
 class _Pool(ConnectionPool[Connection[DictRow]]):
+    unreachable = False  # the last connection attempt failed
+
+    def getconn(self, timeout: float | None = None) -> Connection[DictRow]:
+        if self.unreachable:
+            timeout = min(self.timeout if timeout is None else timeout, UNREACHABLE_WAIT)
+        return super().getconn(timeout)
+
     def putconn(self, conn: Connection[DictRow]) -> None:
         broken = conn.broken
         super().putconn(conn)
         if broken:
             self.check()
 
+    def _connect(self, timeout: float | None = None) -> Connection[DictRow]:
+        try:
+            conn = super()._connect(timeout)
+        except Exception:
+            self.unreachable = True
+            raise
+        self.unreachable = False
+        return conn
+
+    def _add_connection(self, attempt: AttemptWithBackoff | None, growing: bool = False) -> None:
+        attempt = attempt or _Attempt(timeout=self.reconnect_timeout)
+        super()._add_connection(attempt, growing)
+
 
 class _ReadPool(AsyncConnectionPool[Any]):
+    unreachable = False
+
+    async def getconn(self, timeout: float | None = None) -> Any:
+        if self.unreachable:
+            timeout = min(self.timeout if timeout is None else timeout, UNREACHABLE_WAIT)
+        return await super().getconn(timeout)
+
     async def putconn(self, conn: Any) -> None:
         broken = conn.broken
         await super().putconn(conn)
         if broken:
             await self.check()
+
+    async def _connect(self, timeout: float | None = None) -> Any:
+        try:
+            conn = await super()._connect(timeout)
+        except Exception:
+            self.unreachable = True
+            raise
+        self.unreachable = False
+        return conn
+
+    async def _add_connection(
+        self, attempt: AttemptWithBackoff | None, growing: bool = False
+    ) -> None:
+        attempt = attempt or _Attempt(timeout=self.reconnect_timeout)
+        await super()._add_connection(attempt, growing)
 
 
 def open_pool(url: str, settings: Settings, *, name: str = "membercore") -> ConnectionPool[Any]:

@@ -261,8 +261,9 @@ def check_replays_answer_the_first_answer(
             continue
         response = client.post(c.url, json=c.body, headers=headers)
         assert response.status_code == 200, (c.client_id, response.text)
-        assert response.headers.get("Idempotent-Replayed") == "true", c.client_id
-        assert response.json() == c.answer, c.client_id
+        detail = (c.client_id, c.statuses, c.answer, response.json())
+        assert response.headers.get("Idempotent-Replayed") == "true", detail
+        assert response.json() == c.answer, detail
 
 
 def check_balances(client: Client, shop: Shop, commands: list[Command]) -> None:

@@ -28,7 +28,10 @@ from tests.integration.faults_support import (
 )
 from tests.integration.pg_cluster import Cluster
 
-DOWN_SECONDS = 3.0
+# Long enough for requests made while the server is down to give up on it and answer 503.
+DOWN_SECONDS = 6.0
+# The pools try to reconnect at least every second: the service serves again within this.
+RECOVERY_SECONDS = 5.0
 
 
 @pytest.fixture
@@ -79,11 +82,13 @@ def test_a_crashed_and_restarted_server_loses_no_acknowledged_command_and_never_
 
         seen = statuses(commands)
         assert 500 not in seen, seen
-        assert 503 in seen, seen  # the service said so while the server was down
+        assert 503 in seen, (seen, timeline(commands, crash))  # said so while it was down
         before = [c for c in commands if c.answered_at and c.answered_at < crash.stopped_at]
         after = [c for c in commands if c.answered_at and c.answered_at > crash.started_at]
         assert before, "the server went down before any command was acknowledged"
         assert after, "no command was acknowledged after the server came back"
+        recovered = min(c.answered_at or 0 for c in after) - crash.started_at
+        assert recovered < RECOVERY_SECONDS, timeline(commands, crash)
         unsettled = [(c.client_id, c.statuses) for c in commands if not c.acknowledged]
         assert not unsettled, unsettled
 
@@ -95,3 +100,15 @@ def test_a_crashed_and_restarted_server_loses_no_acknowledged_command_and_never_
         first, then = client.get("/health"), client.get("/health")
         assert first.status_code in (200, 503), first.text
         assert then.status_code == 200, then.text
+
+
+def timeline(commands: list[Command], crash: Crash) -> dict[str, object]:
+    """When the server went down and came back, and when commands were answered (seconds from
+    the first answer)."""
+    t0 = min(c.answered_at or crash.stopped_at for c in commands)
+    answered = sorted((c.answered_at or 0) - t0 for c in commands)
+    return {
+        "down": round(crash.stopped_at - t0, 2),
+        "up": round(crash.started_at - t0, 2),
+        "answered": [round(t, 2) for t in answered[:: max(1, len(answered) // 20)]],
+    }
