@@ -14,6 +14,12 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
 RULE = "must be an RFC 3339 time with an offset, or a date YYYY-MM-DD (1000-01-01 to 8999-12-31)"
 
 
+def require_offset(value: datetime, *, field: str) -> None:
+    """An instant without an offset names no moment: 400 ``invalid_input`` on ``field``."""
+    if value.tzinfo is None:
+        raise InvalidInput([FieldProblem(field, "must carry a time zone offset")])
+
+
 def parse_instant(raw: str, tz: tzinfo, *, field: str) -> datetime:
     """``raw`` as an aware datetime (400 ``invalid_input`` on ``field`` otherwise). A bare date
     is the local midnight in ``tz``; an offset with seconds (events keep minutes) becomes UTC."""

@@ -18,11 +18,11 @@ from uuid import UUID
 
 from application.app import Membercore
 from application.context import CommandContext
+from application.instants import require_offset
 from application.kernel import Caller, Command, Decision, Outcome, execute, handles
 from application.levels.qualification import zone
 from application.loaders import optional
 from application.program import loyalty_rules
-from domain.errors import FieldProblem, InvalidInput
 from domain.level_membership import LevelMembership
 
 JOB = Caller("job:assess-levels")
@@ -80,8 +80,7 @@ class AssessLevels(Command):
     as_of: datetime
 
     def __post_init__(self) -> None:
-        if self.as_of.tzinfo is None:
-            raise InvalidInput([FieldProblem("as_of", "must carry a time zone offset")])
+        require_offset(self.as_of, field="as_of")
 
 
 @handles(AssessLevels)

@@ -23,6 +23,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.app import Membercore
 from application.context import CommandContext
+from application.instants import require_offset
 from application.kernel import Command, Decision, Outcome, handles
 from application.levels import qualify
 from application.loaders import active_customer, points_account_or_new
@@ -284,8 +285,7 @@ def _hold_timeout(pt: PointTypeRules, at: datetime, cmd: HoldPoints) -> datetime
     type's ``hold_timeout_minutes``; never later than ``MAX_HOLD_SECONDS`` from now."""
     until = cmd.expires_at
     if until is not None:
-        if until.tzinfo is None:
-            raise InvalidInput([FieldProblem("expires_at", "must carry a time zone offset")])
+        require_offset(until, field="expires_at")
         if not at < until <= at + timedelta(seconds=MAX_HOLD_SECONDS):
             raise InvalidInput(
                 [FieldProblem("expires_at", f"must be within {MAX_HOLD_SECONDS} s from now")]

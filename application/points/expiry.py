@@ -16,6 +16,7 @@ from uuid import UUID
 
 from application.app import Membercore
 from application.context import CommandContext
+from application.instants import require_offset
 from application.kernel import Caller, Command, Decision, Outcome, execute, handles
 from application.loaders import optional
 from domain.errors import FieldProblem, InvalidInput
@@ -73,8 +74,7 @@ class ExpirePoints(Command):
     as_of: datetime
 
     def __post_init__(self) -> None:
-        if self.as_of.tzinfo is None:
-            raise InvalidInput([FieldProblem("as_of", "must carry a time zone offset")])
+        require_offset(self.as_of, field="as_of")
 
 
 @handles(ExpirePoints)
