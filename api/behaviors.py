@@ -3,7 +3,6 @@ customer's behaviours and their summary. See docs/behaviors.md."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -32,6 +31,7 @@ from application.behaviors import (
     RecordBehaviors,
     record_behaviors,
 )
+from application.instants import iso
 from application.permissions import Permission
 from infrastructure.behaviors import PostgresBehaviorStore
 from projections import behaviors as reads
@@ -48,10 +48,6 @@ def _result(item: ItemResult) -> BehaviorResult:
         status=problem["status"],
         error=ItemError(code=problem["code"], detail=problem["detail"]),
     )
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
 
 
 class BehaviorController(Controller):
@@ -161,8 +157,8 @@ class BehaviorController(Controller):
         body = BehaviorSummaryOut(
             customer_id=str(cid),
             counts=summary.counts,
-            first_at=_iso(summary.first_at),
-            last_at=_iso(summary.last_at),
+            first_at=iso(summary.first_at),
+            last_at=iso(summary.last_at),
             distinct_days=summary.distinct_days,
             top_skus=[SkuViews(sku=s, views=v) for s, v in summary.top_skus],
             searches=summary.counts["search"],

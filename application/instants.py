@@ -14,6 +14,11 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC) - timedelta(microseconds=1)
 RULE = "must be an RFC 3339 time with an offset, or a date YYYY-MM-DD (1000-01-01 to 8999-12-31)"
 
 
+def iso(value: datetime | None) -> str | None:
+    """An instant as an answer shows it (RFC 3339), or None."""
+    return value.isoformat() if value is not None else None
+
+
 def require_offset(value: datetime, *, field: str) -> None:
     """An instant without an offset names no moment: 400 ``invalid_input`` on ``field``."""
     if value.tzinfo is None:

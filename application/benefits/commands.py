@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 from application.app import Membercore
-from application.benefits.queries import iso, level_sources
+from application.benefits.queries import level_sources
 from application.context import CommandContext
-from application.instants import parse_instant
+from application.instants import iso, parse_instant
 from application.kernel import Command, Decision, Outcome, handles
 from application.levels import current_levels, zone
 from application.loaders import active_customer, benefit_account

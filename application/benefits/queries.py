@@ -14,15 +14,12 @@ from typing import Any
 from uuid import UUID
 
 from application.app import Membercore
+from application.instants import iso
 from application.levels import current_levels, zone
 from application.loaders import active_customer, benefit_account, load_customer
 from application.program import loyalty_rules
 from domain.benefit_quotas import Holding, QuotaUse, Redemption, holding, quota_use
 from domain.loyalty import LoyaltyRules
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def level_sources(rules: LoyaltyRules, levels: Mapping[str, str]) -> dict[str, list[str]]:

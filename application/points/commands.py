@@ -23,7 +23,7 @@ from eventsourcing.persistence import IntegrityError
 
 from application.app import Membercore
 from application.context import CommandContext
-from application.instants import require_offset
+from application.instants import iso, require_offset
 from application.kernel import Command, Decision, Outcome, handles
 from application.levels import qualify
 from application.loaders import active_customer, points_account_or_new
@@ -208,10 +208,6 @@ def lots_of(takes: LotTakes) -> list[dict[str, Any]]:
     return [{"lot_id": lot_id, "amount": n} for lot_id, n in takes]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 # -- handlers -----------------------------------------------------------------------------------
 
 
@@ -235,7 +231,7 @@ def redeem_points(app: Membercore, cmd: RedeemPoints, ctx: CommandContext) -> De
         "redemption_id": cmd.redemption_id,
         "amount": cmd.amount,
         "lots": lots_of(takes),
-        "reversible_until": _iso(recorded),
+        "reversible_until": iso(recorded),
         "available": account.available(read.at),
     }
     return _decided(cmd, read, detail)
@@ -262,7 +258,7 @@ def adjust_points(app: Membercore, cmd: AdjustPoints, ctx: CommandContext) -> De
         lot_id = f"adjustment:{cmd.adjustment_id}"
         lot = account.lots.get(lot_id)
         detail["lot_id"] = lot_id
-        detail["expires_at"] = _iso(lot.expires_at if lot is not None else until)
+        detail["expires_at"] = iso(lot.expires_at if lot is not None else until)
     else:
         detail["lots"] = lots_of(takes)
     detail["available"] = account.available(at)
@@ -315,7 +311,7 @@ def hold_points(app: Membercore, cmd: HoldPoints, ctx: CommandContext) -> Decisi
         "hold_id": cmd.hold_id,
         "amount": cmd.amount,
         "status": "held",
-        "expires_at": _iso(until),
+        "expires_at": iso(until),
         "lots": lots_of(takes),
         "available": account.available(read.at),
     }
@@ -336,7 +332,7 @@ def _resolved(
         "hold_id": cmd.hold_id,
         "amount": hold.points,
         "status": resolution,
-        "expires_at": _iso(hold.expires_at),
+        "expires_at": iso(hold.expires_at),
         "lots": lots_of(hold.lots),
         "available": account.available(read.at),
     }

@@ -12,6 +12,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo
 
 from application.app import Membercore
+from application.instants import iso
 from application.loaders import load_customer, points_account
 from application.points.commands import lots_of
 from application.program import loyalty_rules
@@ -67,10 +68,6 @@ def points_balances(app: Membercore, customer_id: UUID, at: datetime) -> list[Ba
     ]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def entry_of(event: Any) -> dict[str, Any] | None:
     """One ledger entry of an account event (None for the account's opening)."""
     common = {"version": event.originator_version, "recorded_at": event.timestamp.isoformat()}
@@ -82,7 +79,7 @@ def entry_of(event: Any) -> dict[str, Any] | None:
             "amount": event.points,
             "earned_at": event.earned_at.isoformat(),
             "active_at": event.active_at.isoformat(),
-            "expires_at": _iso(event.expires_at),
+            "expires_at": iso(event.expires_at),
             "source": dict(event.source),
             "program_version": event.program_version,
             "debt_repaid": event.repaid,
@@ -104,7 +101,7 @@ def entry_of(event: Any) -> dict[str, Any] | None:
             "hold_id": event.hold_id,
             "amount": event.points,
             "actor": event.actor,
-            "expires_at": _iso(event.expires_at),
+            "expires_at": iso(event.expires_at),
             "lots": lots_of(event.lots),
         }
     if isinstance(event, PointsAccount.HoldExpired):
@@ -171,7 +168,7 @@ def entry_of(event: Any) -> dict[str, Any] | None:
             "reason": event.reason,
             "actor": event.actor,
             "lot_id": event.lot_id,
-            "expires_at": _iso(event.expires_at),
+            "expires_at": iso(event.expires_at),
             "lots": lots_of(event.lots),
             "debt_repaid": event.repaid,
             "program_version": event.program_version,
