@@ -17,7 +17,7 @@ from application.kernel import Caller, Outcome, execute
 from application.registration import RegisterCustomer
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
-from projections.engine import catch_up
+from projections.engine import Projection, catch_up
 
 T = TypeVar("T")
 PROFILE = CustomerProfileProjection()
@@ -115,10 +115,13 @@ def dump(conn: psycopg.Connection[Any], tenant: Tenant, tables: Sequence[str]) -
     return out
 
 
-def expected_dump(tenant: Tenant, sql: psycopg.Connection[Any], until: int) -> list[Any]:
-    """What the tables must hold once every event up to ``until`` is applied exactly once."""
+def expected_dump(
+    tenant: Tenant, sql: psycopg.Connection[Any], until: int, projection: Projection = PROFILE
+) -> list[Any]:
+    """What ``projection``'s tables must hold once every event up to ``until`` is applied
+    exactly once: one pass over the log into fresh tables."""
     suffix = f"_check{until}"
     with tenant.datastore.transaction(commit=True) as curs:
-        PROFILE.create_tables(curs, tenant.schema, suffix)
-    catch_up(tenant, PROFILE, tracking_name=f"check#{until}", suffix=suffix, until=until)
-    return dump(sql, tenant, [t + suffix for t in PROFILE.tables])
+        projection.create_tables(curs, tenant.schema, suffix)
+    catch_up(tenant, projection, tracking_name=f"check#{until}", suffix=suffix, until=until)
+    return dump(sql, tenant, [t + suffix for t in projection.tables])

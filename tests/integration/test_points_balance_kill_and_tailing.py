@@ -12,13 +12,8 @@
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -32,14 +27,14 @@ from application.points.commands import AdjustPoints, HoldPoints, RedeemPoints
 from application.program import define_program
 from domain.errors import DomainError
 from infrastructure.tenancy import Tenant
-from projections.engine import catch_up, head_position, tracked_position
+from projections.engine import catch_up, head_position
 from projections.points_balance import PointsBalanceProjection
 from tests.integration.orders_support import place
 from tests.integration.points_support import PROGRAM, now, run
-from tests.integration.support import dump, register, run_at_once
+from tests.integration.projector_faults import run_kills, tailing
+from tests.integration.support import dump, expected_dump, register, run_at_once
 
 PROJECTION = PointsBalanceProjection()
-ROOT = Path(__file__).resolve().parents[2]
 CTX = CommandContext("t")
 
 
@@ -47,15 +42,6 @@ CTX = CommandContext("t")
 def loyal(tenant: Tenant) -> Tenant:
     define_program(tenant.app, PROGRAM, CTX.actor)
     return tenant
-
-
-def rebuilt(tenant: Tenant, sql: psycopg.Connection[Any], until: int) -> list[Any]:
-    """The tables as one pass over the events up to ``until`` leaves them (fresh tables)."""
-    suffix = f"_check{until}"
-    with tenant.datastore.transaction(commit=True) as curs:
-        PROJECTION.create_tables(curs, tenant.schema, suffix)
-    catch_up(tenant, PROJECTION, tracking_name=f"check#{until}", suffix=suffix, until=until)
-    return dump(sql, tenant, [t + suffix for t in PROJECTION.tables])
 
 
 def live(tenant: Tenant, sql: psycopg.Connection[Any]) -> list[Any]:
@@ -78,61 +64,10 @@ def write_round(tenant: Tenant, round_: int, rng: random.Random) -> None:
         run(tenant, AdjustPoints(cid, "points", f"a{round_}", rng.randint(1, 9), "r"))
 
 
-def kill_during_catch_up(database_url: str, tenant: Tenant, rng: random.Random) -> None:
-    """Start a projector process; once it has made progress, SIGKILL it a moment later."""
-    start = tracked_position(tenant, PROJECTION.name)
-    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [
-            sys.executable,
-            "-m",
-            "tests.integration.projector_process",
-            database_url,
-            tenant.slug,
-            "2",
-            PROJECTION.name,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while tracked_position(tenant, PROJECTION.name) == start:
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the projector process made no progress"
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.03))
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(30)
-        if proc.stderr:
-            proc.stderr.close()
-
-
-def run_kills(
-    database_url: str, tenant: Tenant, sql: psycopg.Connection[Any], rounds: int, seed: int
-) -> None:
-    rng = random.Random(seed)
-    partial = 0
-    for round_ in range(rounds):
-        write_round(tenant, round_, rng)
-        kill_during_catch_up(database_url, tenant, rng)
-        reached = tracked_position(tenant, PROJECTION.name)
-        partial += reached < head_position(tenant)
-        assert live(tenant, sql) == rebuilt(tenant, sql, reached), f"seed {seed} round {round_}"
-    assert partial, "no kill landed before the projector reached the head"
-
-    catch_up(tenant, PROJECTION)
-
-    head = head_position(tenant)
-    assert tracked_position(tenant, PROJECTION.name) == head
-    assert live(tenant, sql) == rebuilt(tenant, sql, head)
-
-
 def test_points_balance_killed_at_random_points_resumes_equal_to_a_rebuild(
     database_url: str, loyal: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    run_kills(database_url, loyal, sql, rounds=3, seed=20261208)
+    run_kills(database_url, loyal, sql, PROJECTION, write_round, rounds=3, seed=20261208)
 
 
 @pytest.mark.slow
@@ -140,7 +75,7 @@ def test_points_balance_killed_at_random_points_resumes_equal_to_a_rebuild(
 def test_points_balance_killed_many_times_resumes_equal_to_a_rebuild(
     database_url: str, loyal: Tenant, sql: psycopg.Connection[Any], seed: int
 ) -> None:
-    run_kills(database_url, loyal, sql, rounds=15, seed=seed)
+    run_kills(database_url, loyal, sql, PROJECTION, write_round, rounds=15, seed=seed)
 
 
 def slow_commits(tenant: Tenant) -> None:
@@ -162,12 +97,6 @@ def test_a_tailing_points_balance_projector_skips_nothing_committed_by_slow_writ
     customers = [register(loyal, ("pos_member_no", f"w{n}")).customer_id for n in range(6)]
     catch_up(loyal, PROJECTION)
     slow_commits(loyal)
-    done = threading.Event()
-    passes: list[int] = []
-
-    def tail() -> None:
-        while not done.is_set() or tracked_position(loyal, PROJECTION.name) < head_position(loyal):
-            passes.append(catch_up(loyal, PROJECTION, batch_size=3))
 
     def write(n: int) -> None:
         for k in range(10):
@@ -175,16 +104,11 @@ def test_a_tailing_points_balance_projector_skips_nothing_committed_by_slow_writ
             if k % 3 == 2:
                 run(loyal, HoldPoints(customers[n], "points", f"h{k}", 2))
 
-    tailer = threading.Thread(target=tail)
-    tailer.start()
-    try:
+    with tailing(loyal, PROJECTION) as passes:
         run_at_once(6, write)
-    finally:
-        done.set()
-        tailer.join(60)
 
     assert sum(1 for p in passes if p) > 1, "the projector applied events while writers wrote"
-    assert live(loyal, sql) == rebuilt(loyal, sql, head_position(loyal))
+    assert live(loyal, sql) == expected_dump(loyal, sql, head_position(loyal), PROJECTION)
     (row,) = sql.execute(
         f'SELECT count(*) AS lots, sum(remaining) AS free FROM "{loyal.schema}".points_lots'
     ).fetchall()

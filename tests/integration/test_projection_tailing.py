@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -15,7 +14,7 @@ from application.registration import RegisterCustomer
 from domain.customer import Customer
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
-from projections.engine import catch_up, head_position, tracked_position
+from tests.integration.projector_faults import tailing
 from tests.integration.support import events, rows, run_at_once
 
 PROFILE = CustomerProfileProjection()
@@ -41,18 +40,10 @@ class SlowCompletion:
 def test_a_tailing_projector_sees_every_event_committed_by_slow_writers(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
-    done = threading.Event()
-    passes: list[int] = []
-
-    def tail() -> None:
-        # Catch up over and over, in small batches, while the writers are still committing.
-        while not done.is_set() or tracked_position(tenant, PROFILE.name) < head_position(tenant):
-            passes.append(catch_up(tenant, PROFILE, batch_size=3))
-
     slow = Caller("t", tenant.slug, SlowCompletion(tenant.idempotency))
-    tailer = threading.Thread(target=tail)
-    tailer.start()
-    try:
+
+    # Catch up over and over, in small batches, while the writers are still committing.
+    with tailing(tenant, PROFILE) as passes:
         run_at_once(
             6,
             lambda n: [
@@ -65,9 +56,6 @@ def test_a_tailing_projector_sees_every_event_committed_by_slow_writers(
                 for k in range(10)
             ],
         )
-    finally:
-        done.set()
-        tailer.join(60)
 
     assert len(passes) > 1, "the projector ran while the writers wrote"
     registered = {
