@@ -13,11 +13,11 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
-from api.commands import customer_id_of, position_cursor, run
+from api.commands import IdempotencyKey, customer_id_of, position_cursor, run
 from api.inputs import require_reachable
 from api.schemas import ClientId, Page, Strict, problem_responses
 from application.benefits.commands import GrantBenefit, RedeemBenefit, RevokeBenefitGrant
@@ -28,7 +28,6 @@ from application.loaders import merged_into
 from application.permissions import Permission
 from application.program import loyalty_rules
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 Reason = Annotated[str, Meta(min_length=1, max_length=500)]
 Note = Annotated[str, Meta(max_length=500)]
 Instant = Annotated[str, Meta(min_length=10, max_length=64)]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Request, Response
+from litestar.params import HeaderParameter
 
 from api.auth import principal_of, tenant_of
 from api.errors import bad_request, not_found
 from application.kernel import Answer, Caller, Command, Outcome, execute
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The header a command whose body names no client id takes it in.
+IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 
 
 def idempotency_header(raw: str | None) -> str | None:

@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from api.auth import tenant_of
-from api.commands import customer_id_of, position_cursor, run
+from api.commands import IdempotencyKey, customer_id_of, position_cursor, run
 from api.errors import bad_request, not_found
 from api.schemas import (
     CommandResult,
@@ -49,7 +49,6 @@ from projections import queries
 from projections.behaviors import customer_behaviors, customer_exists
 from projections.customer_history import CustomerHistoryProjection
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 # The channel a command came through (app, pos, mini_program, ...), recorded for the change
 # history; the same query parameter as PATCH's.
 Channel = Annotated[

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 
 from api.auth import tenant_of
-from api.commands import parse_uuid, run
+from api.commands import IdempotencyKey, parse_uuid, run
 from api.customer_commands import CustomerRootCommands
 from api.errors import bad_request, not_found
 from api.schemas import (
@@ -51,7 +51,7 @@ class CustomerController(CustomerRootCommands, Controller):
         self,
         request: Request[Any, Any, Any],
         data: JSONBody[RegisterCustomerBody],
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[CustomerRegistered]:
         return run(request, RegisterCustomer.of(data), idempotency_key)
 

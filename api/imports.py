@@ -15,10 +15,10 @@ from typing import Annotated, Any
 import anyio.to_thread
 from litestar import Controller, Request, Response, post
 from litestar.openapi import ResponseSpec
-from litestar.params import HeaderParameter, Parameter
+from litestar.params import Parameter
 
 from api.auth import tenant_of
-from api.commands import run
+from api.commands import IdempotencyKey, run
 from api.errors import ApiError
 from api.schemas import Problem, problem_responses
 from application.imports import ImportSummary
@@ -85,7 +85,7 @@ class ImportController(Controller):
     async def import_customers(
         self,
         request: Request[Any, Any, Any],
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKey = None,
         chunk: Annotated[int, Parameter(ge=1, le=5000, description="rows per transaction")] = 1000,
     ) -> Response[Any]:
         fmt = _format(request.headers.get("content-type"))

@@ -12,11 +12,11 @@ import asyncio
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
-from api.commands import customer_id_of, run
+from api.commands import IdempotencyKey, customer_id_of, run
 from api.inputs import bounded_instant_text, require_reachable
 from api.schemas import ClientId, Strict, problem_responses
 from application.instants import parse_instant
@@ -28,7 +28,6 @@ from application.loaders import merged_into
 from application.permissions import Permission
 from application.program import loyalty_rules
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 Instant = Annotated[str, Meta(min_length=10, max_length=64)]
 Code = Annotated[str, Meta(min_length=1, max_length=128)]
 COMMAND_ERRORS = problem_responses(400, 401, 403, 404, 409, 422, 503)

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, Parameter
+from litestar.params import FromPath, FromQuery, Parameter
 
 from api.auth import tenant_of
-from api.commands import parse_uuid, position_cursor, run
+from api.commands import IdempotencyKey, parse_uuid, position_cursor, run
 from api.errors import not_found
 from api.schemas import MergeOut, Page, problem_responses
 from application.merges import UndoMerge
@@ -35,7 +35,7 @@ class MergeController(Controller):
         self,
         request: Request[Any, Any, Any],
         merge_id: FromPath[str],
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[MergeOut]:
         mid = parse_uuid(merge_id)
         if mid is None:

@@ -13,11 +13,11 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from msgspec import Meta, Struct
 
 from api.auth import tenant_of
-from api.commands import customer_id_of, position_cursor, run
+from api.commands import IdempotencyKey, customer_id_of, position_cursor, run
 from api.inputs import bounded_instant_text
 from api.schemas import ClientId, Page, Strict, problem_responses
 from application.instants import parse_instant
@@ -37,7 +37,6 @@ from application.points.expiry import ExpirePoints
 from application.points.queries import points_balances, points_entries
 from application.program import loyalty_rules
 
-IdempotencyKey = Annotated[str | None, HeaderParameter(name="Idempotency-Key")]
 PositivePoints = Annotated[int, Meta(ge=1, le=MAX_POINTS, examples=[10])]
 # Signed; 0 is refused by the command (400 invalid_input on ``amount``).
 SignedPoints = Annotated[int, Meta(ge=-MAX_POINTS, le=MAX_POINTS, examples=[10])]

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, post
-from litestar.params import FromPath, HeaderParameter, JSONBody
+from litestar.params import FromPath, JSONBody
 
-from api.commands import run
+from api.commands import IdempotencyKey, run
 from api.schemas import HandoverBody, HandoverOut, problem_responses
 from application.permissions import Permission
 from application.relationships import HandOverCustomers
@@ -31,7 +31,7 @@ class StaffController(Controller):
         request: Request[Any, Any, Any],
         staff_id: FromPath[str],
         data: JSONBody[HandoverBody],
-        idempotency_key: Annotated[str | None, HeaderParameter(name="Idempotency-Key")] = None,
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[HandoverOut]:
         command = HandOverCustomers(staff_id, data.to_staff_id)
         return run(request, command, idempotency_key)
