@@ -15,7 +15,6 @@ from uuid import uuid4
 
 import msgspec
 import psycopg
-import pytest
 from psycopg.sql import SQL, Identifier
 
 from api.schemas import IdentityIn, RegisterCustomerBody
@@ -30,11 +29,6 @@ def _legacy_fingerprint(request: Any) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the kernel fingerprints the command, not the wire body: every pre-kernel key"
-    " answers idempotency_key_reused (422) to the very request it stored",
-)
 def test_a_registration_key_completed_before_the_kernel_replays_its_answer(
     tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
