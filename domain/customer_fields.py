@@ -12,6 +12,21 @@ from typing import TYPE_CHECKING, Any
 # Field paths a profile change, a merge and the history speak of; custom attributes are
 # ``attributes.<code>``.
 PROFILE_FIELDS = ("name", "phone", "email", "birthday", "channel", "store_id")
+ATTRIBUTE = "attributes."
+
+
+def with_changes(attributes: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``attributes`` with the ``attributes.<code>`` paths of ``changes`` (a profile change's,
+    a merge's) applied: a value sets the attribute, None removes it."""
+    out = dict(attributes)
+    for path, value in changes.items():
+        if path.startswith(ATTRIBUTE):
+            code = path.removeprefix(ATTRIBUTE)
+            if value is None:
+                out.pop(code, None)
+            else:
+                out[code] = value
+    return out
 
 
 class CustomerFields:
@@ -48,17 +63,11 @@ class CustomerFields:
         return {k: v for k, v in values.items() if v is not None}
 
     def _set_fields(self, changes: Mapping[str, Any], at: datetime) -> None:
-        attributes = dict(self.attributes)
+        attributes = with_changes(self.attributes, changes)
         for path, value in changes.items():
-            if path.startswith("attributes."):
-                code = path.removeprefix("attributes.")
-                if value is None:
-                    attributes.pop(code, None)
-                else:
-                    attributes[code] = value
-            elif path == "birthday":
+            if path == "birthday":
                 self.birthday = date.fromisoformat(value) if value else None
-            else:
+            elif not path.startswith(ATTRIBUTE):
                 setattr(self, path, value)
             self.changed_at = {**self.changed_at, path: at}
         self.attributes = attributes

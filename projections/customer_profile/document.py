@@ -15,6 +15,7 @@ from uuid import UUID
 from application.public_events import plain
 from domain.customer import Customer
 from domain.customer_consents import Consent
+from domain.customer_fields import with_changes
 from domain.values import Identity
 
 EMPTY_STATS: dict[str, Any] = {
@@ -153,17 +154,10 @@ def _remove_identities(doc: Doc, identities: Sequence[Identity]) -> None:
 
 
 def _set_fields(doc: Doc, changes: Mapping[str, Any]) -> None:
-    attributes = dict(doc["attributes"])
     for path, value in changes.items():
-        if path.startswith("attributes."):
-            code = path.removeprefix("attributes.")
-            if value is None:
-                attributes.pop(code, None)
-            else:
-                attributes[code] = plain(value)
-        elif path in FIELD_PATHS:
+        if path in FIELD_PATHS:
             doc[path] = plain(value)
-    doc["attributes"] = attributes
+    doc["attributes"] = with_changes(doc["attributes"], {p: plain(v) for p, v in changes.items()})
 
 
 def _add_roles(doc: Doc, roles: Sequence[str], at: str) -> None:
