@@ -91,14 +91,7 @@ class Membercore(Application[UUID]):
 
     def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
         """Which of these aggregates exist (a batch reads this once instead of once per id)."""
-        found = set()
-        for aggregate_id in aggregate_ids:
-            try:
-                self.repository.get(aggregate_id)
-            except AggregateNotFoundError:
-                continue
-            found.add(aggregate_id)
-        return found
+        return set(self.get_many(aggregate_ids))
 
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
         """Several aggregates at once (the infrastructure reads them in one query); missing ids
