@@ -89,10 +89,6 @@ class Membercore(Application[UUID]):
         """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""
         raise NotImplementedError("provided by the infrastructure's recorder")
 
-    def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
-        """Which of these aggregates exist (a batch reads this once instead of once per id)."""
-        return set(self.get_many(aggregate_ids))
-
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
         """Several aggregates at once (the infrastructure reads them in one query); missing ids
         are left out. Each is the caller's own copy."""

@@ -166,9 +166,6 @@ class TenantRecorder(PostgresApplicationRecorder):
             " JOIN {t} e ON e.originator_id = k.id AND e.originator_version > k.after"
             " ORDER BY e.originator_id, e.originator_version"
         ).format(t=table)
-        self._existing = SQL(
-            "SELECT originator_id FROM {t} WHERE originator_id = ANY(%s) AND originator_version = 1"
-        ).format(t=table)
         self._last_position = SQL(
             "SELECT notification_id FROM {t} WHERE originator_id = %s "
             "ORDER BY originator_version DESC LIMIT 1"
@@ -309,14 +306,6 @@ class TenantRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             ]
-
-    def existing(self, originator_ids: Sequence[UUID]) -> set[UUID]:
-        """Which of these streams have events (one round trip for a batch of candidates)."""
-        if not originator_ids:
-            return set()
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._existing, (list(originator_ids),))
-            return {row["originator_id"] for row in curs.fetchall()}
 
     def last_position_of(self, originator_id: UUID) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

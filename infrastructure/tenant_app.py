@@ -76,9 +76,6 @@ class TenantApp(Membercore):
     def last_position_of(self, aggregate_id: UUID) -> int:
         return self.tenant_recorder.last_position_of(aggregate_id)
 
-    def existing(self, aggregate_ids: Iterable[UUID]) -> set[UUID]:
-        return self.tenant_recorder.existing(list(aggregate_ids))
-
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
         """Several aggregates with one query: cached ones fast-forwarded by the events after
         their cached version, the others built from their events. Missing ids are left out.
