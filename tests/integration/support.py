@@ -15,7 +15,7 @@ from psycopg.sql import SQL, Identifier
 from application.app import Membercore
 from application.kernel import Caller, Outcome, execute
 from application.registration import RegisterCustomer
-from infrastructure.tenancy import Tenant
+from infrastructure.tenancy import Tenant, Tenants
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import Projection, catch_up
 
@@ -125,3 +125,18 @@ def expected_dump(
         projection.create_tables(curs, tenant.schema, suffix)
     catch_up(tenant, projection, tracking_name=f"check#{until}", suffix=suffix, until=until)
     return dump(sql, tenant, [t + suffix for t in projection.tables])
+
+
+class TenantsOf(Tenants):
+    """The session's tenant registry as a worker or scheduler under test sees it: narrowed to
+    the test's own tenants. The session creates a tenant per test, so unnarrowed, every round
+    of a worker or job scheduler would visit hundreds of other tenants late in a run (minutes a
+    round) while the test waits on its own."""
+
+    def __init__(self, tenants: Tenants, *mine: Tenant) -> None:
+        # The same pool, installers and cache: only which tenants there are differs.
+        self.__dict__.update(tenants.__dict__)
+        self.mine = {t.slug for t in mine}
+
+    def slugs(self) -> list[str]:
+        return [slug for slug in super().slugs() if slug in self.mine]

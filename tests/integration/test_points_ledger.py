@@ -42,7 +42,7 @@ from projections.points_balance import (
 from projections.points_balance.job import ExpiryScheduler, run_expiry
 from projections.worker import ProjectionWorker
 from tests.integration.points_support import customer, earn, now
-from tests.integration.support import dump, run_at_once, wait_until
+from tests.integration.support import TenantsOf, dump, run_at_once, wait_until
 
 PROGRAM: dict[str, Any] = {
     "currency": "CNY",
@@ -463,7 +463,7 @@ def test_the_expiry_scheduler_expires_due_lots_on_its_own_and_stops(
     cid = customer(loyal)
     past = now() - timedelta(days=3)
     earn(loyal, cid, "a", 9, at=past, expires_at=past + timedelta(days=1))
-    scheduler = ExpiryScheduler(runtime.tenants, every_seconds=0.05)
+    scheduler = ExpiryScheduler(TenantsOf(runtime.tenants, loyal), every_seconds=0.05)
 
     scheduler.start()
     try:
@@ -481,10 +481,11 @@ def test_the_expiry_scheduler_expires_due_lots_on_its_own_and_stops(
 
 
 def test_the_projection_worker_runs_the_expiry_schedule_and_stops_it(
-    runtime: Runtime, database_url: str
+    loyal: Tenant, runtime: Runtime, database_url: str
 ) -> None:
+    tenants = TenantsOf(runtime.tenants, loyal)
     worker = ProjectionWorker(
-        database_url, runtime.tenants, [PROJECTION], threads=1, expiry_every_seconds=3600
+        database_url, tenants, [PROJECTION], threads=1, expiry_every_seconds=3600
     )
     assert worker.expiry is not None
 

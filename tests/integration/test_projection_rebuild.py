@@ -24,7 +24,7 @@ from projections.engine import (
 )
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
-from tests.integration.support import dump, register, rows, wait_until
+from tests.integration.support import TenantsOf, dump, register, rows, wait_until
 
 PROFILE = CustomerProfileProjection()
 COLUMNS = {
@@ -159,9 +159,10 @@ def index_names(sql: psycopg.Connection[Any], tenant: Tenant) -> list[str]:
 
 
 @pytest.fixture
-def worker(runtime: Runtime) -> Iterator[ProjectionWorker]:
+def worker(runtime: Runtime, tenant: Tenant) -> Iterator[ProjectionWorker]:
+    tenants = TenantsOf(runtime.tenants, tenant)
     w = ProjectionWorker(
-        runtime.url, runtime.tenants, PROJECTIONS, threads=2, batch_size=20, sweep_seconds=0.1
+        runtime.url, tenants, PROJECTIONS, threads=2, batch_size=20, sweep_seconds=0.1
     )
     w.start()
     yield w

@@ -15,15 +15,16 @@ from projections.customer_profile import CustomerProfileProjection
 from projections.engine import head_position, tracked_position
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
-from tests.integration.support import register, rows, wait_until
+from tests.integration.support import TenantsOf, register, rows, wait_until
 
 PROFILE = CustomerProfileProjection()
 
 
 @pytest.fixture
-def worker(runtime: Runtime) -> Iterator[ProjectionWorker]:
+def worker(runtime: Runtime, tenant: Tenant) -> Iterator[ProjectionWorker]:
+    tenants = TenantsOf(runtime.tenants, tenant)
     w = ProjectionWorker(
-        runtime.url, runtime.tenants, PROJECTIONS, threads=2, batch_size=50, sweep_seconds=0.2
+        runtime.url, tenants, PROJECTIONS, threads=2, batch_size=50, sweep_seconds=0.2
     )
     yield w
     w.stop()
@@ -84,11 +85,12 @@ def test_a_fresh_worker_resumes_from_the_tracking_left_by_another(
     runtime: Runtime, tenant: Tenant, sql: psycopg.Connection[Any]
 ) -> None:
     ids = [register(tenant, ("pos_member_no", str(n))).customer_id for n in range(5)]
-    one = ProjectionWorker(runtime.url, runtime.tenants, PROJECTIONS, sweep_seconds=0.2)
+    tenants = TenantsOf(runtime.tenants, tenant)
+    one = ProjectionWorker(runtime.url, tenants, PROJECTIONS, sweep_seconds=0.2)
     one.catch_up_tenant(tenant.slug)
     more = [register(tenant, ("pos_member_no", f"x{n}")).customer_id for n in range(5)]
 
-    other = ProjectionWorker(runtime.url, runtime.tenants, PROJECTIONS, sweep_seconds=0.2)
+    other = ProjectionWorker(runtime.url, tenants, PROJECTIONS, sweep_seconds=0.2)
     applied = other.catch_up_tenant(tenant.slug)
 
     # Only the 5 new registrations, once by each projection that reads registrations.

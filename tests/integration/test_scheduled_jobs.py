@@ -20,7 +20,7 @@ from projections.jobs import LEVEL_ASSESSMENTS, JobScheduler, ScheduledJob
 from projections.level_membership import LevelMembershipProjection, due_memberships
 from projections.worker import SCHEDULED_JOBS, ProjectionWorker
 from tests.integration.orders_support import place
-from tests.integration.support import register, wait_until
+from tests.integration.support import TenantsOf, register, wait_until
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 PROGRAM: dict[str, Any] = {
@@ -90,7 +90,7 @@ def test_the_scheduler_assesses_a_due_membership_and_expires_points_on_its_own_o
     tenant: Tenant, runtime: Runtime
 ) -> None:
     customer_id = platinum_in_2024(tenant)
-    scheduler = JobScheduler(runtime.tenants, SCHEDULED_JOBS, every_seconds=0.05)
+    scheduler = JobScheduler(TenantsOf(runtime.tenants, tenant), SCHEDULED_JOBS, every_seconds=0.05)
 
     scheduler.start()
     try:
@@ -123,7 +123,9 @@ def test_a_failing_job_is_counted_and_the_other_jobs_still_run(
         raise RuntimeError("broken job")
 
     failing = ScheduledJob("broken", broken, "never", lambda _: None)
-    scheduler = JobScheduler(runtime.tenants, [failing, LEVEL_ASSESSMENTS], every_seconds=3600)
+    scheduler = JobScheduler(
+        TenantsOf(runtime.tenants, tenant), [failing, LEVEL_ASSESSMENTS], every_seconds=3600
+    )
 
     results = scheduler.run_once()
 
@@ -139,7 +141,7 @@ def test_the_projection_worker_runs_the_level_assessments_on_its_schedule_and_st
     customer_id = platinum_in_2024(tenant)
     worker = ProjectionWorker(
         database_url,
-        runtime.tenants,
+        TenantsOf(runtime.tenants, tenant),
         [LevelMembershipProjection()],
         threads=1,
         jobs_every_seconds=0.05,
