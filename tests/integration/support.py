@@ -138,5 +138,11 @@ class TenantsOf(Tenants):
         self.__dict__.update(tenants.__dict__)
         self.mine = {t.slug for t in mine}
 
+    def create(self, slug: str) -> Tenant:
+        """A new tenant, one of the test's own."""
+        tenant = super().create(slug)
+        self.mine.add(slug)
+        return tenant
+
     def slugs(self) -> list[str]:
         return [slug for slug in super().slugs() if slug in self.mine]

@@ -14,7 +14,7 @@ from infrastructure.settings import Settings
 from infrastructure.tenancy import Tenant
 from projections.customer_profile import CustomerProfileProjection
 from projections.engine import catch_up, head_position, tracked_position
-from tests.integration.support import register, wait_until
+from tests.integration.support import TenantsOf, register, wait_until
 
 PROFILE = CustomerProfileProjection()
 LISTENER = 1  # the projection worker's LISTEN connection, outside the pool
@@ -34,6 +34,8 @@ def tagged(settings: Settings) -> Iterator[tuple[Runtime, str]]:
     assert settings.database_url is not None
     url = with_application_name(settings.database_url, name)
     runtime = Runtime.open(settings.with_database(url))
+    # Its worker serves the tenants the test makes: 5, then 50.
+    runtime.tenants = TenantsOf(runtime.tenants)
     yield runtime, name
     runtime.close()
 
