@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import uuid4
 
 import httpx
 
@@ -61,3 +62,12 @@ def head(tenant: Tenant) -> int:
 
 def identity(type_: str, value: str) -> dict[str, str]:
     return {"type": type_, "value": value}
+
+
+async def new_customer(client: Any, headers: dict[str, str], **fields: Any) -> str:
+    """A customer registered over the API under a fresh identity (and ``fields``): its id."""
+    body = {"identities": [identity("wechat_unionid", f"u-{uuid4()}")], **fields}
+    response = await client.post("/v1/customers", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    customer_id: str = response.json()["customer_id"]
+    return customer_id

@@ -17,7 +17,7 @@ from litestar.testing import AsyncTestClient
 from api.app import create_app
 from api.inputs import INSTANT_RULE, instant_problem
 from infrastructure.settings import Settings
-from tests.api.support import assert_problem, identity
+from tests.api.support import assert_problem, identity, new_customer
 
 pytestmark = pytest.mark.anyio
 
@@ -45,14 +45,7 @@ async def program(client: Client, admin: dict[str, str]) -> None:
 
 @pytest.fixture
 async def cid(client: Client, admin: dict[str, str], program: None) -> str:
-    response = await client.post(
-        "/v1/customers",
-        json={"identities": [identity("wechat_unionid", f"u-{uuid4()}")]},
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    customer_id: str = response.json()["customer_id"]
-    return customer_id
+    return await new_customer(client, admin)
 
 
 def an_order(**kw: Any) -> dict[str, Any]:

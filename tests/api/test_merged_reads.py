@@ -10,29 +10,18 @@ import pytest
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
-from tests.api.support import identity
+from tests.api.support import new_customer
 from tests.integration.test_merge_assets import PROGRAM
 
 pytestmark = pytest.mark.anyio
 Client = AsyncTestClient[Litestar]
 
 
-async def _customer(client: Client, admin: dict[str, str]) -> str:
-    r = await client.post(
-        "/v1/customers",
-        json={"identities": [identity("wechat_unionid", f"u-{uuid4()}")]},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    cid: str = r.json()["customer_id"]
-    return cid
-
-
 async def test_reads_of_a_merged_away_customer_answer_with_merged_into(
     client: Client, admin: dict[str, str]
 ) -> None:
     assert (await client.put("/v1/program", json=PROGRAM, headers=admin)).status_code == 200
-    survivor, source = await _customer(client, admin), await _customer(client, admin)
+    survivor, source = await new_customer(client, admin), await new_customer(client, admin)
     order = {
         "order_id": f"o-{uuid4().hex[:10]}",
         "channel": "pos",

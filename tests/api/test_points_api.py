@@ -17,7 +17,7 @@ from application.loaders import points_account as load_account
 from application.permissions import Role
 from infrastructure.runtime import Runtime
 from infrastructure.tenancy import Tenant
-from tests.api.support import assert_problem, identity, key_id
+from tests.api.support import assert_problem, key_id, new_customer
 from tests.integration.points_support import earn, now
 
 pytestmark = pytest.mark.anyio
@@ -44,13 +44,7 @@ async def program(client: Client, admin: dict[str, str]) -> None:
 
 @pytest.fixture
 async def cid(client: Client, admin: dict[str, str], program: None) -> UUID:
-    response = await client.post(
-        "/v1/customers",
-        json={"identities": [identity("wechat_unionid", f"u-{uuid4()}")]},
-        headers=admin,
-    )
-    assert response.status_code == 201, response.text
-    return UUID(response.json()["customer_id"])
+    return UUID(await new_customer(client, admin))
 
 
 def base(customer_id: UUID, point_type: str = "points") -> str:
@@ -232,12 +226,7 @@ async def test_malformed_redemptions_are_400_and_never_500(
 async def test_a_merged_away_customer_cannot_redeem_409_customer_merged(
     client: Client, admin: dict[str, str], tenant: Tenant, cid: UUID
 ) -> None:
-    other = await client.post(
-        "/v1/customers",
-        json={"identities": [identity("wechat_unionid", f"u-{uuid4()}")]},
-        headers=admin,
-    )
-    source = other.json()["customer_id"]
+    source = await new_customer(client, admin)
     merged = await client.post(
         f"/v1/customers/{cid}/merge", json={"source_customer_id": source}, headers=admin
     )
