@@ -72,6 +72,15 @@ def run(app: InMemoryMembercore, cmd: Command) -> Answer:
     return execute(app, cmd, CALLER)
 
 
+def gold(app: InMemoryMembercore, cid: UUID) -> None:
+    """``cid`` gold at ``AT``, on 1500 of spend."""
+    rules = loyalty_rules(app, AT)
+    outcome = qualify(
+        app, cid, ["consumer"], rules, {"spend": 1500}, entry_id="o1", effective_at=AT, at=AT
+    )
+    app.save(*outcome.changed)
+
+
 def stream(app: InMemoryMembercore, aggregate_id: UUID) -> list[str]:
     return [type(e).__name__ for e in app.events.get(aggregate_id)]
 
@@ -136,11 +145,7 @@ def test_a_keyed_end_with_another_reason_is_idempotency_key_reused(
 def test_the_assessment_job_runs_each_due_membership_once(
     app: InMemoryMembercore, cid: UUID
 ) -> None:
-    rules = loyalty_rules(app, AT)
-    outcome = qualify(
-        app, cid, ["consumer"], rules, {"spend": 1500}, entry_id="o1", effective_at=AT, at=AT
-    )
-    app.save(*outcome.changed)
+    gold(app, cid)
     new_year = datetime(2028, 1, 1, tzinfo=UTC)  # 2027 holds nothing
     app.clock = lambda: new_year  # type: ignore[method-assign]
     membership = LevelMembership.id_for(cid, "consumer")
@@ -190,11 +195,7 @@ def test_an_unknown_benefit_or_grant_is_refused_and_writes_nothing(
 def test_a_redemption_through_a_level_then_its_replay_then_another_under_its_id(
     app: InMemoryMembercore, cid: UUID
 ) -> None:
-    rules = loyalty_rules(app, AT)
-    outcome = qualify(
-        app, cid, ["consumer"], rules, {"spend": 1500}, entry_id="o1", effective_at=AT, at=AT
-    )
-    app.save(*outcome.changed)
+    gold(app, cid)
 
     first = run(app, RedeemBenefit(cid, "lounge", "r-1", "T2"))
     again = run(app, RedeemBenefit(cid, "lounge", "r-1", "T2"))
