@@ -139,15 +139,16 @@ def check_against_twin(
 
     answer = injected(fault, tenant.app, lambda: execute(tenant.app, cmd, by, client_id=KEY))
 
-    assert effect() == one_effect
-    assert answer.outcome is twin.outcome
-    assert comparable(answer.body) == comparable(twin.body)
-    assert answer.position > 0
+    # Messages spelled out: this module's asserts are not rewritten by pytest.
+    assert (seen := effect()) == one_effect, (seen, one_effect)
+    assert answer.outcome is twin.outcome, (answer.outcome, twin.outcome)
+    assert comparable(answer.body) == comparable(twin.body), (answer.body, twin.body)
+    assert answer.position > 0, answer
     if keyed:
         again = execute(tenant.app, cmd, by, client_id=KEY)
-        assert again.outcome is Outcome.REPLAYED
-        assert (again.body, again.position) == (answer.body, answer.position)
-        assert effect() == one_effect
+        assert again.outcome is Outcome.REPLAYED, again
+        assert (again.body, again.position) == (answer.body, answer.position), (again, answer)
+        assert (seen := effect()) == one_effect, (seen, one_effect)
     return one_effect, answer
 
 
@@ -170,5 +171,5 @@ def rejection_replayed(
     with pytest.raises(RejectionReplayed) as replayed:
         execute(tenant.app, cmd, by, client_id=client_id)
 
-    assert event_count(tenant.app) == before
+    assert event_count(tenant.app) == before, "the replayed refusal wrote events"
     return replayed.value.rejection
