@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
@@ -87,6 +87,11 @@ class Membercore(Application[UUID]):
 
     def last_position_of(self, aggregate_id: UUID) -> int:
         """Log position of the aggregate's latest event (read-your-writes for no-op commands)."""
+        raise NotImplementedError("provided by the infrastructure's recorder")
+
+    def still_at(self, versions: Mapping[UUID, int]) -> SideEffect:
+        """A side effect for a save that raises ``IntegrityError`` (the save is then decided
+        again) unless each of these streams is still at the version given."""
         raise NotImplementedError("provided by the infrastructure's recorder")
 
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:

@@ -74,6 +74,10 @@ class Decision:
     outcome: Outcome
     body: dict[str, Any]
     save: Sequence[Aggregate] = ()
+    # Read, not changed, but decided on: the save commits only while they are still at the
+    # versions read (a grant decided on a customer a merge has since taken away is decided
+    # again, as a write to a stale stream is).
+    unchanged: Sequence[Aggregate] = ()
     side_effect: SideEffect | None = None
     position_of: UUID | None = None
     after_commit: Callable[[], None] | None = None
@@ -278,7 +282,11 @@ def _save(app: Membercore, decision: Decision, pending: list[Any], key: Completi
         completion = store.completion(
             k, StoredAnswer(_stored(decision.outcome), decision.body, None)
         )
-    recordings = app.save(*decision.save, side_effect=both(decision.side_effect, completion))
+    guard = None
+    if decision.unchanged:
+        guard = app.still_at({a.id: a.version for a in decision.unchanged})
+    side_effect = both(guard, decision.side_effect, completion)
+    recordings = app.save(*decision.save, side_effect=side_effect)
     position = recordings[-1].notification.id if recordings else decision.unsaved_position(app)
     if decision.after_commit is not None:
         decision.after_commit()

@@ -14,7 +14,7 @@ Three changes to the library's defaults, each for a measured reason (docs/adr/00
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -166,6 +166,11 @@ class TenantRecorder(PostgresApplicationRecorder):
             " JOIN {t} e ON e.originator_id = k.id AND e.originator_version > k.after"
             " ORDER BY e.originator_id, e.originator_version"
         ).format(t=table)
+        self._moved_on = SQL(
+            "SELECT k.id FROM unnest(%s::uuid[], %s::bigint[]) AS k(id, version)"
+            " WHERE (SELECT max(e.originator_version) FROM {t} e WHERE e.originator_id = k.id)"
+            " IS DISTINCT FROM k.version"
+        ).format(t=table)
         self._last_position = SQL(
             "SELECT notification_id FROM {t} WHERE originator_id = %s "
             "ORDER BY originator_version DESC LIMIT 1"
@@ -306,6 +311,20 @@ class TenantRecorder(PostgresApplicationRecorder):
                 )
                 for row in curs.fetchall()
             ]
+
+    def still_at(self, versions: Mapping[UUID, int]) -> SideEffect:
+        """A side effect raising ``IntegrityError`` unless each stream is at its version. It
+        runs under the events table's lock (taken before the insert), so no writer can move a
+        stream between this check and the commit."""
+        ids = list(versions)
+
+        def check(curs: Cursor[DictRow], position: int) -> None:
+            curs.execute(self._moved_on, (ids, [versions[i] for i in ids]))
+            moved = [row["id"] for row in curs.fetchall()]
+            if moved:
+                raise IntegrityError(f"{CONFLICT}: read streams moved on: {moved}")
+
+        return check
 
     def last_position_of(self, originator_id: UUID) -> int:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:

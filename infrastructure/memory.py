@@ -5,18 +5,19 @@ on the real stores.
 
 Events go through the project's msgspec mapper, so an event that would not survive PostgreSQL
 does not survive here either. A save's side effect runs under the recorder's lock after its
-events are appended (``cursor`` is None): the in-memory stores it completes need none.
+events are appended (``cursor`` is None: the in-memory stores it completes need none); when it
+raises, the events are taken out again, as the transaction's rollback would.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import ApplicationRecorder, Mapper, StoredEvent
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Mapper, StoredEvent
 from eventsourcing.popo import POPOApplicationRecorder
 
 from application.app import Membercore, SideEffect
@@ -33,14 +34,29 @@ class _Recorder(POPOApplicationRecorder):
         with self._database_lock:
             ids = self._insert_events(stored_events)
             if side_effect is not None:
-                side_effect(None, ids[-1] if ids else 0)
+                try:
+                    side_effect(None, ids[-1] if ids else 0)
+                except BaseException:
+                    self._roll_back(stored_events)
+                    raise
         self._notify_listeners()
         return ids
+
+    def _roll_back(self, stored_events: Sequence[StoredEvent]) -> None:
+        # A failed side effect undoes the save, as the transaction it stands for would.
+        del self._stored_events[len(self._stored_events) - len(stored_events) :]
+        for s in stored_events:
+            del self._stored_events_index[str(s.originator_id)][s.originator_version]
 
     def last_position_of(self, originator_id: UUID) -> int:
         with self._database_lock:
             index = self._stored_events_index.get(str(originator_id))
             return max(index.values()) + 1 if index else 0
+
+    def version_of(self, originator_id: UUID) -> int | None:
+        # Called by a save's side effect, under the lock the insert holds.
+        index = self._stored_events_index.get(str(originator_id))
+        return max(index) if index else None
 
 
 class InMemoryMembercore(Membercore):
@@ -62,6 +78,17 @@ class InMemoryMembercore(Membercore):
     def last_position_of(self, aggregate_id: UUID) -> int:
         assert isinstance(self.recorder, _Recorder)
         return self.recorder.last_position_of(aggregate_id)
+
+    def still_at(self, versions: Mapping[UUID, int]) -> SideEffect:
+        recorder = self.recorder
+        assert isinstance(recorder, _Recorder)
+
+        def check(curs: Any, position: int) -> None:
+            moved = [i for i, v in versions.items() if recorder.version_of(i) != v]
+            if moved:
+                raise IntegrityError(f"read streams moved on: {moved}")
+
+        return check
 
     def claim_id(self, identity: Identity) -> UUID:
         return claim_id(b"in-memory identity secret", identity)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 from uuid import UUID
 
@@ -75,6 +75,9 @@ class TenantApp(Membercore):
 
     def last_position_of(self, aggregate_id: UUID) -> int:
         return self.tenant_recorder.last_position_of(aggregate_id)
+
+    def still_at(self, versions: Mapping[UUID, int]) -> SideEffect:
+        return self.tenant_recorder.still_at(versions)
 
     def get_many(self, aggregate_ids: Iterable[UUID]) -> dict[UUID, Any]:
         """Several aggregates with one query: cached ones fast-forwarded by the events after

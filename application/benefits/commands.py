@@ -25,6 +25,7 @@ from application.loaders import active_customer, benefit_account
 from application.program import loyalty_rules
 from domain.benefit_quotas import Redemption, period_key, quota_use
 from domain.benefits import BenefitAccount
+from domain.customer import Customer
 from domain.errors import GrantNotFound
 from domain.loyalty import BenefitRules
 
@@ -78,12 +79,17 @@ class RedeemBenefit(BenefitCommand):
 
 
 def _decided(
-    cmd: BenefitCommand, account: BenefitAccount, detail: dict[str, Any], recorded: bool
+    cmd: BenefitCommand,
+    customer: Customer,
+    account: BenefitAccount,
+    detail: dict[str, Any],
+    recorded: bool,
 ) -> Decision:
     # Not recorded: nothing changed (a repeated client id, or a grant revoked before).
     outcome = Outcome.CREATED if recorded else Outcome.DONE
     body = {"customer_id": str(cmd.customer_id), **detail}
-    return Decision(outcome, body, save=(account,), position_of=account.id)
+    # Decided on an active customer: a merge taking it away meanwhile makes it decide again.
+    return Decision(outcome, body, save=(account,), unchanged=(customer,), position_of=account.id)
 
 
 def _grant_detail(account: BenefitAccount, grant_id: str) -> dict[str, Any]:
@@ -101,7 +107,7 @@ def _grant_detail(account: BenefitAccount, grant_id: str) -> dict[str, Any]:
 @handles(GrantBenefit)
 def grant_benefit(app: Membercore, cmd: GrantBenefit, ctx: CommandContext) -> Decision:
     at = app.clock()
-    active_customer(app, cmd.customer_id)
+    customer = active_customer(app, cmd.customer_id)
     rules = loyalty_rules(app, at)
     until = parse_instant(cmd.until, zone(rules), field="until") if cmd.until else None
     account = benefit_account(app, cmd.customer_id) or BenefitAccount.open(cmd.customer_id, at=at)
@@ -114,24 +120,24 @@ def grant_benefit(app: Membercore, cmd: GrantBenefit, ctx: CommandContext) -> De
         actor=ctx.actor,
         at=at,
     )
-    return _decided(cmd, account, _grant_detail(account, cmd.grant_id), recorded)
+    return _decided(cmd, customer, account, _grant_detail(account, cmd.grant_id), recorded)
 
 
 @handles(RevokeBenefitGrant)
 def revoke_grant(app: Membercore, cmd: RevokeBenefitGrant, ctx: CommandContext) -> Decision:
     at = app.clock()
-    active_customer(app, cmd.customer_id)
+    customer = active_customer(app, cmd.customer_id)
     account = benefit_account(app, cmd.customer_id)
     if account is None:
         raise GrantNotFound(cmd.grant_id)
     account.revoke(cmd.grant_id, reason=cmd.reason, actor=ctx.actor, at=at)
-    return _decided(cmd, account, _grant_detail(account, cmd.grant_id), recorded=False)
+    return _decided(cmd, customer, account, _grant_detail(account, cmd.grant_id), recorded=False)
 
 
 @handles(RedeemBenefit)
 def redeem_benefit(app: Membercore, cmd: RedeemBenefit, ctx: CommandContext) -> Decision:
     at = app.clock()
-    active_customer(app, cmd.customer_id)
+    customer = active_customer(app, cmd.customer_id)
     rules = loyalty_rules(app, at)
     tz = zone(rules)
     benefit = rules.benefits.get(cmd.code)
@@ -151,7 +157,8 @@ def redeem_benefit(app: Membercore, cmd: RedeemBenefit, ctx: CommandContext) -> 
         actor=ctx.actor,
         at=at,
     )
-    return _decided(cmd, account, _redemption_detail(account, redemption, benefit, tz), recorded)
+    detail = _redemption_detail(account, redemption, benefit, tz)
+    return _decided(cmd, customer, account, detail, recorded)
 
 
 def _redemption_detail(

@@ -112,7 +112,8 @@ def set_level_override(app: Membercore, cmd: SetLevelOverride, ctx: CommandConte
     # Not recorded: the membership knew the override id and answered the same request again.
     outcome = Outcome.CREATED if recorded else Outcome.DONE
     body = _override_body(cmd.customer_id, m, cmd.override_id)
-    return Decision(outcome, body, save=(m,), position_of=m.id)
+    # Decided on an active customer: a merge taking it away meanwhile makes it decide again.
+    return Decision(outcome, body, save=(m,), unchanged=(customer,), position_of=m.id)
 
 
 @handles(EndLevelOverride)

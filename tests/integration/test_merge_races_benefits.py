@@ -1,4 +1,5 @@
-"""A benefit grant racing a merge of its customer (reliability case B7: no lost update).
+"""A benefit grant or a level override racing a merge of its customer (reliability case B7: no
+lost update).
 
 The merge copies the source's grants in force to the survivor. A grant decided on the source
 while the merge runs must either be refused once the merge stands (``customer_merged``) or
@@ -9,15 +10,19 @@ source's benefit account.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import pytest
 
 import application.benefits.commands as benefit_commands
+import application.levels.overrides as level_overrides
 from application.benefits.commands import GrantBenefit
 from application.benefits.queries import benefits_of
 from application.kernel import Caller, execute
+from application.levels.overrides import SetLevelOverride
+from application.loaders import membership
 from application.merges import MergeCustomers
 from application.program import define_program
 from domain.errors import CustomerMerged
@@ -48,11 +53,6 @@ def _merge_after_the_read(
     monkeypatch.setattr(benefit_commands, "benefit_account", then_merge)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the merge writes nothing on the source's benefit account, so a grant racing it"
-    " commits on the merged-away id (needs a merge event on that account: a domain change)",
-)
 @pytest.mark.parametrize("source_has_an_account", [False, True], ids=["new", "existing"])
 def test_a_grant_racing_a_merge_of_its_customer_is_refused_or_reaches_the_survivor(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch, source_has_an_account: bool
@@ -85,3 +85,44 @@ def test_a_grant_made_before_a_merge_reaches_the_survivor(tenant: Tenant) -> Non
 
     held = benefits_of(tenant.app, survivor, tenant.app.clock())
     assert [s for b in held for s in b.to_dict()["sources"] if "g1" in str(s)]
+
+
+LADDER: dict[str, Any] = {
+    **PROGRAM,
+    "level_groups": [
+        {
+            "code": "consumer",
+            "basis": "spend",
+            "levels": [
+                {"code": "normal", "threshold": 0},
+                {"code": "gold", "threshold": 100000},
+            ],
+        }
+    ],
+}
+
+
+def test_a_level_override_racing_a_merge_of_its_customer_is_refused(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    define_program(tenant.app, LADDER, "t")
+    survivor = register(tenant, ("member_no", "survivor")).customer_id
+    source = register(tenant, ("member_no", "source")).customer_id
+    read = level_overrides.membership
+    merged: list[int] = []
+
+    def then_merge(app: Any, customer_id: UUID, group: str) -> Any:
+        found = read(app, customer_id, group)
+        if not merged:
+            merged.append(1)
+            execute(tenant.app, MergeCustomers(survivor, source), Caller("other"))
+        return found
+
+    monkeypatch.setattr(level_overrides, "membership", then_merge)
+    until = (tenant.app.clock() + timedelta(days=30)).isoformat()
+    cmd = SetLevelOverride(source, "consumer", "o-1", "gold", until, "vip")
+
+    with pytest.raises(CustomerMerged):
+        execute(tenant.app, cmd, Caller("t"))
+    assert merged == [1]
+    assert membership(tenant.app, source, "consumer") is None

@@ -308,3 +308,49 @@ def test_ids_derived_from_the_client_id_are_the_same_on_every_attempt(
 
     assert len(seen) == 2
     assert seen[0] == seen[1]
+
+
+SHELF = uuid5(NAMESPACE_URL, "test-shelf")
+
+
+@dataclass(frozen=True)
+class DepositIfShelved(Command):
+    """Deposits into a second jar, decided on the first jar's state (read, not changed)."""
+
+    operation = "TestDepositIfShelved"
+    deposit_id: str
+
+
+@handles(DepositIfShelved)
+def deposit_if_shelved(
+    app: InMemoryMembercore, cmd: DepositIfShelved, ctx: CommandContext
+) -> Decision:
+    rule = optional(app, JAR, Jar)
+    shelf = optional(app, SHELF, Jar)
+    assert rule is not None
+    assert shelf is not None
+    if rule.coins >= rule.limit:
+        raise JarFull(0)
+    shelf.deposit(cmd.deposit_id, 1)
+    if INTERFERE:
+        INTERFERE.pop()(app)
+    return Decision(Outcome.CREATED, {"rule_coins": rule.coins}, save=(shelf,), unchanged=(rule,))
+
+
+def test_a_save_decided_on_an_aggregate_that_moved_on_since_it_was_read_is_decided_again(
+    app: InMemoryMembercore, caller: Caller
+) -> None:
+    app.save(Jar._create(Jar.Opened, id=SHELF, limit=10))
+
+    def fill_the_rule_jar(mc: InMemoryMembercore) -> None:
+        rule = optional(mc, JAR, Jar)
+        assert rule is not None
+        rule.deposit("fill", 100)
+        mc.save(rule)
+
+    INTERFERE.append(fill_the_rule_jar)
+
+    with pytest.raises(JarFull):
+        execute(app, DepositIfShelved("s1"), caller)
+
+    assert not [e for e in app.events.get(SHELF) if isinstance(e, Jar.Deposited)]
