@@ -237,10 +237,6 @@ class ConsentBody(Strict):
     source: ShortText | None = None
 
 
-class EraseBody(Strict):
-    reason: ShortText | None = None
-
-
 class HandoverBody(Strict):
     to_staff_id: Annotated[str, Meta(min_length=1, max_length=128)]
 

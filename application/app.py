@@ -5,14 +5,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 
 from domain.values import Identity
 
-T = TypeVar("T")
 SideEffect = Callable[[Any, int], None]
 """Writes rows in the saving transaction (cursor, position of the save's last event)."""
 

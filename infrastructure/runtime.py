@@ -14,7 +14,7 @@ from infrastructure.behaviors import install_behaviors
 from infrastructure.database import open_pool, resolve_database_url, stop_embedded
 from infrastructure.settings import Settings
 from infrastructure.tenancy import ApiKeys, Tenants
-from projections.due_index import wire_due_index
+from projections.due_index import wire_indexes
 from projections.jobs import DEFAULT_EVERY_SECONDS
 from projections.registry import PROJECTIONS
 from projections.worker import ProjectionWorker
@@ -38,7 +38,7 @@ class Runtime:
         tenants = Tenants(
             pool,
             installers=[*(p.install for p in PROJECTIONS), install_behaviors],
-            wirers=[wire_due_index],
+            wirers=[wire_indexes],
         )
         runtime = cls(settings, url, pool, tenants, ApiKeys(pool))
         if projections:

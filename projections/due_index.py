@@ -1,5 +1,6 @@
-"""The write side's due index (``application.app.DueIndex``) over the query tables that know
-when lots, holds and level checks fall due.
+"""The write side's indexes over query tables: the due index (``application.app.DueIndex``:
+when lots, holds and level checks fall due) and the owner index (``OwnerIndex``: the customers
+a staff member holds).
 
 Each read first brings its table up to the log head (a catch-up, exactly once beside the
 projection worker), so a job sees every lot and membership written before it started.
@@ -48,6 +49,6 @@ class ProjectedOwnerIndex:
             return owned_by(curs, self.tenant.schema, staff_id)
 
 
-def wire_due_index(tenant: Tenant) -> None:
+def wire_indexes(tenant: Tenant) -> None:
     tenant.app.due = ProjectedDueIndex(tenant)
     tenant.app.owners = ProjectedOwnerIndex(tenant)

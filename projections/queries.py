@@ -302,18 +302,3 @@ async def lags(
             for name in projections:
                 result[name] += max(0, int(head) - int(tracked.get(name) or 0))
     return result
-    parts = [
-        SQL(
-            "SELECT %s::text AS name,"
-            " coalesce((SELECT max(notification_id) FROM {0}.membercore_events), 0)"
-            " - coalesce((SELECT notification_id FROM {0}.{1} WHERE application_name = %s), 0)"
-            " AS lag"
-        ).format(Identifier(schema), Identifier(TRACKING_TABLE))
-        for schema in schemas
-        for _ in projections
-    ]
-    params = [v for _ in schemas for name in projections for v in (name, name)]
-    cur = await conn.execute(SQL(" UNION ALL ").join(parts), params)
-    for name, lag in await cur.fetchall():
-        result[name] += max(0, int(lag))
-    return result

@@ -370,15 +370,10 @@ class ImportSummary:
     position: int
     rejections: tuple[Rejection, ...] = ()
     rejections_truncated: bool = False
-    completed: bool = False
 
     @property
     def rate(self) -> float:
         return round(self.rows / self.seconds, 1) if self.seconds > 0 else 0.0
-
-    @property
-    def status(self) -> int:
-        return 200
 
     def body(self) -> dict[str, Any]:
         return {

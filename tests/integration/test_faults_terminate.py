@@ -94,4 +94,3 @@ def test_terminated_command_transactions_lose_nothing_double_nothing_and_never_5
     check_nothing_lost_or_doubled(shop.tenant, commands)
     check_replays_answer_the_first_answer(client, shop.headers, commands)
     check_balances(client, shop, commands)
-
